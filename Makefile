@@ -1,0 +1,38 @@
+# The two commands of the README. Everything installs into .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := demo-output
+
+.PHONY: run test install lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip setuptools >/dev/null
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e ".[dev,heif]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	rm -rf $(DEMO)
+	$(BIN)/python -m lookalike.demo $(DEMO)
+	$(BIN)/lookalike models
+	$(BIN)/lookalike index $(DEMO)/photos
+	@echo "--- second run: only changes are embedded ---"
+	$(BIN)/lookalike index $(DEMO)/photos
+	$(BIN)/lookalike search $(DEMO)/queries/coffee-crop-flip.jpg --db $(DEMO)/photos/.lookalike -k 5 --grid $(DEMO)/coffee-matches.png
+	$(BIN)/lookalike search $(DEMO)/queries --db $(DEMO)/photos/.lookalike -k 3 --grid $(DEMO)/grids
+	$(BIN)/lookalike info $(DEMO)/photos
+	@echo "contact sheets: $(DEMO)/coffee-matches.png and $(DEMO)/grids/"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check lookalike tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(DEMO) *.egg-info

@@ -1,0 +1,326 @@
+"""The ``lookalike`` command line: one small command per verb over the Python API.
+
+Exit codes: 0 success; 1 a clear error was printed (no collection, bad query image,
+model unavailable...); 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from .act.grids import Tile, contact_sheet, save_image
+from .collection import DEFAULT_DIRNAME, Collection, SearchHit, locate
+from .decode import DecodeError
+from .discover import discover
+from .embed import ModelUnavailable, list_backbones
+from .store import StoreError
+
+app = typer.Typer(
+    help="Explore image collections by visual similarity.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", help="Collection directory (default: FOLDER/.lookalike, found from "
+                 "the query's folder or the current directory)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def friendly_errors(command: F) -> F:
+    """Turn expected failures into one red line and exit code 1: no traceback for users."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (StoreError, ModelUnavailable, DecodeError, ValueError, OSError) as error:
+            errors.print(f"[bold red]error:[/] {error}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _to_json(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {key: _to_json(item) for key, item in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(key): _to_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_json(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(_to_json(value), indent=2) + "\n")
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.1f} files/s" if speed else "", style="cyan")
+
+
+def _find_collection(db: Path | None, *hints: Path | None) -> Path:
+    if db is not None:
+        return locate(db)
+    for hint in [*hints, Path.cwd()]:
+        if hint is None:
+            continue
+        start = Path(hint).expanduser().absolute()
+        for folder in [start, *start.parents]:
+            if (folder / DEFAULT_DIRNAME / "catalogue.sqlite").is_file():
+                return folder / DEFAULT_DIRNAME
+    raise StoreError("no collection found here: pass --db DIR, or run lookalike index FOLDER")
+
+
+@app.command()
+@friendly_errors
+def index(
+    folder: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
+    db: DbOption = None,
+    model: Annotated[str, typer.Option(help="Backbone: auto, classic, onnx:PATH, dinov2-small, "
+                                       "clip-vit-b-32, resnet50, ... (see lookalike models)")]
+    = "auto",
+    weights: Annotated[Path | None, typer.Option(help="Local weights file for the model.")]
+    = None,
+    preprocess: Annotated[str | None, typer.Option(
+        help='ONNX/torch preprocessing as JSON or a JSON file, e.g. {"size": 224, "resize": 224,'
+             ' "mean": [0.5,0.5,0.5], "std": [0.5,0.5,0.5]}')] = None,
+    output: Annotated[str | None, typer.Option(help="ONNX output tensor to use.")] = None,
+    random_init: Annotated[bool, typer.Option(
+        "--random-init", help="Random weights (throughput tests only).")] = False,
+    index_kind: Annotated[str | None, typer.Option(
+        "--index", help="Vector index: auto, flat, hnsw, ivfpq or annoy.")] = None,
+    rebuild: Annotated[bool, typer.Option(help="Re-embed everything (e.g. new model).")]
+    = False,
+    workers: Annotated[int | None, typer.Option(help="Decode threads (default: cores).")]
+    = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per model batch.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Index FOLDER into a collection; re-running embeds only new or changed files."""
+    options = {} if preprocess is None else {"preprocess": _json_argument(preprocess)}
+    quiet = as_json or not console.is_terminal
+    with Progress(TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+                  TimeRemainingColumn(), console=errors, disable=as_json) as bar:
+        task = bar.add_task("embed", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        collection, report = Collection.index_folder(
+            folder, db, model=model, weights=weights, output=output, pretrained=not random_init,
+            index_kind=index_kind, rebuild=rebuild, workers=workers, batch_size=batch_size,
+            progress=progress, **options,
+        )
+    if as_json:
+        _print_json({**_to_json(report), "collection": str(collection.directory),
+                     "images_per_second": report.embed.images_per_second})
+        return
+    changes = report.changes
+    console.print(
+        f"[bold]{collection.directory}[/]: {changes.added} new, {changes.changed} changed, "
+        f"{changes.removed} removed, {changes.unchanged} unchanged"
+    )
+    console.print(
+        f"embedded {report.embed.embedded} images with {report.model} in "
+        f"{report.embed.seconds:.1f} s ({report.embed.images_per_second:,.1f} images/s); "
+        f"index: {report.index_kind}; total {report.seconds:.1f} s"
+    )
+    if report.skipped:
+        _print_skipped(report.skipped, "skipped in this run")
+    elif report.skipped_total and not quiet:
+        console.print(f"{report.skipped_total} files skipped earlier (see lookalike info)")
+
+
+def _json_argument(value: str) -> dict[str, Any]:
+    text = Path(value).read_text() if not value.lstrip().startswith("{") else value
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--preprocess is not valid JSON: {error}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError("--preprocess must be a JSON object")
+    return parsed
+
+
+def _print_skipped(skipped: list[tuple[str, str]], title: str) -> None:
+    table = Table(title=f"{len(skipped)} files {title}", title_justify="left")
+    table.add_column("file", overflow="fold")
+    table.add_column("reason", overflow="fold")
+    for path, reason in skipped:
+        table.add_row(path, reason)
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def search(
+    query: Annotated[str | None, typer.Argument(
+        help="Image file (in the collection or not), a folder of query images, or a "
+             "catalogue id.")] = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Number of matches.")] = 10,
+    db: DbOption = None,
+    text: Annotated[str | None, typer.Option(help="Search by text (CLIP models).")] = None,
+    vector: Annotated[Path | None, typer.Option(help=".npy file holding a query vector.")]
+    = None,
+    model: Annotated[str | None, typer.Option(help="Refuse unless the collection uses it.")]
+    = None,
+    grid: Annotated[Path | None, typer.Option(
+        help="Write a contact sheet (query + matches) to this PNG; for a folder of queries, "
+             "one sheet per query in this folder.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Find the images that look most like QUERY."""
+    sources = [s for s in (query, text, vector) if s is not None]
+    if len(sources) != 1:
+        raise ValueError("give exactly one of: QUERY, --text or --vector")
+    query_path = Path(query).expanduser() if query is not None and not query.isdigit() else None
+    collection = Collection.open(_find_collection(db, query_path))
+    collection.check_model(model)
+    labels: list[str]
+    if text is not None:
+        results, labels, query_files = [collection.search_text(text, k)], [text], [None]
+    elif vector is not None:
+        results = [collection.search(np.load(vector).astype(np.float32).ravel(), k)]
+        labels, query_files = [str(vector)], [None]
+    elif query_path is None:
+        results, labels = [collection.search(int(query), k)], [f"id {query}"]
+        record = collection.store.file(int(query))
+        query_files = [collection.root / record.path if record else None]
+    elif query_path.is_dir():
+        files = [query_path / c.path for c in discover(query_path) if c.reason is None]
+        if not files:
+            raise ValueError(f"no images in {query_path}")
+        results = collection.search_many(files, k)
+        labels, query_files = [str(f) for f in files], files
+    else:
+        if not query_path.exists():
+            raise ValueError(f"query file {query_path} does not exist")
+        results, labels, query_files = [collection.search(query_path, k)], [str(query)], [
+            query_path]
+    if grid is not None:
+        _write_grids(grid, labels, query_files, results)
+    if as_json:
+        _print_json([{"query": label, "results": hits} for label, hits in zip(labels, results)])
+        return
+    for label, hits in zip(labels, results):
+        table = Table(title=f"matches for {label}", title_justify="left")
+        table.add_column("rank", justify="right")
+        table.add_column("score", justify="right")
+        table.add_column("id", justify="right")
+        table.add_column("path", overflow="fold")
+        for hit in hits:
+            table.add_row(str(hit.rank), f"{hit.score:.4f}", str(hit.id), hit.path)
+        console.print(table)
+    if grid is not None:
+        console.print(f"contact sheet: {grid}")
+
+
+def _write_grids(
+    grid: Path, labels: list[str], query_files: list[Path | None], results: list[list[SearchHit]]
+) -> None:
+    many = len(results) > 1
+    for position, (label, query_file, hits) in enumerate(zip(labels, query_files, results)):
+        tiles = [Tile(query_file, "query", Path(label).name, highlight=True)] if query_file else []
+        tiles += [Tile(hit.absolute_path, f"#{hit.rank}  {hit.score:.3f}", Path(hit.path).name)
+                  for hit in hits]
+        target = grid / f"{position:04d}-{Path(label).stem}.png" if many else grid
+        save_image(contact_sheet(tiles, columns=min(6, len(tiles))), target)
+
+
+@app.command()
+@friendly_errors
+def models(as_json: JsonOption = False) -> None:
+    """List the backbones lookalike knows and whether each works offline here."""
+    infos = list_backbones()
+    if as_json:
+        _print_json(infos)
+        return
+    table = Table(title="models")
+    for column in ("name", "available", "description", "note"):
+        table.add_column(column, overflow="fold")
+    for info in infos:
+        table.add_row(info.name, "[green]yes[/]" if info.available else "[red]no[/]",
+                      info.description, info.note)
+    console.print(table)
+    cache = os.environ.get("LOOKALIKE_HOME", "~/.cache/lookalike")
+    console.print(f"weights cache: {cache} (set LOOKALIKE_HOME to move it)")
+
+
+@app.command()
+@friendly_errors
+def info(
+    folder: Annotated[Path | None, typer.Argument(help="Image folder or collection.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a collection: images, skipped files and why, model, index, sizes."""
+    collection = Collection.open(_find_collection(db or folder))
+    details = collection.info()
+    if as_json:
+        _print_json(details)
+        return
+    counts = details.counts
+    table = Table(show_header=False, title=str(details.directory), title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    rows = {
+        "images folder": str(details.root),
+        "files": f"{sum(counts.values())} ({counts.get('ok', 0)} ok, "
+                 f"{counts.get('pending', 0)} pending, {counts.get('skipped', 0)} skipped)",
+        "embedded": str(details.embedded),
+        "model": f"{details.model_spec} ({details.model})",
+        "dimensions": str(details.dim),
+        "index": f"{details.index_kind} ({'up to date' if details.index_fresh else 'stale: '
+                                          'rebuilt on next search'})",
+        "disk": ", ".join(f"{part} {_size(n)}" for part, n in details.disk_bytes.items()),
+    }
+    for key, value in rows.items():
+        table.add_row(key, value)
+    console.print(table)
+    if details.skipped:
+        _print_skipped(details.skipped, "skipped")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

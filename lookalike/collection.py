@@ -1,0 +1,424 @@
+"""Collection: the public Python API over one indexed folder.
+
+    >>> from lookalike import Collection
+    >>> c = Collection.index_folder("~/photos")           # creates ~/photos/.lookalike
+    >>> hits = Collection.open("~/photos").search("query.jpg", k=10)
+
+The CLI and the web server are thin layers over this class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .decode import decode_file
+from .discover import discover
+from .embed import Backbone, Preprocess, load_backbone, resolve_auto
+from .index import INDEX_KINDS, VectorIndex, build_index, choose_kind, load_index
+from .pipeline import EmbedReport, Progress, embed_pending
+from .store import CatalogueChanges, FileRecord, ModelRecord, Store, StoreError
+
+DEFAULT_DIRNAME = ".lookalike"
+
+
+class ModelMismatch(StoreError):
+    """The model asked for is not the one the collection's embeddings came from."""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    rank: int
+    score: float  # cosine similarity, 1.0 = identical embedding
+    id: int  # catalogue file id
+    path: str  # relative to the collection root
+    absolute_path: Path
+
+
+@dataclass
+class IndexReport:
+    """What one ``index`` run did."""
+
+    changes: CatalogueChanges
+    embed: EmbedReport
+    model: str
+    index_kind: str
+    seconds: float
+    skipped_total: int  # all skipped files in the collection, not only this run's
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        return self.embed.skipped
+
+
+@dataclass
+class CollectionInfo:
+    directory: Path
+    root: Path
+    counts: dict[str, int]
+    model: str | None
+    model_spec: str | None
+    dim: int | None
+    index_kind: str | None
+    index_fresh: bool
+    disk_bytes: dict[str, int]
+    embedded: int
+    dead_rows: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    identity: dict[str, Any] = field(default_factory=dict)
+
+
+def locate(path: str | os.PathLike[str]) -> Path:
+    """A collection directory, given it or the image folder that holds ``.lookalike``."""
+    path = Path(path).expanduser().absolute()
+    if (path / Store.CATALOGUE).is_file():
+        return path
+    if (path / DEFAULT_DIRNAME / Store.CATALOGUE).is_file():
+        return path / DEFAULT_DIRNAME
+    raise StoreError(f"no collection at {path} (create one with: lookalike index FOLDER)")
+
+
+def model_key(identity: dict[str, Any]) -> str:
+    """A short, file-name-safe key for the model that produced a set of embeddings."""
+    slug = re.sub(r"[^a-z0-9]+", "-", str(identity.get("name", "model")).lower()).strip("-")
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{slug[-40:]}-{digest}"
+
+
+class Collection:
+    """An indexed image folder: catalogue, embeddings from one model, and a vector index."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._backbone: Backbone | None = None
+        self._index: VectorIndex | None = None
+        self._index_version: tuple[int, str] | None = None
+        self._lock = threading.Lock()
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], writable: bool = False) -> Collection:
+        return cls(Store.open(locate(path), writable=writable))
+
+    @classmethod
+    def index_folder(
+        cls,
+        root: str | os.PathLike[str],
+        db: str | os.PathLike[str] | None = None,
+        **options: Any,
+    ) -> tuple[Collection, IndexReport]:
+        """Open (or create) the collection for ``root`` and bring it up to date."""
+        root = Path(root).expanduser().absolute()
+        if not root.is_dir():
+            raise StoreError(f"{root} is not a folder")
+        directory = Path(db).expanduser().absolute() if db else root / DEFAULT_DIRNAME
+        if (directory / Store.CATALOGUE).is_file():
+            collection = cls(Store.open(directory, writable=True))
+            if collection.root != root.resolve():
+                raise StoreError(
+                    f"the collection at {directory} indexes {collection.root}, not {root}"
+                )
+        else:
+            collection = cls(Store.create(directory, root))
+        return collection, collection.index(**options)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def root(self) -> Path:
+        return self.store.root
+
+    @property
+    def directory(self) -> Path:
+        return self.store.directory
+
+    @property
+    def model(self) -> ModelRecord | None:
+        key = self.store.meta("model")
+        return self.store.model(key) if key else None
+
+    # -- indexing --------------------------------------------------------------------------
+    def index(
+        self,
+        model: str | None = None,
+        *,
+        weights: str | os.PathLike[str] | None = None,
+        preprocess: Preprocess | dict[str, Any] | None = None,
+        output: str | None = None,
+        pretrained: bool = True,
+        index_kind: str | None = None,
+        rebuild: bool = False,
+        workers: int | None = None,
+        batch_size: int | None = None,
+        progress: Progress | None = None,
+    ) -> IndexReport:
+        """Bring the collection up to date with its folder: only new or changed files
+        are embedded, deleted ones are dropped, then the vector index is synced."""
+        started = time.perf_counter()
+        record = self.model
+        options = _load_options(weights, preprocess, output, pretrained)
+        if record is None or rebuild or (model not in (None, "auto", record.spec)):
+            if record is not None and not rebuild:
+                raise ModelMismatch(
+                    f"this collection holds embeddings from {record.spec!r}; searching or "
+                    f"indexing it with {model!r} would mix models. Use --rebuild to re-embed "
+                    f"everything with {model!r}, or --db DIR for a separate collection."
+                )
+            spec = resolve_auto() if model in (None, "auto") else model
+            backbone = load_backbone(spec, **options)
+            record = self._start_model(backbone, spec, options)
+        else:
+            backbone = self.backbone
+        if index_kind is not None:
+            if index_kind != "auto" and index_kind not in INDEX_KINDS:
+                raise ValueError(f"index kind must be auto or one of {', '.join(INDEX_KINDS)}")
+            self.store.set_meta("index_kind", index_kind)
+        changes = self.store.sync_files(discover(self.root))
+        report = embed_pending(self.store, record.key, backbone, workers=workers,
+                               batch_size=batch_size, progress=progress)
+        self.store.compact(record.key)
+        index = self.vector_index()
+        skipped_total = self.store.status_counts().get("skipped", 0)
+        return IndexReport(changes, report, record.spec, index.kind,
+                           time.perf_counter() - started, skipped_total)
+
+    def _start_model(self, backbone: Backbone, spec: str, options: dict[str, Any]) -> ModelRecord:
+        identity = backbone.identity()
+        key = model_key(identity)
+        for old in self.store.models():
+            with self.store.transaction() as db:
+                db.execute("DELETE FROM models WHERE key = ?", (old.key,))
+                db.execute("DELETE FROM meta WHERE key = ?", (f"index:{old.key}",))
+            (self.directory / "embeddings" / old.file).unlink(missing_ok=True)
+        record = self.store.add_model(key, spec, options, identity, backbone.dim)
+        self.store.set_meta("model", key)
+        self._backbone = backbone
+        self._index = None
+        return record
+
+    @property
+    def backbone(self) -> Backbone:
+        """The collection's own model, loaded lazily and checked against what was recorded."""
+        if self._backbone is None:
+            record = self._require_model()
+            backbone = load_backbone(record.spec, **record.options)
+            if backbone.identity() != record.identity:
+                raise ModelMismatch(
+                    f"model {record.spec!r} no longer matches the one that built this "
+                    "collection (weights or preprocessing changed); re-index with --rebuild"
+                )
+            self._backbone = backbone
+        return self._backbone
+
+    def _require_model(self) -> ModelRecord:
+        record = self.model
+        if record is None:
+            raise StoreError("the collection has no embeddings yet: run lookalike index first")
+        return record
+
+    def check_model(self, spec: str | None) -> None:
+        """Refuse a query model that differs from the collection's."""
+        record = self._require_model()
+        if spec not in (None, "auto", record.spec):
+            raise ModelMismatch(
+                f"this collection was embedded with {record.spec!r}; it cannot be searched "
+                f"with {spec!r} (index a separate collection with --db DIR and --model {spec})"
+            )
+
+    # -- vectors and index -----------------------------------------------------------------
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(file_ids, embeddings float32 [n, dim])`` of every embedded file, by file id."""
+        record = self._require_model()
+        file_ids, rows = self.store.live_rows(record.key)
+        matrix = self.store.embeddings(record.key)
+        return file_ids, np.asarray(matrix[rows], dtype=np.float32)
+
+    def vector_index(self) -> VectorIndex:
+        """The vector index, synced with the catalogue: never silently stale.
+
+        Additions are applied incrementally; removals too where the index kind supports
+        it, otherwise (and after a compaction) the index is rebuilt.
+        """
+        record = self._require_model()
+        with self._lock:
+            if self._index is not None and self._index_version == (record.version, record.file):
+                return self._index
+            kind_setting = self.store.meta("index_kind") or "auto"
+            file_ids, rows = self.store.live_rows(record.key)
+            kind = choose_kind(len(rows)) if kind_setting == "auto" else kind_setting
+            path = self.directory / "index" / f"{record.key}.{kind}"
+            state = json.loads(self.store.meta(f"index:{record.key}") or "null") or {}
+            index = None
+            if state.get("kind") == kind and state.get("file") == record.file and path.exists():
+                index = load_index(path)
+                if state.get("version") != record.version:
+                    index = _sync(index, self.store.embeddings(record.key), rows)
+                    if index is not None:
+                        self._save_index(index, path, record)
+            if index is None:
+                index = build_index(kind, self.store.embeddings(record.key)[rows], rows)
+                self._save_index(index, path, record)
+            self._index, self._index_version = index, (record.version, record.file)
+            return index
+
+    def _save_index(self, index: VectorIndex, path: Path, record: ModelRecord) -> None:
+        path.parent.mkdir(exist_ok=True)
+        index.save(path)
+        state = {"kind": index.kind, "file": record.file, "version": record.version}
+        self.store.set_meta(f"index:{record.key}", json.dumps(state))
+
+    # -- search ----------------------------------------------------------------------------
+    def search(
+        self, query: str | os.PathLike[str] | int | np.ndarray, k: int = 10
+    ) -> list[SearchHit]:
+        """Images most similar to ``query``: an image file (inside the collection or not),
+        a catalogue id, or a vector. The query itself is never returned."""
+        return self.search_many([query], k)[0]
+
+    def search_text(self, text: str, k: int = 10) -> list[SearchHit]:
+        """Images matching a text description (CLIP-style models only)."""
+        vector = self.backbone.embed_text([text])
+        return self._search_vectors(vector, [None], k)[0]
+
+    def search_many(
+        self, queries: Sequence[str | os.PathLike[str] | int | np.ndarray], k: int = 10
+    ) -> list[list[SearchHit]]:
+        vectors, own_rows = self._query_vectors(queries)
+        return self._search_vectors(vectors, own_rows, k)
+
+    def _query_vectors(
+        self, queries: Sequence[str | os.PathLike[str] | int | np.ndarray]
+    ) -> tuple[np.ndarray, list[int | None]]:
+        record = self._require_model()
+        stored = self.store.embeddings(record.key)
+        vectors: list[np.ndarray] = []
+        own_rows: list[int | None] = []
+        for query in queries:
+            row = self._own_row(record, query)
+            if row is not None:
+                vectors.append(np.asarray(stored[row], dtype=np.float32))
+            elif isinstance(query, np.ndarray):
+                if query.shape != (record.dim,):
+                    raise ValueError(f"query vector must have shape ({record.dim},)")
+                vectors.append(query.astype(np.float32))
+            elif isinstance(query, (int, np.integer)):
+                raise StoreError(f"no embedded image with id {query}")
+            else:
+                vectors.append(self.embed_file(query))
+            own_rows.append(row)
+        return np.stack(vectors), own_rows
+
+    def _own_row(self, record: ModelRecord, query: object) -> int | None:
+        if isinstance(query, (int, np.integer)):
+            return self.store.row_for_file(record.key, int(query))
+        if isinstance(query, (str, os.PathLike)):
+            path = Path(query).expanduser().absolute()
+            try:
+                relative = path.resolve().relative_to(self.root).as_posix()
+            except ValueError:
+                return None
+            found = self.store.file_by_path(relative)
+            return self.store.row_for_file(record.key, found.id) if found else None
+        return None
+
+    def embed_file(self, path: str | os.PathLike[str]) -> np.ndarray:
+        """Embed one image file with the collection's model (decode guards included)."""
+        backbone = self.backbone
+        decoded = decode_file(path, min_side=backbone.decode_size)
+        return backbone.embed(backbone.preprocess(decoded.image)[None])[0]
+
+    def _search_vectors(
+        self, vectors: np.ndarray, own_rows: list[int | None], k: int
+    ) -> list[list[SearchHit]]:
+        record = self._require_model()
+        index = self.vector_index()
+        scores, keys = index.search(np.ascontiguousarray(vectors, dtype=np.float32), k + 1)
+        files = self.store.files_for_rows(record.key, keys.ravel())
+        results = []
+        for query_scores, query_keys, own in zip(scores, keys, own_rows):
+            hits: list[SearchHit] = []
+            for score, key in zip(query_scores, query_keys):
+                if key < 0 or key == own or int(key) not in files or len(hits) == k:
+                    continue
+                found = files[int(key)]
+                hits.append(SearchHit(len(hits) + 1, float(score), found.id, found.path,
+                                      self.root / found.path))
+            results.append(hits)
+        return results
+
+    # -- facts -----------------------------------------------------------------------------
+    def files(self, status: str | None = None) -> list[FileRecord]:
+        return self.store.files(status)
+
+    def info(self) -> CollectionInfo:
+        record = self.model
+        counts = self.store.status_counts()
+        index_kind = None
+        fresh = False
+        embedded = dead = 0
+        if record is not None:
+            state = json.loads(self.store.meta(f"index:{record.key}") or "null") or {}
+            index_kind = state.get("kind")
+            fresh = state.get("version") == record.version and state.get("file") == record.file
+            embedded = len(self.store.live_rows(record.key)[1])
+            dead = record.rows - embedded
+        return CollectionInfo(
+            directory=self.directory, root=self.root, counts=counts,
+            model=record.key if record else None, model_spec=record.spec if record else None,
+            dim=record.dim if record else None, index_kind=index_kind, index_fresh=fresh,
+            disk_bytes=self.store.disk_usage(), embedded=embedded, dead_rows=dead,
+            skipped=[(f.path, f.reason or "") for f in self.store.files("skipped")],
+            identity=record.identity if record else {},
+        )
+
+
+def _load_options(
+    weights: str | os.PathLike[str] | None,
+    preprocess: Preprocess | dict[str, Any] | None,
+    output: str | None,
+    pretrained: bool,
+) -> dict[str, Any]:
+    """The backbone options worth recording so that queries reload the same model."""
+    options: dict[str, Any] = {}
+    if weights is not None:
+        options["weights"] = str(Path(weights).expanduser().absolute())
+    if preprocess is not None:
+        options["preprocess"] = (
+            preprocess.to_dict() if isinstance(preprocess, Preprocess) else dict(preprocess)
+        )
+    if output is not None:
+        options["output"] = output
+    if not pretrained:
+        options["pretrained"] = False
+    return options
+
+
+def _sync(index: VectorIndex, matrix: np.ndarray, rows: np.ndarray) -> VectorIndex | None:
+    """Bring a loaded index to hold exactly ``rows``; None when it must be rebuilt."""
+    held = index.keys()
+    to_remove = np.setdiff1d(held, rows)
+    to_add = np.setdiff1d(rows, held)
+    if (len(to_remove) and not index.supports_remove) or (len(to_add) and not index.supports_add):
+        return None
+    if len(to_remove):
+        index.remove(to_remove)
+    if len(to_add):
+        index.add(np.asarray(matrix[to_add], dtype=np.float32), to_add)
+    return index

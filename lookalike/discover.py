@@ -1,0 +1,116 @@
+"""Discover: walk folders and find image files by their content, not their extension."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+# Magic numbers of the formats we decode. HEIC/HEIF/AVIF live in an ISO-BMFF box.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis", b"avif"}
+IMAGE_EXTENSIONS = {
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".dib", ".tif", ".tiff",
+    ".webp", ".heic", ".heif", ".avif",
+}
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Image format from the first 32 bytes of a file, or None when it is not an image."""
+    for magic, name in _SIGNATURES:
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return "HEIF"
+    return None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A file found under the root: either an image (``format`` set) or a rejected file."""
+
+    path: Path  # relative to the root
+    size: int
+    mtime_ns: int
+    format: str | None
+    reason: str | None = None  # why a file that looks like an image cannot be used
+
+
+def discover(root: Path, exclude: tuple[str, ...] = (".lookalike",)) -> Iterator[Candidate]:
+    """Yield every file under ``root`` that is an image by content, in sorted path order.
+
+    Files whose extension promises an image but whose content does not (a text file named
+    ``.jpg``, a zero-byte file, an unreadable file) are yielded with a ``reason`` so they
+    can be reported instead of silently dropped. Symlinked directories are followed once:
+    a loop, or a link back to a folder already walked, is not entered twice.
+    """
+    root = Path(root)
+    seen_dirs: set[tuple[int, int]] = set()
+    yield from _walk(root, root, exclude, seen_dirs)
+
+
+def _walk(
+    root: Path, folder: Path, exclude: tuple[str, ...], seen: set[tuple[int, int]]
+) -> Iterator[Candidate]:
+    try:
+        info = folder.stat()
+    except OSError:
+        return
+    if (info.st_dev, info.st_ino) in seen:
+        return
+    seen.add((info.st_dev, info.st_ino))
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name in exclude:
+            continue
+        path = Path(entry.path)
+        try:
+            is_dir = entry.is_dir(follow_symlinks=True)
+        except OSError:
+            is_dir = False
+        if is_dir:
+            yield from _walk(root, path, exclude, seen)
+        else:
+            candidate = _inspect(root, path)
+            if candidate is not None:
+                yield candidate
+
+
+def _inspect(root: Path, path: Path) -> Candidate | None:
+    relative = path.relative_to(root)
+    looks_like_image = path.suffix.lower() in IMAGE_EXTENSIONS
+    try:
+        info = path.stat()
+    except OSError as error:  # dangling symlink, vanished file, symlink loop
+        if looks_like_image:
+            return Candidate(relative, 0, 0, None, f"cannot stat file: {error.strerror}")
+        return None
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(32)
+    except OSError as error:
+        return Candidate(relative, info.st_size, info.st_mtime_ns, None,
+                         f"cannot read file: {error.strerror}")
+    image_format = sniff_format(head)
+    if image_format is not None:
+        return Candidate(relative, info.st_size, info.st_mtime_ns, image_format)
+    if not looks_like_image:
+        return None
+    reason = "empty file" if info.st_size == 0 else "not an image (content is not a known format)"
+    return Candidate(relative, info.st_size, info.st_mtime_ns, None, reason)

@@ -1,0 +1,457 @@
+"""Store: a collection on disk — SQLite catalogue + float16 memory-mapped embeddings.
+
+Layout of a collection directory::
+
+    catalogue.sqlite         files, models, vectors (file -> embedding row), meta  (WAL mode)
+    embeddings/<model>.<generation>.f16   raw float16 rows, append-only
+    index/                   vector indexes (derived data, rebuilt when stale)
+
+Crash safety (a ``kill -9`` at any point): embedding rows are appended and fsynced
+*before* the SQLite transaction that makes them visible commits, and the committed row
+count lives in SQLite. On the next write-open, bytes past the committed count are cut
+off and files of aborted compactions are removed, so an interrupted run resumes to
+exactly the state of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .discover import Candidate
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    content_hash TEXT,
+    width INTEGER,
+    height INTEGER,
+    format TEXT,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'ok', 'skipped')),
+    reason TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_hash ON files (content_hash);
+CREATE TABLE IF NOT EXISTS models (
+    key TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    options TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    file TEXT NOT NULL,
+    rows INTEGER NOT NULL DEFAULT 0,
+    version INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vectors (
+    model TEXT NOT NULL REFERENCES models (key) ON DELETE CASCADE,
+    file_id INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+    row INTEGER NOT NULL,
+    PRIMARY KEY (model, file_id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS vectors_row ON vectors (model, row);
+"""
+
+
+class StoreError(RuntimeError):
+    """A collection that cannot be opened or used as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    width: int | None
+    height: int | None
+    format: str | None
+    status: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    key: str
+    spec: str
+    options: dict[str, Any]
+    identity: dict[str, Any]
+    dim: int
+    file: str
+    rows: int  # committed embedding rows, live and dead
+    version: int  # bumped by every change to this model's vectors
+
+
+@dataclass(frozen=True)
+class CatalogueChanges:
+    """What a discover pass changed in the catalogue."""
+
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+    rejected: int  # files that look like images by name but are not
+
+
+@dataclass(frozen=True)
+class EmbeddedFile:
+    """One decoded and embedded file, ready to be committed."""
+
+    file_id: int
+    content_hash: str
+    width: int
+    height: int
+    format: str
+
+
+class Store:
+    """Read/write access to one collection directory. Safe to share between threads."""
+
+    CATALOGUE = "catalogue.sqlite"
+
+    def __init__(self, directory: Path, connection: sqlite3.Connection) -> None:
+        self.directory = directory
+        self._db = connection
+        self._lock = threading.RLock()
+
+    # -- opening -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, directory: str | os.PathLike[str], root: str | os.PathLike[str]) -> Store:
+        directory = Path(directory).expanduser().absolute()
+        if (directory / cls.CATALOGUE).exists():
+            raise StoreError(f"a collection already exists at {directory}")
+        directory.mkdir(parents=True, exist_ok=True)
+        store = cls(directory, _connect(directory / cls.CATALOGUE))
+        root = Path(root).expanduser().absolute()
+        with store.transaction() as db:
+            db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            db.execute("INSERT INTO meta VALUES ('root', ?)", (os.path.relpath(root, directory),))
+            db.execute("INSERT INTO meta VALUES ('created_at', ?)", (str(time.time()),))
+        return store
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike[str], writable: bool = False) -> Store:
+        directory = Path(directory).expanduser().absolute()
+        if not (directory / cls.CATALOGUE).is_file():
+            raise StoreError(
+                f"no collection at {directory} (create one with: lookalike index FOLDER)"
+            )
+        store = cls(directory, _connect(directory / cls.CATALOGUE))
+        schema = store.meta("schema")
+        if schema != str(SCHEMA_VERSION):
+            raise StoreError(f"collection schema {schema} is not supported by this version")
+        if writable:
+            store._recover()
+        return store
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @property
+    def root(self) -> Path:
+        return (self.directory / self.meta("root")).resolve()
+
+    def meta(self, key: str) -> str | None:
+        row = self._query_one("SELECT value FROM meta WHERE key = ?", (key,))
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _query_one(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        with self._lock:
+            return self._db.execute(sql, args).fetchone()
+
+    def _recover(self) -> None:
+        """Undo the traces of an interrupted writer (see the module docstring)."""
+        referenced = {model.file for model in self.models()}
+        embeddings = self.directory / "embeddings"
+        embeddings.mkdir(exist_ok=True)
+        for path in embeddings.iterdir():
+            if path.name not in referenced:
+                path.unlink()
+        for model in self.models():
+            path = embeddings / model.file
+            committed = model.rows * model.dim * 2
+            if not path.exists():
+                if model.rows:
+                    raise StoreError(f"embedding file {path} is missing: re-index with --rebuild")
+                path.touch()
+            elif path.stat().st_size > committed:
+                with open(path, "r+b") as handle:
+                    handle.truncate(committed)
+                    os.fsync(handle.fileno())
+            elif path.stat().st_size < committed:
+                raise StoreError(f"embedding file {path} is shorter than the catalogue says")
+
+    # -- files ---------------------------------------------------------------------------
+    def sync_files(self, candidates: Iterable[Candidate]) -> CatalogueChanges:
+        """Make the catalogue match a discover pass, in one transaction.
+
+        New files are added as ``pending``; files whose size or mtime changed go back to
+        ``pending`` and lose their embeddings; files no longer found are removed.
+        Candidates with a ``reason`` (not an image) are recorded as ``skipped``.
+        """
+        now = time.time()
+        added = changed = unchanged = rejected = 0
+        with self.transaction() as db:
+            known = {
+                path: (file_id, size, mtime_ns, status)
+                for file_id, path, size, mtime_ns, status in db.execute(
+                    "SELECT id, path, size, mtime_ns, status FROM files"
+                )
+            }
+            seen: set[str] = set()
+            for candidate in candidates:
+                path = candidate.path.as_posix()
+                seen.add(path)
+                status = "skipped" if candidate.reason else "pending"
+                rejected += candidate.reason is not None
+                previous = known.get(path)
+                if previous is None:
+                    db.execute(
+                        "INSERT INTO files (path, size, mtime_ns, format, status, reason,"
+                        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (path, candidate.size, candidate.mtime_ns, candidate.format, status,
+                         candidate.reason, now),
+                    )
+                    added += 1
+                elif previous[1:3] != (candidate.size, candidate.mtime_ns):
+                    db.execute("DELETE FROM vectors WHERE file_id = ?", (previous[0],))
+                    db.execute(
+                        "UPDATE files SET size = ?, mtime_ns = ?, format = ?, status = ?,"
+                        " reason = ?, content_hash = NULL, width = NULL, height = NULL,"
+                        " updated_at = ? WHERE id = ?",
+                        (candidate.size, candidate.mtime_ns, candidate.format, status,
+                         candidate.reason, now, previous[0]),
+                    )
+                    changed += 1
+                else:
+                    unchanged += 1
+            gone = [known[path][0] for path in known.keys() - seen]
+            db.executemany("DELETE FROM vectors WHERE file_id = ?", [(i,) for i in gone])
+            db.executemany("DELETE FROM files WHERE id = ?", [(i,) for i in gone])
+            if added or changed or gone:
+                db.execute("UPDATE models SET version = version + 1")
+        return CatalogueChanges(added, changed, len(gone), unchanged, rejected)
+
+    def files(self, status: str | None = None) -> list[FileRecord]:
+        sql = "SELECT * FROM files" + (" WHERE status = ?" if status else "") + " ORDER BY id"
+        return [FileRecord(*row) for row in self._query(sql, (status,) if status else ())]
+
+    def file(self, file_id: int) -> FileRecord | None:
+        row = self._query_one("SELECT * FROM files WHERE id = ?", (file_id,))
+        return FileRecord(*row) if row else None
+
+    def file_by_path(self, path: str) -> FileRecord | None:
+        row = self._query_one("SELECT * FROM files WHERE path = ?", (path,))
+        return FileRecord(*row) if row else None
+
+    def files_to_embed(self, model: str) -> list[FileRecord]:
+        """Files not skipped that have no embedding from ``model`` yet, in id order."""
+        rows = self._query(
+            "SELECT * FROM files WHERE status != 'skipped' AND id NOT IN"
+            " (SELECT file_id FROM vectors WHERE model = ?) ORDER BY id",
+            (model,),
+        )
+        return [FileRecord(*row) for row in rows]
+
+    def status_counts(self) -> dict[str, int]:
+        return dict(self._query("SELECT status, COUNT(*) FROM files GROUP BY status"))
+
+    # -- models and embeddings -----------------------------------------------------------
+    def add_model(
+        self, key: str, spec: str, options: dict[str, Any], identity: dict[str, Any], dim: int
+    ) -> ModelRecord:
+        file = f"{key}.0.f16"
+        (self.directory / "embeddings").mkdir(exist_ok=True)
+        (self.directory / "embeddings" / file).write_bytes(b"")
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO models (key, spec, options, identity, dim, file, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, spec, json.dumps(options, sort_keys=True),
+                 json.dumps(identity, sort_keys=True), dim, file, time.time()),
+            )
+        return self.model(key)
+
+    def models(self) -> list[ModelRecord]:
+        rows = self._query(
+            "SELECT key, spec, options, identity, dim, file, rows, version FROM models"
+            " ORDER BY created_at"
+        )
+        return [_model_record(row) for row in rows]
+
+    def model(self, key: str) -> ModelRecord:
+        row = self._query_one(
+            "SELECT key, spec, options, identity, dim, file, rows, version FROM models"
+            " WHERE key = ?", (key,),
+        )
+        if row is None:
+            raise StoreError(f"the collection has no embeddings from model {key!r}")
+        return _model_record(row)
+
+    def embeddings(self, key: str) -> np.ndarray:
+        """All committed rows of a model (live and dead) as a read-only float16 memmap."""
+        model = self.model(key)
+        if model.rows == 0:
+            return np.zeros((0, model.dim), dtype=np.float16)
+        return np.memmap(self.directory / "embeddings" / model.file, dtype=np.float16,
+                         mode="r", shape=(model.rows, model.dim))
+
+    def live_rows(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(file_ids, rows)`` of every current embedding of a model, in file-id order."""
+        pairs = self._query(
+            "SELECT file_id, row FROM vectors WHERE model = ? ORDER BY file_id", (key,)
+        )
+        array = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        return array[:, 0].copy(), array[:, 1].copy()
+
+    def files_for_rows(self, key: str, rows: Iterable[int]) -> dict[int, FileRecord]:
+        """Map embedding rows -> their file records (rows that are dead are left out)."""
+        wanted = sorted({int(row) for row in rows if row >= 0})
+        found: dict[int, FileRecord] = {}
+        for start in range(0, len(wanted), 900):
+            chunk = wanted[start:start + 900]
+            marks = ",".join("?" * len(chunk))
+            for row, *record in self._query(
+                f"SELECT v.row, f.* FROM vectors v JOIN files f ON f.id = v.file_id"
+                f" WHERE v.model = ? AND v.row IN ({marks})", (key, *chunk),
+            ):
+                found[row] = FileRecord(*record)
+        return found
+
+    def row_for_file(self, key: str, file_id: int) -> int | None:
+        row = self._query_one(
+            "SELECT row FROM vectors WHERE model = ? AND file_id = ?", (key, file_id)
+        )
+        return row[0] if row else None
+
+    def commit_batch(
+        self, key: str, embedded: Sequence[EmbeddedFile], vectors: np.ndarray,
+        skipped: Sequence[tuple[int, str]] = (),
+    ) -> None:
+        """Append embeddings and record them, plus skip reasons, atomically.
+
+        The rows are written and fsynced first; only then does the transaction that
+        references them (and advances the committed row count) commit.
+        """
+        model = self.model(key)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float16)
+        if vectors.shape != (len(embedded), model.dim):
+            raise ValueError(f"expected {len(embedded)} x {model.dim} vectors, got {vectors.shape}")
+        if len(embedded):
+            with open(self.directory / "embeddings" / model.file, "r+b") as handle:
+                handle.seek(model.rows * model.dim * 2)
+                handle.write(vectors.tobytes())
+                handle.flush()
+                os.fsync(handle.fileno())
+        now = time.time()
+        with self.transaction() as db:
+            for offset, item in enumerate(embedded):
+                db.execute(
+                    "UPDATE files SET status = 'ok', reason = NULL, content_hash = ?, width = ?,"
+                    " height = ?, format = ?, updated_at = ? WHERE id = ?",
+                    (item.content_hash, item.width, item.height, item.format, now, item.file_id),
+                )
+                db.execute("INSERT INTO vectors VALUES (?, ?, ?)",
+                           (key, item.file_id, model.rows + offset))
+            db.executemany(
+                "UPDATE files SET status = 'skipped', reason = ?, updated_at = ? WHERE id = ?",
+                [(reason, now, file_id) for file_id, reason in skipped],
+            )
+            db.execute(
+                "UPDATE models SET rows = rows + ?, version = version + 1 WHERE key = ?",
+                (len(embedded), key),
+            )
+
+    def compact(self, key: str) -> bool:
+        """Rewrite a model's embeddings without dead rows, when they are at least half.
+
+        The new file gets a new generation name and becomes current in one transaction;
+        a crash before that leaves an orphan that the next write-open deletes.
+        """
+        model = self.model(key)
+        file_ids, rows = self.live_rows(key)
+        if model.rows - len(rows) < max(1024, len(rows)):
+            return False
+        generation = int(model.file.split(".")[-2]) + 1
+        new_file = f"{key}.{generation}.f16"
+        old = self.embeddings(key)
+        with open(self.directory / "embeddings" / new_file, "wb") as handle:
+            for start in range(0, len(rows), 65536):
+                handle.write(np.ascontiguousarray(old[rows[start:start + 65536]]).tobytes())
+            handle.flush()
+            os.fsync(handle.fileno())
+        del old
+        with self.transaction() as db:
+            db.execute("DELETE FROM vectors WHERE model = ?", (key,))
+            db.executemany("INSERT INTO vectors VALUES (?, ?, ?)",
+                           [(key, int(f), i) for i, f in enumerate(file_ids)])
+            db.execute("UPDATE models SET file = ?, rows = ?, version = version + 1 WHERE key = ?",
+                       (new_file, len(rows), key))
+        (self.directory / "embeddings" / model.file).unlink(missing_ok=True)
+        return True
+
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes on disk per part of the collection."""
+        usage: dict[str, int] = {}
+        for part in ("catalogue", "embeddings", "index"):
+            paths = (
+                self.directory.glob(self.CATALOGUE + "*") if part == "catalogue"
+                else (self.directory / part).glob("*")
+            )
+            usage[part] = sum(path.stat().st_size for path in paths if path.is_file())
+        return usage
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                     timeout=30)
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        connection.executescript(_SCHEMA)
+    except sqlite3.DatabaseError as error:
+        raise StoreError(f"cannot open catalogue {path}: {error}") from None
+    return connection
+
+
+def _model_record(row: tuple[Any, ...]) -> ModelRecord:
+    key, spec, options, identity, dim, file, rows, version = row
+    return ModelRecord(key, spec, json.loads(options), json.loads(identity), dim, file, rows,
+                       version)

@@ -1,0 +1,65 @@
+"""Shared fixtures: generated images with known structure, and paths to ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageOps
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def scene(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
+    """A synthetic photo: a colour gradient background and random filled shapes.
+
+    Different seeds give clearly different pictures; crops, flips and re-encodes of one
+    seed stay recognisably the same picture.
+    """
+    rng = np.random.default_rng(seed)
+    width, height = size
+    top, bottom = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    ramp = np.linspace(0, 1, height)[:, None, None]
+    pixels = (top * (1 - ramp) + bottom * ramp) * np.ones((1, width, 1))
+    image = Image.fromarray(pixels.astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    for _ in range(8):
+        x0, y0 = rng.integers(0, width - 40), rng.integers(0, height - 40)
+        x1, y1 = x0 + rng.integers(20, width // 2), y0 + rng.integers(20, height // 2)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        if rng.random() < 0.5:
+            draw.ellipse((x0, y0, x1, y1), fill=colour)
+        else:
+            draw.rectangle((x0, y0, x1, y1), fill=colour)
+    return image
+
+
+def crop(image: Image.Image, fraction: float = 0.85) -> Image.Image:
+    width, height = image.size
+    dx, dy = int(width * (1 - fraction) / 2), int(height * (1 - fraction) / 2)
+    return image.crop((dx, dy, width - dx, height - dy))
+
+
+def flip(image: Image.Image) -> Image.Image:
+    return ImageOps.mirror(image)
+
+
+@pytest.fixture
+def photo_folder(tmp_path: Path) -> Path:
+    """Eight distinct scenes plus a crop and a flip of scenes 0 and 1."""
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for seed in range(8):
+        scene(seed).save(folder / f"scene{seed}.jpg", quality=90)
+    crop(scene(0)).save(folder / "sub" / "scene0-crop.jpg", quality=90)
+    flip(scene(1)).save(folder / "sub" / "scene1-flip.png")
+    return folder
+
+
+def shared_model(name: str) -> Path:
+    path = SHARED / "models" / name / "model.onnx"
+    if not path.exists():
+        pytest.skip(f"{path} not present (../shared is only on the project's machines)")
+    return path

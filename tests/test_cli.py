@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from lookalike.cli import app
+from tests import bad_files
+from tests.conftest import crop, scene
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_index_search_info_round_trip(photo_folder: Path, tmp_path: Path) -> None:
+    bad_files.truncated_jpeg(photo_folder)
+    result = invoke("index", photo_folder, "--model", "classic", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["embed"]["embedded"] == 10
+    assert report["embed"]["skipped"][0][0] == "truncated.jpg"
+
+    query = tmp_path / "q.jpg"
+    crop(scene(0)).save(query)
+    result = invoke("search", query, "--db", photo_folder / ".lookalike", "-k", "2", "--json")
+    assert result.exit_code == 0, result.output
+    results = json.loads(result.stdout)[0]["results"]
+    assert [r["rank"] for r in results] == [1, 2]
+    assert {r["path"] for r in results} == {"scene0.jpg", "sub/scene0-crop.jpg"}
+
+    result = invoke("info", photo_folder, "--json")
+    info = json.loads(result.stdout)
+    assert info["counts"] == {"ok": 10, "skipped": 1}
+    assert info["model_spec"] == "classic" and info["index_kind"] == "flat"
+    assert info["skipped"][0][0] == "truncated.jpg"
+
+    text = invoke("info", photo_folder).stdout
+    assert "truncated.jpg" in text and "classic" in text
+
+
+def test_search_finds_collection_from_query_folder_and_writes_grid(photo_folder: Path,
+                                                                    tmp_path: Path) -> None:
+    invoke("index", photo_folder, "--model", "classic")
+    grid = tmp_path / "sheet.png"
+    result = invoke("search", photo_folder / "scene0.jpg", "-k", "4", "--grid", grid)
+    assert result.exit_code == 0, result.output
+    assert "sub/scene0-crop.jpg" in result.stdout
+    sheet = Image.open(grid)
+    assert sheet.width > 4 * 192 and sheet.height > 192  # query + 4 matches laid out
+
+
+def test_search_folder_of_queries_and_vector(photo_folder: Path, tmp_path: Path) -> None:
+    invoke("index", photo_folder, "--model", "classic")
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    crop(scene(2)).save(queries / "a.jpg")
+    crop(scene(3)).save(queries / "b.jpg")
+    result = invoke("search", queries, "--db", photo_folder, "-k", "1", "--json")
+    tops = [entry["results"][0]["path"] for entry in json.loads(result.stdout)]
+    assert tops == ["scene2.jpg", "scene3.jpg"]
+
+    from lookalike import Collection
+
+    file_ids, vectors = Collection.open(photo_folder).vectors()
+    np.save(tmp_path / "v.npy", vectors[0])
+    result = invoke("search", "--vector", tmp_path / "v.npy", "--db", photo_folder, "--json")
+    assert json.loads(result.stdout)[0]["results"][0]["id"] == int(file_ids[0])
+
+
+def test_errors_are_one_clear_line_and_exit_1(photo_folder: Path, tmp_path: Path) -> None:
+    result = invoke("search", tmp_path / "q.jpg", "--db", tmp_path)
+    assert result.exit_code == 1
+    assert "no collection" in result.stderr and "Traceback" not in result.output
+
+    invoke("index", photo_folder, "--model", "classic")
+    not_image = bad_files.text_named_jpg(tmp_path)
+    result = invoke("search", not_image, "--db", photo_folder)
+    assert result.exit_code == 1 and "not an image" in result.stderr
+
+    result = invoke("search", "--text", "a red car", "--db", photo_folder)
+    assert result.exit_code == 1 and "text" in result.stderr
+
+    result = invoke("search", photo_folder / "scene0.jpg", "--model", "resnet50")
+    assert result.exit_code == 1 and "classic" in result.stderr
+
+    result = invoke("index", photo_folder, "--model", "no-such-model", "--rebuild")
+    assert result.exit_code == 1 and "unknown model" in result.stderr
+
+
+def test_models_lists_classic_as_available() -> None:
+    result = invoke("models", "--json")
+    models = {m["name"]: m for m in json.loads(result.stdout)}
+    assert models["classic"]["available"] is True
+    assert {"dinov2-small", "clip-vit-b-32", "resnet50", "inception-v3", "convnext-tiny",
+            "onnx:PATH"} <= set(models)

@@ -1,0 +1,228 @@
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lookalike import Collection, ModelMismatch, StoreError
+from lookalike.store import Store
+from tests import bad_files
+from tests.conftest import REPO, crop, flip, scene
+
+
+def test_crops_and_flips_rank_above_unrelated_images(photo_folder: Path, tmp_path: Path) -> None:
+    collection, report = Collection.index_folder(photo_folder, model="classic")
+    assert report.embed.embedded == 10 and not report.skipped
+    hits = collection.search(photo_folder / "sub" / "scene0-crop.jpg", k=3)
+    assert hits[0].path == "scene0.jpg"
+    assert "sub/scene0-crop.jpg" not in [hit.path for hit in hits]  # the query itself
+    assert [hit.rank for hit in hits] == [1, 2, 3]
+    assert hits[0].score > hits[1].score >= hits[2].score
+    outside = tmp_path / "query.jpg"
+    crop(flip(scene(1)), 0.9).save(outside, quality=80)
+    top_two = {hit.path for hit in collection.search(outside, k=2)}
+    assert top_two == {"scene1.jpg", "sub/scene1-flip.png"}
+
+
+def test_search_by_id_vector_and_batch_agree(photo_folder: Path) -> None:
+    collection, _ = Collection.index_folder(photo_folder, model="classic")
+    record = collection.store.file_by_path("scene0.jpg")
+    by_id = collection.search(record.id, k=3)
+    by_path = collection.search(photo_folder / "scene0.jpg", k=3)
+    assert [h.path for h in by_id] == [h.path for h in by_path]
+    assert by_id[0].path == "sub/scene0-crop.jpg"
+    file_ids, vectors = collection.vectors()
+    vector = vectors[list(file_ids).index(record.id)]
+    by_vector = collection.search(vector, k=3)
+    assert by_vector[0].path == "scene0.jpg" and by_vector[0].score == pytest.approx(1.0, abs=1e-3)
+    batch = collection.search_many([photo_folder / "scene0.jpg", record.id], k=3)
+    assert [h.path for h in batch[0]] == [h.path for h in batch[1]] == [h.path for h in by_id]
+
+
+def test_second_run_embeds_only_changes(photo_folder: Path) -> None:
+    collection, first = Collection.index_folder(photo_folder, model="classic")
+    again = collection.index()
+    assert (again.changes.added, again.changes.changed, again.changes.removed) == (0, 0, 0)
+    assert again.embed.embedded == 0
+
+    (photo_folder / "scene7.jpg").unlink()
+    scene(20).save(photo_folder / "new.jpg")
+    time.sleep(0.01)
+    scene(21).save(photo_folder / "scene6.jpg")  # same name, new picture
+    report = collection.index()
+    assert (report.changes.added, report.changes.changed, report.changes.removed) == (1, 1, 1)
+    assert report.embed.embedded == 2
+    paths = {record.path for record in collection.files()}
+    assert "scene7.jpg" not in paths and "new.jpg" in paths
+    file_ids, vectors = collection.vectors()
+    assert len(file_ids) == 10
+    found = collection.search(photo_folder / "new.jpg", k=1)
+    assert found[0].path != "scene7.jpg"
+    outside = photo_folder.parent / "q.jpg"
+    crop(scene(21)).save(outside)
+    assert collection.search(outside, k=1)[0].path == "scene6.jpg"
+    everything = collection.search(outside, k=50)
+    assert len(everything) == 10 and "scene7.jpg" not in {hit.path for hit in everything}
+
+
+def test_bad_files_are_reported_and_the_run_completes(tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    scene(1).save(folder / "good.jpg")
+    broken = [bad_files.zero_bytes(folder), bad_files.truncated_jpeg(folder),
+              bad_files.text_named_jpg(folder), bad_files.huge_png(folder)]
+    usable = [bad_files.cmyk_jpeg(folder), bad_files.png_16bit(folder),
+              bad_files.palette_png_with_transparency(folder), bad_files.animated_gif(folder),
+              bad_files.exif_rotated_jpeg(folder)[0], bad_files.mislabelled_png(folder)]
+    collection, report = Collection.index_folder(folder, model="classic")
+    skipped = dict(collection.info().skipped)
+    assert set(skipped) == {path.name for path in broken}
+    assert "decompression bomb" in skipped["bomb.png"]
+    assert "truncated" in skipped["truncated.jpg"]
+    assert skipped["empty.jpg"] == "empty file"
+    assert report.embed.embedded == 1 + len(usable)
+    # files that failed at decode time are in the run summary too
+    assert {path for path, _ in report.skipped} == {"truncated.jpg", "bomb.png"}
+
+
+def test_file_deleted_between_discover_and_decode(photo_folder: Path) -> None:
+    from lookalike.discover import discover
+    from lookalike.embed.classic import ClassicBackbone
+    from lookalike.pipeline import embed_pending
+
+    collection, _ = Collection.index_folder(photo_folder, model="classic")
+    scene(30).save(photo_folder / "fleeting.jpg")
+    collection.store.sync_files(discover(photo_folder))
+    (photo_folder / "fleeting.jpg").unlink()
+    report = embed_pending(collection.store, collection.model.key, ClassicBackbone())
+    assert report.skipped == [("fleeting.jpg", "file disappeared before it could be read")]
+    assert collection.index().changes.removed == 1
+    assert collection.info().skipped == []
+
+
+def test_exif_rotated_embedding_equals_upright(tmp_path: Path) -> None:
+    folder = tmp_path / "rot"
+    folder.mkdir()
+    path, upright = bad_files.exif_rotated_jpeg(folder)
+    upright.save(folder / "upright.jpg", quality=95)
+    scene(40, (240, 320)).save(folder / "other.jpg", quality=95)
+    collection, _ = Collection.index_folder(folder, model="classic")
+    hit = collection.search(path, k=1)[0]
+    assert hit.path == "upright.jpg" and hit.score > 0.99
+
+
+def test_other_model_is_refused(photo_folder: Path) -> None:
+    collection, _ = Collection.index_folder(photo_folder, model="classic")
+    with pytest.raises(ModelMismatch, match="classic"):
+        collection.check_model("resnet50")
+    with pytest.raises(ModelMismatch, match="--rebuild"):
+        collection.index(model="resnet50")
+    collection.check_model("classic")
+
+
+def test_open_missing_collection_says_how_to_create_one(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="lookalike index"):
+        Collection.open(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq", "annoy"])
+def test_every_index_kind_finds_the_crop(photo_folder: Path, kind: str) -> None:
+    collection, report = Collection.index_folder(photo_folder, model="classic", index_kind=kind)
+    assert report.index_kind == kind
+    assert collection.search(photo_folder / "sub" / "scene0-crop.jpg", k=1)[0].path == "scene0.jpg"
+    scene(50).save(photo_folder / "late.jpg")
+    collection.index()
+    reopened = Collection.open(photo_folder)
+    assert reopened.vector_index().kind == kind and len(reopened.vector_index()) == 11
+    assert reopened.search(photo_folder / "late.jpg", k=11)[-1].rank == 10
+
+
+# -- kill -9 --------------------------------------------------------------------------------
+_SLOW_INDEX = textwrap.dedent("""
+    import os, signal, sys, time
+    from lookalike import Collection
+    from lookalike.embed.classic import ClassicBackbone
+    from lookalike.store import Store
+    mode = sys.argv[2]
+    original_embed = ClassicBackbone.embed
+    def slow_embed(self, batch):
+        time.sleep(0.05)
+        return original_embed(self, batch)
+    ClassicBackbone.embed = slow_embed
+    if mode == "between-append-and-commit":
+        original_commit = Store.commit_batch
+        calls = []
+        def commit_then_die(self, key, embedded, vectors, skipped=()):
+            calls.append(1)
+            if len(calls) == 4:
+                original = Store.transaction
+                def die(self):
+                    os.kill(os.getpid(), signal.SIGKILL)
+                Store.transaction = die
+            return original_commit(self, key, embedded, vectors, skipped)
+        Store.commit_batch = commit_then_die
+    print("started", flush=True)
+    Collection.index_folder(sys.argv[1], model="classic", batch_size=4, workers=2)
+""")
+
+
+def _clean_and_killed_runs(tmp_path: Path, mode: str) -> tuple[Path, Path]:
+    source = tmp_path / "source"
+    source.mkdir()
+    for seed in range(60):
+        scene(seed, (160, 120)).save(source / f"img{seed:03d}.jpg", quality=85)
+    bad_files.truncated_jpeg(source)
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    shutil.copytree(source, clean)
+    shutil.copytree(source, killed)
+    Collection.index_folder(clean, model="classic", batch_size=4)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_INDEX, str(killed), mode], env=env,
+                             stdout=subprocess.PIPE, text=True)
+    if mode == "random":
+        catalogue = killed / ".lookalike" / "catalogue.sqlite"
+        deadline = time.time() + 60
+        while time.time() < deadline and child.poll() is None:
+            if catalogue.exists() and (killed / ".lookalike" / "embeddings").exists():
+                rows = sum(p.stat().st_size for p in (killed / ".lookalike" / "embeddings")
+                           .iterdir())
+                if rows > 0:
+                    time.sleep(0.13)
+                    break
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+    partial = Store.open(killed / ".lookalike")
+    assert 0 < partial.model(partial.meta("model")).rows < 60  # really interrupted mid-run
+    partial.close()
+    Collection.index_folder(killed, model="classic", batch_size=4)
+    return clean, killed
+
+
+@pytest.mark.parametrize("mode", ["random", "between-append-and-commit"])
+def test_kill_9_then_rerun_equals_clean_run(tmp_path: Path, mode: str) -> None:
+    clean, killed = _clean_and_killed_runs(tmp_path, mode)
+    a, b = Collection.open(clean), Collection.open(killed)
+    ids_a, vectors_a = a.vectors()
+    ids_b, vectors_b = b.vectors()
+    paths_a = [a.store.file(int(i)).path for i in ids_a]
+    paths_b = [b.store.file(int(i)).path for i in ids_b]
+    assert paths_a == paths_b and len(paths_a) == 60
+    np.testing.assert_array_equal(vectors_a, vectors_b)
+    emb_a = (a.directory / "embeddings" / a.model.file).read_bytes()
+    emb_b = (b.directory / "embeddings" / b.model.file).read_bytes()
+    assert emb_a == emb_b  # byte-identical store, no orphan rows
+    assert a.info().skipped == b.info().skipped == [("truncated.jpg", a.info().skipped[0][1])]
+    for query in ("img000.jpg", "img031.jpg", "img059.jpg"):
+        hits_a = [(h.path, round(h.score, 5)) for h in a.search(clean / query, k=5)]
+        hits_b = [(h.path, round(h.score, 5)) for h in b.search(killed / query, k=5)]
+        assert hits_a == hits_b

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.decode import DecodeError, decode_bytes, decode_file, parallel_ordered
+from tests import bad_files
+from tests.conftest import scene
+
+
+def test_plain_jpeg_gives_rgb_and_original_size(tmp_path: Path) -> None:
+    path = tmp_path / "a.jpg"
+    scene(1, (400, 300)).save(path, quality=90)
+    decoded = decode_file(path)
+    assert decoded.image.mode == "RGB"
+    assert decoded.image.size == (400, 300)
+    assert (decoded.width, decoded.height, decoded.format) == (400, 300, "JPEG")
+    assert len(decoded.content_hash) == 32
+
+
+def test_draft_downscales_large_jpeg_but_keeps_enough_pixels(tmp_path: Path) -> None:
+    path = tmp_path / "big.jpg"
+    scene(2, (4000, 3000)).save(path, quality=90)
+    decoded = decode_file(path, min_side=256)
+    assert (decoded.width, decoded.height) == (4000, 3000)  # facts about the original
+    assert min(decoded.image.size) >= 256
+    assert decoded.image.size[0] <= 4000 // 4  # DCT scaling kicked in (1/8 gives 500x375)
+
+
+@pytest.mark.parametrize(
+    ("builder", "reason"),
+    [
+        (bad_files.zero_bytes, "empty file"),
+        (bad_files.truncated_jpeg, "truncated"),
+        (bad_files.text_named_jpg, "not an image"),
+        (bad_files.huge_png, "decompression bomb"),
+    ],
+)
+def test_bad_files_raise_a_readable_reason(tmp_path: Path, builder, reason: str) -> None:
+    with pytest.raises(DecodeError, match=reason):
+        decode_file(builder(tmp_path))
+
+
+def test_bomb_is_rejected_before_decoding(tmp_path: Path) -> None:
+    started = time.perf_counter()
+    with pytest.raises(DecodeError, match="50000 x 50000"):
+        decode_file(bad_files.huge_png(tmp_path))
+    assert time.perf_counter() - started < 1.0
+
+
+def test_cmyk_jpeg_becomes_rgb_with_the_right_colours(tmp_path: Path) -> None:
+    decoded = decode_file(bad_files.cmyk_jpeg(tmp_path))
+    original = np.asarray(scene(12), dtype=np.float32)
+    assert decoded.image.mode == "RGB"
+    assert np.abs(np.asarray(decoded.image, dtype=np.float32) - original).mean() < 12
+
+
+def test_16_bit_png_is_rescaled_not_clipped(tmp_path: Path) -> None:
+    grey = np.asarray(decode_file(bad_files.png_16bit(tmp_path)).image)[0, :, 0]
+    assert grey[0] == 0 and grey[-1] == 255
+    assert 120 <= grey[128] <= 135  # mid-ramp stays mid-grey instead of saturating
+
+
+def test_palette_png_transparency_is_composited_on_white(tmp_path: Path) -> None:
+    pixels = np.asarray(decode_file(bad_files.palette_png_with_transparency(tmp_path)).image)
+    assert tuple(pixels[10, 5]) == (255, 255, 255)
+    assert tuple(pixels[10, 50]) == (255, 0, 0)
+
+
+def test_animated_gif_uses_first_frame(tmp_path: Path) -> None:
+    pixels = np.asarray(decode_file(bad_files.animated_gif(tmp_path)).image)
+    assert tuple(pixels[24, 24]) == (255, 0, 0)
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    path, upright = bad_files.exif_rotated_jpeg(tmp_path)
+    decoded = decode_file(path)
+    assert decoded.image.size == upright.size == (240, 320)
+    assert (decoded.width, decoded.height) == (240, 320)
+    difference = np.abs(np.asarray(decoded.image, np.float32) - np.asarray(upright, np.float32))
+    assert difference.mean() < 6
+
+
+def test_mislabelled_png_is_read_by_content(tmp_path: Path) -> None:
+    assert decode_file(bad_files.mislabelled_png(tmp_path)).format == "PNG"
+
+
+def test_vanished_file_is_a_decode_error(tmp_path: Path) -> None:
+    with pytest.raises(DecodeError, match="disappeared"):
+        decode_file(tmp_path / "gone.jpg")
+
+
+def test_unreadable_file_is_a_decode_error() -> None:
+    folder = Path(tempfile.mkdtemp())
+    try:
+        folder.chmod(0o755)
+        path = folder / "secret.jpg"
+        scene(3).save(path)
+        path.chmod(0o000)
+        code = (
+            "from lookalike.decode import decode_file, DecodeError\n"
+            f"try:\n    decode_file({str(path)!r})\nexcept DecodeError as e:\n    print(e)\n"
+        )
+        result = _run_unprivileged(code)
+        assert "cannot read file" in result and "ermission denied" in result
+    finally:
+        path.chmod(0o644)
+
+
+def _run_unprivileged(code: str) -> str:
+    """Run Python as an unprivileged user (root reads any file regardless of mode)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    setuid = None
+    if os.geteuid() == 0:
+        def setuid() -> None:  # pragma: no cover - runs in the child
+            os.setgid(65534)
+            os.setuid(65534)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, preexec_fn=setuid, timeout=60, cwd="/")
+    return result.stdout + result.stderr
+
+
+def test_decode_bytes_rejects_unsupported_formats() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "PPM")
+    with pytest.raises(DecodeError, match="unsupported image format PPM"):
+        decode_bytes(buffer.getvalue())
+
+
+def test_parallel_ordered_keeps_order_and_reports_errors() -> None:
+    def work(item: int) -> int:
+        time.sleep(0.001 * (item % 3))
+        if item == 5:
+            raise DecodeError("bad five")
+        if item == 7:
+            raise RuntimeError("boom")
+        return item * 10
+
+    outcomes = list(parallel_ordered(work, range(20), workers=4, prefetch=6))
+    assert [o.item for o in outcomes] == list(range(20))
+    assert outcomes[5].error == "bad five" and outcomes[5].value is None
+    assert "RuntimeError" in outcomes[7].error
+    assert [o.value for o in outcomes if o.error is None] == [i * 10 for i in range(20)
+                                                               if i not in (5, 7)]

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lookalike.discover import discover, sniff_format
+from tests import bad_files
+from tests.conftest import scene
+
+
+def test_sniff_format_reads_magic_numbers() -> None:
+    assert sniff_format(b"\xff\xd8\xff\xe0" + b"\0" * 28) == "JPEG"
+    assert sniff_format(b"\x89PNG\r\n\x1a\n" + b"\0" * 24) == "PNG"
+    assert sniff_format(b"RIFF\0\0\0\0WEBPVP8 ") == "WEBP"
+    assert sniff_format(b"\0\0\0\x18ftypheic") == "HEIF"
+    assert sniff_format(b"hello world") is None
+
+
+def test_finds_images_by_content_recursively_in_sorted_order(tmp_path: Path) -> None:
+    (tmp_path / "b" / "c").mkdir(parents=True)
+    scene(1).save(tmp_path / "b" / "c" / "deep.webp")
+    scene(2).save(tmp_path / "a.png")
+    scene(3).save(tmp_path / "no-extension", "JPEG")
+    bad_files.mislabelled_png(tmp_path)
+    (tmp_path / "readme.txt").write_text("ignored: neither an image nor named like one")
+    found = {c.path.as_posix(): c for c in discover(tmp_path)}
+    assert list(found) == ["a.png", "b/c/deep.webp", "no-extension", "really-a-png.jpg"]
+    assert found["no-extension"].format == "JPEG"
+    assert found["really-a-png.jpg"].format == "PNG"
+    assert all(c.reason is None for c in found.values())
+
+
+def test_files_named_like_images_but_not_images_carry_a_reason(tmp_path: Path) -> None:
+    bad_files.zero_bytes(tmp_path)
+    bad_files.text_named_jpg(tmp_path)
+    reasons = {c.path.name: c.reason for c in discover(tmp_path)}
+    assert reasons == {"empty.jpg": "empty file",
+                       "notes.jpg": "not an image (content is not a known format)"}
+
+
+def test_symlink_loops_terminate_and_list_each_file_once(tmp_path: Path) -> None:
+    scene(1).save(tmp_path / "one.jpg")
+    (tmp_path / "sub").mkdir()
+    scene(2).save(tmp_path / "sub" / "two.jpg")
+    os.symlink(tmp_path, tmp_path / "sub" / "back-to-top")  # directory loop
+    os.symlink("loop.jpg", tmp_path / "loop.jpg")  # a link to itself
+    found = {c.path.as_posix(): c.reason for c in discover(tmp_path)}
+    assert set(found) == {"one.jpg", "sub/two.jpg", "loop.jpg"}
+    assert "cannot stat" in found["loop.jpg"]
+
+
+def test_collection_directory_is_excluded(tmp_path: Path) -> None:
+    (tmp_path / ".lookalike").mkdir()
+    scene(1).save(tmp_path / ".lookalike" / "thumb.jpg")
+    scene(2).save(tmp_path / "photo.jpg")
+    assert [c.path.name for c in discover(tmp_path)] == ["photo.jpg"]
