@@ -293,6 +293,7 @@ def info(
         _print_json(details)
         return
     counts = details.counts
+    freshness = "up to date" if details.index_fresh else "stale: rebuilt on next search"
     table = Table(show_header=False, title=str(details.directory), title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")
@@ -303,8 +304,7 @@ def info(
         "embedded": str(details.embedded),
         "model": f"{details.model_spec} ({details.model})",
         "dimensions": str(details.dim),
-        "index": f"{details.index_kind} ({'up to date' if details.index_fresh else 'stale: '
-                                          'rebuilt on next search'})",
+        "index": f"{details.index_kind} ({freshness})",
         "disk": ", ".join(f"{part} {_size(n)}" for part, n in details.disk_bytes.items()),
     }
     for key, value in rows.items():

@@ -266,22 +266,25 @@ class Collection:
             path = self.directory / "index" / f"{record.key}.{kind}"
             state = json.loads(self.store.meta(f"index:{record.key}") or "null") or {}
             index = None
-            if state.get("kind") == kind and state.get("file") == record.file and path.exists():
+            if state.get("requested") == kind and state.get("file") == record.file and path.exists():
                 index = load_index(path)
                 if state.get("version") != record.version:
                     index = _sync(index, self.store.embeddings(record.key), rows)
                     if index is not None:
-                        self._save_index(index, path, record)
+                        self._save_index(index, path, record, kind)
             if index is None:
                 index = build_index(kind, self.store.embeddings(record.key)[rows], rows)
-                self._save_index(index, path, record)
+                self._save_index(index, path, record, kind)
             self._index, self._index_version = index, (record.version, record.file)
             return index
 
-    def _save_index(self, index: VectorIndex, path: Path, record: ModelRecord) -> None:
+    def _save_index(
+        self, index: VectorIndex, path: Path, record: ModelRecord, requested: str
+    ) -> None:
         path.parent.mkdir(exist_ok=True)
         index.save(path)
-        state = {"kind": index.kind, "file": record.file, "version": record.version}
+        state = {"requested": requested, "kind": index.kind, "file": record.file,
+                 "version": record.version}
         self.store.set_meta(f"index:{record.key}", json.dumps(state))
 
     # -- search ----------------------------------------------------------------------------

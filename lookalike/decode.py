@@ -90,7 +90,7 @@ def decode_bytes(
     except DecodeError:
         raise
     except Image.DecompressionBombError as error:
-        raise DecodeError(f"possible decompression bomb, not decoded: {error}") from None
+        raise DecodeError(f"{error} (possible decompression bomb, not decoded)") from None
     except UnidentifiedImageError:
         raise DecodeError("not an image Pillow can read (corrupt or unknown format)") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as error:

@@ -68,6 +68,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS vectors_row ON vectors (model, row);
 """
 
 
+_FILE_COLUMNS = "id, path, size, mtime_ns, content_hash, width, height, format, status, reason"
+
+
 class StoreError(RuntimeError):
     """A collection that cannot be opened or used as asked; the message says why."""
 
@@ -269,21 +272,21 @@ class Store:
         return CatalogueChanges(added, changed, len(gone), unchanged, rejected)
 
     def files(self, status: str | None = None) -> list[FileRecord]:
-        sql = "SELECT * FROM files" + (" WHERE status = ?" if status else "") + " ORDER BY id"
+        sql = f"SELECT {_FILE_COLUMNS} FROM files" + (" WHERE status = ?" if status else "") + " ORDER BY id"
         return [FileRecord(*row) for row in self._query(sql, (status,) if status else ())]
 
     def file(self, file_id: int) -> FileRecord | None:
-        row = self._query_one("SELECT * FROM files WHERE id = ?", (file_id,))
+        row = self._query_one(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", (file_id,))
         return FileRecord(*row) if row else None
 
     def file_by_path(self, path: str) -> FileRecord | None:
-        row = self._query_one("SELECT * FROM files WHERE path = ?", (path,))
+        row = self._query_one(f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?", (path,))
         return FileRecord(*row) if row else None
 
     def files_to_embed(self, model: str) -> list[FileRecord]:
         """Files not skipped that have no embedding from ``model`` yet, in id order."""
         rows = self._query(
-            "SELECT * FROM files WHERE status != 'skipped' AND id NOT IN"
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE status != 'skipped' AND id NOT IN"
             " (SELECT file_id FROM vectors WHERE model = ?) ORDER BY id",
             (model,),
         )
@@ -348,7 +351,7 @@ class Store:
             chunk = wanted[start:start + 900]
             marks = ",".join("?" * len(chunk))
             for row, *record in self._query(
-                f"SELECT v.row, f.* FROM vectors v JOIN files f ON f.id = v.file_id"
+                f"SELECT v.row, {_FILE_COLUMNS} FROM vectors v JOIN files ON files.id = v.file_id"
                 f" WHERE v.model = ? AND v.row IN ({marks})", (key, *chunk),
             ):
                 found[row] = FileRecord(*record)

@@ -58,7 +58,7 @@ def png_16bit(folder: Path) -> Path:
     """A 16-bit grey ramp from 0 to 65535 across the width."""
     ramp = np.tile(np.linspace(0, 65535, 256).astype(np.uint16), (64, 1))
     path = folder / "sixteen.png"
-    Image.fromarray(ramp, "I;16").save(path)
+    Image.fromarray(ramp).save(path)  # uint16 -> mode I;16
     return path
 
 

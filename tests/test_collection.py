@@ -136,12 +136,13 @@ def test_open_missing_collection_says_how_to_create_one(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq", "annoy"])
 def test_every_index_kind_finds_the_crop(photo_folder: Path, kind: str) -> None:
     collection, report = Collection.index_folder(photo_folder, model="classic", index_kind=kind)
-    assert report.index_kind == kind
+    built = "flat" if kind == "ivfpq" else kind  # 10 vectors cannot train IVF-PQ
+    assert report.index_kind == built
     assert collection.search(photo_folder / "sub" / "scene0-crop.jpg", k=1)[0].path == "scene0.jpg"
     scene(50).save(photo_folder / "late.jpg")
     collection.index()
     reopened = Collection.open(photo_folder)
-    assert reopened.vector_index().kind == kind and len(reopened.vector_index()) == 11
+    assert reopened.vector_index().kind == built and len(reopened.vector_index()) == 11
     assert reopened.search(photo_folder / "late.jpg", k=11)[-1].rank == 10
 
 

@@ -145,7 +145,7 @@ class Backbone(ABC):
         """Stacked ``preprocess`` outputs -> float32 ``[n, dim]``, L2-normalised rows."""
 
     def embed_text(self, texts: list[str]) -> np.ndarray:
-        raise NotImplementedError(
+        raise ModelUnavailable(
             f"model {self.name!r} embeds images only; text search needs a CLIP model "
             "(e.g. --model clip-vit-b-32)"
         )
