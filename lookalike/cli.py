@@ -146,6 +146,7 @@ def index(
         )
     if as_json:
         _print_json({**_to_json(report), "collection": str(collection.directory),
+                     "skipped": report.skipped,
                      "images_per_second": report.embed.images_per_second})
         return
     changes = report.changes

@@ -58,7 +58,8 @@ class IndexReport:
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
-        return self.embed.skipped
+        """Files found unusable in this run: at discovery (not images) or at decoding."""
+        return self.changes.rejected + self.embed.skipped
 
 
 @dataclass
@@ -219,7 +220,7 @@ class Collection:
         if self._backbone is None:
             record = self._require_model()
             backbone = load_backbone(record.spec, **record.options)
-            if backbone.identity() != record.identity:
+            if json.loads(json.dumps(backbone.identity())) != record.identity:
                 raise ModelMismatch(
                     f"model {record.spec!r} no longer matches the one that built this "
                     "collection (weights or preprocessing changed); re-index with --rebuild"

@@ -109,7 +109,7 @@ class CatalogueChanges:
     changed: int
     removed: int
     unchanged: int
-    rejected: int  # files that look like images by name but are not
+    rejected: list[tuple[str, str]]  # (path, reason): new or changed files that are no image
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,8 @@ class Store:
         Candidates with a ``reason`` (not an image) are recorded as ``skipped``.
         """
         now = time.time()
-        added = changed = unchanged = rejected = 0
+        added = changed = unchanged = 0
+        rejected: list[tuple[str, str]] = []
         with self.transaction() as db:
             known = {
                 path: (file_id, size, mtime_ns, status)
@@ -242,8 +243,10 @@ class Store:
                 path = candidate.path.as_posix()
                 seen.add(path)
                 status = "skipped" if candidate.reason else "pending"
-                rejected += candidate.reason is not None
                 previous = known.get(path)
+                if candidate.reason and (previous is None or previous[1:3] != (
+                        candidate.size, candidate.mtime_ns)):
+                    rejected.append((path, candidate.reason))
                 if previous is None:
                     db.execute(
                         "INSERT INTO files (path, size, mtime_ns, format, status, reason,"

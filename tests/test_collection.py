@@ -89,8 +89,8 @@ def test_bad_files_are_reported_and_the_run_completes(tmp_path: Path) -> None:
     assert "truncated" in skipped["truncated.jpg"]
     assert skipped["empty.jpg"] == "empty file"
     assert report.embed.embedded == 1 + len(usable)
-    # files that failed at decode time are in the run summary too
-    assert {path for path, _ in report.skipped} == {"truncated.jpg", "bomb.png"}
+    assert dict(report.skipped) == skipped  # the run summary names every one of them
+    assert {path for path, _ in report.embed.skipped} == {"truncated.jpg", "bomb.png"}
 
 
 def test_file_deleted_between_discover_and_decode(photo_folder: Path) -> None:
@@ -227,3 +227,19 @@ def test_kill_9_then_rerun_equals_clean_run(tmp_path: Path, mode: str) -> None:
         hits_a = [(h.path, round(h.score, 5)) for h in a.search(clean / query, k=5)]
         hits_b = [(h.path, round(h.score, 5)) for h in b.search(killed / query, k=5)]
         assert hits_a == hits_b
+
+
+def test_shared_onnx_model_ranks_edited_copies_first(photo_folder: Path, tmp_path: Path) -> None:
+    from tests.conftest import shared_model
+
+    model = shared_model("mobilenetv2-int8")
+    collection, report = Collection.index_folder(photo_folder, model=f"onnx:{model}")
+    assert report.embed.embedded == 10 and collection.model.dim == 1280
+    assert collection.model.identity["output"] == "pool_features"
+    assert collection.search(photo_folder / "sub" / "scene0-crop.jpg", k=1)[0].path == "scene0.jpg"
+    outside = tmp_path / "query.jpg"
+    crop(flip(scene(1)), 0.9).save(outside, quality=80)
+    assert {h.path for h in collection.search(outside, k=2)} == {"scene1.jpg",
+                                                                 "sub/scene1-flip.png"}
+    reopened = Collection.open(photo_folder)  # the recorded model reloads for new queries
+    assert reopened.search(outside, k=1)[0].path in {"scene1.jpg", "sub/scene1-flip.png"}
