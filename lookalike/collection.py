@@ -267,7 +267,8 @@ class Collection:
             path = self.directory / "index" / f"{record.key}.{kind}"
             state = json.loads(self.store.meta(f"index:{record.key}") or "null") or {}
             index = None
-            if state.get("requested") == kind and state.get("file") == record.file and path.exists():
+            reusable = state.get("requested") == kind and state.get("file") == record.file
+            if reusable and path.exists():
                 index = load_index(path)
                 if state.get("version") != record.version:
                     index = _sync(index, self.store.embeddings(record.key), rows)

@@ -15,6 +15,7 @@ exactly the state of an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -167,8 +168,9 @@ class Store:
         with self._lock:
             self._db.close()
 
-    @property
+    @functools.cached_property
     def root(self) -> Path:
+        """The image folder; stored relative to the collection so both can move together."""
         return (self.directory / self.meta("root")).resolve()
 
     def meta(self, key: str) -> str | None:
@@ -275,7 +277,8 @@ class Store:
         return CatalogueChanges(added, changed, len(gone), unchanged, rejected)
 
     def files(self, status: str | None = None) -> list[FileRecord]:
-        sql = f"SELECT {_FILE_COLUMNS} FROM files" + (" WHERE status = ?" if status else "") + " ORDER BY id"
+        where = " WHERE status = ?" if status else ""
+        sql = f"SELECT {_FILE_COLUMNS} FROM files{where} ORDER BY id"
         return [FileRecord(*row) for row in self._query(sql, (status,) if status else ())]
 
     def file(self, file_id: int) -> FileRecord | None:

@@ -151,3 +151,18 @@ def test_parallel_ordered_keeps_order_and_reports_errors() -> None:
     assert "RuntimeError" in outcomes[7].error
     assert [o.value for o in outcomes if o.error is None] == [i * 10 for i in range(20)
                                                                if i not in (5, 7)]
+
+
+@pytest.mark.parametrize("image_format", ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF"])
+def test_every_supported_format_decodes_to_the_same_picture(tmp_path: Path,
+                                                            image_format: str) -> None:
+    if image_format == "HEIF":
+        pytest.importorskip("pillow_heif", reason="HEIC/HEIF needs pillow-heif")
+    original = scene(5, (160, 120))
+    path = tmp_path / f"picture.{image_format.lower()}"
+    original.save(path, image_format, **({"quality": 95} if image_format != "GIF" else {}))
+    decoded = decode_file(path)
+    assert decoded.format == image_format
+    assert decoded.image.size == (160, 120)
+    difference = np.abs(np.asarray(decoded.image, np.float32) - np.asarray(original, np.float32))
+    assert difference.mean() < (40 if image_format == "GIF" else 8)

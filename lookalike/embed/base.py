@@ -27,6 +27,12 @@ class ModelUnavailable(RuntimeError):
     """A backbone cannot be loaded here (no weights offline, missing package, bad file)."""
 
 
+def error_summary(error: BaseException) -> str:
+    """The first line of a third-party exception: enough for a one-line user message."""
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """How an image becomes a network input.
