@@ -263,6 +263,41 @@ def _write_grids(
 
 @app.command()
 @friendly_errors
+def grid(
+    images: Annotated[list[Path] | None, typer.Argument(
+        help="Images of the collection to explore (default: every image).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the contact sheets.")] = Path("grids"),
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours per sheet.")] = 24,
+    db: DbOption = None,
+) -> None:
+    """Seed 000's exploration view: one sheet per image, it and its K nearest neighbours."""
+    first = images[0] if images else None
+    collection = Collection.open(_find_collection(db, first))
+    if images:
+        results = collection.search_many(images, k)
+        queries = [Path(image).expanduser().absolute() for image in images]
+    else:
+        file_ids, graph = collection.knn_graph(k)
+        paths = {record.id: record.path for record in collection.files("ok")}
+        queries = [collection.root / paths[int(i)] for i in file_ids]
+        results = [
+            [SearchHit(rank + 1, float(score), int(file_ids[j]), paths[int(file_ids[j])],
+                       collection.root / paths[int(file_ids[j])])
+             for rank, (j, score) in enumerate(zip(row, scores)) if j >= 0]
+            for row, scores in zip(graph.neighbours, graph.scores)
+        ]
+    with Progress(TextColumn("[bold]contact sheets"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=errors) as bar:
+        for query, hits in bar.track(list(zip(queries, results)), description="sheets"):
+            tiles = [Tile(query, "image", query.name, highlight=True)]
+            tiles += [Tile(hit.absolute_path, f"#{hit.rank}  {hit.score:.3f}",
+                           Path(hit.path).name) for hit in hits]
+            save_image(contact_sheet(tiles, columns=5), out / f"{query.stem}.png")
+    console.print(f"{len(queries)} contact sheets in {out}")
+
+
+@app.command()
+@friendly_errors
 def models(as_json: JsonOption = False) -> None:
     """List the backbones lookalike knows and whether each works offline here."""
     infos = list_backbones()

@@ -26,6 +26,7 @@ from .decode import decode_file
 from .discover import discover
 from .embed import Backbone, Preprocess, load_backbone, resolve_auto
 from .index import INDEX_KINDS, VectorIndex, build_index, choose_kind, load_index
+from .knn import KnnGraph, knn_graph
 from .pipeline import EmbedReport, Progress, embed_pending
 from .store import CatalogueChanges, FileRecord, ModelRecord, Store, StoreError
 
@@ -288,6 +289,30 @@ class Collection:
         state = {"requested": requested, "kind": index.kind, "file": record.file,
                  "version": record.version}
         self.store.set_meta(f"index:{record.key}", json.dumps(state))
+
+    def knn_graph(self, k: int = 16, progress: Progress | None = None) -> tuple[
+            np.ndarray, KnnGraph]:
+        """``(file_ids, graph)``: every embedded image's ``k`` nearest others.
+
+        Built with the collection's own index and cached on disk until the embeddings
+        change, so successive analyses (duplicates, groups, outliers...) share one graph.
+        """
+        record = self._require_model()
+        cache = self.directory / "index" / f"{record.key}.knn{k}.npz"
+        stamp = np.array([record.version, int(record.file.split(".")[-2])])
+        if cache.exists():
+            with np.load(cache) as saved:
+                if np.array_equal(saved["stamp"], stamp):
+                    return saved["file_ids"], KnnGraph(saved["neighbours"], saved["scores"])
+        file_ids, rows = self.store.live_rows(record.key)
+        vectors = np.asarray(self.store.embeddings(record.key)[rows], dtype=np.float32)
+        graph = knn_graph(vectors, k, index=self.vector_index(), keys=rows, progress=progress)
+        cache.parent.mkdir(exist_ok=True)
+        temporary = cache.with_suffix(".tmp.npz")
+        np.savez(temporary, stamp=stamp, file_ids=file_ids, neighbours=graph.neighbours,
+                 scores=graph.scores)
+        os.replace(temporary, cache)
+        return file_ids, graph
 
     # -- search ----------------------------------------------------------------------------
     def search(

@@ -99,3 +99,16 @@ def test_models_lists_classic_as_available() -> None:
     assert models["classic"]["available"] is True
     assert {"dinov2-small", "clip-vit-b-32", "resnet50", "inception-v3", "convnext-tiny",
             "onnx:PATH"} <= set(models)
+
+
+def test_grid_writes_one_sheet_per_image_with_neighbours(photo_folder: Path,
+                                                         tmp_path: Path) -> None:
+    invoke("index", photo_folder, "--model", "classic")
+    out = tmp_path / "grids"
+    result = invoke("grid", "--db", photo_folder, "--out", out, "-k", "4")
+    assert result.exit_code == 0, result.output
+    sheets = sorted(p.name for p in out.iterdir())
+    assert len(sheets) == 10 and "scene0.png" in sheets
+    assert Image.open(out / "scene0.png").size == Image.open(out / "scene1.png").size
+    result = invoke("grid", photo_folder / "scene0.jpg", "--out", tmp_path / "one", "-k", "24")
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["scene0.png"]

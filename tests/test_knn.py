@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import numpy as np
+
+from lookalike.index import build_index
+from lookalike.knn import knn_graph
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_graph_equals_brute_force_and_excludes_self() -> None:
+    vectors = _unit(np.random.default_rng(0).standard_normal((500, 16)))
+    graph = knn_graph(vectors, k=5)
+    similarity = vectors @ vectors.T
+    np.fill_diagonal(similarity, -np.inf)
+    expected = np.argsort(-similarity, axis=1)[:, :5]
+    np.testing.assert_array_equal(graph.neighbours, expected)
+    np.testing.assert_allclose(graph.scores, np.take_along_axis(similarity, expected, 1),
+                               atol=1e-5)
+    assert not (graph.neighbours == np.arange(500)[:, None]).any()
+
+
+def test_exact_copies_are_neighbours_not_self() -> None:
+    base = _unit(np.random.default_rng(1).standard_normal((50, 8)))
+    vectors = np.concatenate([base, base[:5]])  # rows 50..54 duplicate rows 0..4
+    graph = knn_graph(vectors, k=3)
+    for copy, original in zip(range(50, 55), range(5)):
+        assert graph.neighbours[copy, 0] == original
+        assert graph.neighbours[original, 0] == copy
+        assert graph.scores[copy, 0] > 0.9999
+
+
+def test_existing_index_keyed_by_store_rows() -> None:
+    vectors = _unit(np.random.default_rng(2).standard_normal((200, 8)))
+    rows = np.arange(200, dtype=np.int64) * 3 + 7  # store rows are not positions
+    index = build_index("flat", vectors, rows)
+    from_index = knn_graph(vectors, k=4, index=index, keys=rows)
+    fresh = knn_graph(vectors, k=4)
+    np.testing.assert_array_equal(from_index.neighbours, fresh.neighbours)
+
+
+def test_small_collections_pad_missing_neighbours() -> None:
+    vectors = _unit(np.random.default_rng(3).standard_normal((3, 4)))
+    graph = knn_graph(vectors, k=5)
+    assert (graph.neighbours[:, 2:] == -1).all() and np.isneginf(graph.scores[:, 2:]).all()
+
+
+def test_pairs_are_unique_undirected_and_mutuality() -> None:
+    vectors = _unit(np.array([[1, 0], [0.99, 0.14], [0, 1], [-1, 0.05]], dtype=np.float32))
+    graph = knn_graph(vectors, k=1)
+    low, high, scores = graph.pairs()
+    # nn(0)=1, nn(1)=0, nn(2)=1, nn(3)=2: the 0-1 edge appears once although found twice
+    assert list(zip(low.tolist(), high.tolist())) == [(0, 1), (1, 2), (2, 3)]
+    assert graph.is_mutual(low, high).tolist() == [True, False, False]
+    strong = graph.pairs(min_score=0.9)
+    assert list(zip(strong[0].tolist(), strong[1].tolist())) == [(0, 1)]
