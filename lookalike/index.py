@@ -1,0 +1,648 @@
+"""The vector-index stage: nearest-neighbour search over the store's embeddings.
+
+Arrays in, arrays out, in the style of the FAISS Python API. Embeddings are float32,
+L2-normalised rows, so cosine similarity is the inner product everywhere; queries must be
+normalised the same way (nothing here re-normalises them). Keys are non-negative int64: the
+embedding row numbers of the store.
+
+Four kinds, picked by collection size (``choose_kind``) or by the user:
+
+* ``flat``: exact brute force (``IndexIDMap2(IndexFlatIP)``); add and remove.
+* ``hnsw``: graph index (``IndexIDMap2(IndexHNSWFlat)``); add, but no remove.
+* ``ivfpq``: inverted lists of PQ codes, re-ranked exactly from a float16 copy; add and remove.
+* ``annoy``: random-projection forest, memory-mapped when loaded; immutable once built.
+
+An index saved to ``path`` is ``path`` itself plus a JSON sidecar ``path.json`` (kind, dim,
+params, count) that ``load_index`` reads first; an annoy index also writes its keys to
+``path.keys.npy``. Each file is replaced atomically and the sidecar is written last, so
+readers never see a half-written file; a crash between the files can leave a new index with
+the old sidecar, which ``load_index`` reports when their counts disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import annoy
+import faiss
+import numpy as np
+
+INDEX_KINDS = ("flat", "hnsw", "ivfpq", "annoy")
+
+FLAT_MAX = 200_000
+HNSW_MAX = 5_000_000
+
+# Rows converted to float32 at a time when the input is float16 (e.g. a memmap of the store):
+# 65,536 x 384 float32 is 96 MiB, so a 1M-row build never holds a second full-size copy.
+_CHUNK_ROWS = 65_536
+
+# k-means / PQ need this many training points per centroid to give stable centroids (it is
+# also the threshold below which FAISS warns).
+_MIN_POINTS_PER_CENTROID = 39
+
+log = logging.getLogger(__name__)
+
+
+def choose_kind(n: int) -> str:
+    """The kind ``"auto"`` resolves to for ``n`` vectors.
+
+    Exact search stays fast enough (tens of ms per query) below 200k vectors; HNSW is the
+    best speed/recall trade-off while a float32 copy of everything fits in RAM (5M x 384 is
+    7.7 GB); above that IVF-PQ keeps the candidate search in compact codes.
+    """
+    if n < 0:
+        raise ValueError(f"n must be non-negative, not {n}")
+    if n < FLAT_MAX:
+        return "flat"
+    if n <= HNSW_MAX:
+        return "hnsw"
+    return "ivfpq"
+
+
+class VectorIndex(ABC):
+    """Common interface of every kind: keyed add/remove/search over unit vectors."""
+
+    kind: ClassVar[str]
+    supports_add: ClassVar[bool] = True
+    supports_remove: ClassVar[bool] = False
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    @property
+    @abstractmethod
+    def params(self) -> dict[str, Any]:
+        """Build and search parameters, as recorded in the sidecar."""
+
+    @abstractmethod
+    def keys(self) -> np.ndarray:
+        """The int64 keys currently held, sorted."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def _add_chunk(self, vectors: np.ndarray, keys: np.ndarray) -> None:
+        """Add validated float32 rows (at most ``_CHUNK_ROWS``) under new keys."""
+
+    @abstractmethod
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` of a non-empty index; may leave missing results as key -1, any score."""
+
+    @abstractmethod
+    def _write(self, path: Path) -> None:
+        """Write the index data files for ``path`` (each atomically); not the sidecar."""
+
+    @classmethod
+    @abstractmethod
+    def _read(cls, path: Path, meta: dict[str, Any]) -> VectorIndex:
+        """Open what ``_write`` wrote, with the sidecar's ``meta``."""
+
+    def add(self, vectors: np.ndarray, keys: np.ndarray) -> None:
+        """Add ``vectors`` ([n, dim], float16/32/64) under ``keys`` not already present."""
+        vectors, keys = _check_batch(vectors, keys, self.dim)
+        clash = keys[np.isin(keys, self.keys())]
+        if clash.size:
+            raise ValueError(f"{clash.size} keys are already in the index, e.g. {clash[0]}")
+        for chunk, chunk_keys in _float32_chunks(vectors, keys):
+            self._add_chunk(chunk, chunk_keys)
+
+    def remove(self, keys: np.ndarray) -> None:
+        """Drop ``keys``; keys not in the index are ignored.
+
+        Kinds with ``supports_remove = False`` raise ``NotImplementedError``: the caller
+        rebuilds the index without those keys instead.
+        """
+        raise NotImplementedError(f"a {self.kind} index cannot remove vectors; rebuild it")
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest keys of each query row.
+
+        Returns ``(scores, keys)``, float32 and int64 ``[m, k]``, ordered by descending
+        cosine similarity. Approximate kinds may miss true neighbours, but the scores they
+        return are true cosines (ivfpq: from float16 copies, so to ~1e-4; with ``rerank=0``
+        only PQ estimates). Rows with fewer than ``k`` results are padded with key -1 and
+        score -inf.
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise ValueError(f"queries must have shape [m, {self.dim}], not {queries.shape}")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, not {k}")
+        if len(self) == 0 or len(queries) == 0:
+            return _padding(len(queries), k)
+        scores, keys = self._search(queries, k)
+        scores = np.asarray(scores, dtype=np.float32)
+        keys = np.asarray(keys, dtype=np.int64)
+        scores[keys < 0] = -np.inf
+        return scores, keys
+
+    def save(self, path: Path) -> None:
+        """Write the index to ``path`` and its sidecar ``path.json``, each atomically."""
+        path = Path(path)
+        self._write(path)
+        meta = {"kind": self.kind, "dim": self.dim, "params": self.params, "count": len(self)}
+        _atomic_write(_sidecar(path), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} dim={self.dim} count={len(self)} params={self.params}>"
+
+
+class _IdMapIndex(VectorIndex):
+    """A FAISS index wrapped in ``IndexIDMap2``, which maps keys to rows (flat and hnsw)."""
+
+    def __init__(self, index: Any) -> None:
+        super().__init__(index.d)
+        self._index = index
+
+    def keys(self) -> np.ndarray:
+        return np.sort(faiss.vector_to_array(self._index.id_map))
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def _add_chunk(self, vectors: np.ndarray, keys: np.ndarray) -> None:
+        self._index.add_with_ids(vectors, keys)
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._index.search(queries, k)
+
+    def _write(self, path: Path) -> None:
+        _atomic_write(path, lambda tmp: _write_faiss(tmp, self._index))
+
+
+class FlatIndex(_IdMapIndex):
+    """Exact inner-product search: every query scans every vector."""
+
+    kind = "flat"
+    supports_remove = True
+
+    @classmethod
+    def create(cls, dim: int) -> FlatIndex:
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def remove(self, keys: np.ndarray) -> None:
+        self._index.remove_ids(faiss.IDSelectorBatch(_as_keys(keys)))
+
+    @classmethod
+    def _read(cls, path: Path, meta: dict[str, Any]) -> FlatIndex:
+        return cls(_read_faiss(path)[0])
+
+
+class HNSWIndex(_IdMapIndex):
+    """HNSW graph over full float32 vectors (``IndexHNSWFlat``, inner product).
+
+    ``ef_search`` (candidate-list size per query) trades speed for recall and may be changed
+    at any time. Its default, 128, is the smallest power of two reaching recall@10 >= 0.95
+    on 1M x 384 in benchmarks/bench_search.py (64 gave 0.91), at under 1.5 ms per query.
+    FAISS HNSW cannot delete nodes, hence no ``remove``.
+    """
+
+    kind = "hnsw"
+
+    def __init__(self, index: Any, ef_search: int) -> None:
+        super().__init__(index)
+        self._hnsw = faiss.downcast_index(index.index).hnsw
+        self.ef_search = ef_search
+
+    @classmethod
+    def create(
+        cls, dim: int, *, m: int = 32, ef_construction: int = 80, ef_search: int = 128
+    ) -> HNSWIndex:
+        graph = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
+        graph.hnsw.efConstruction = ef_construction
+        return cls(faiss.IndexIDMap2(graph), ef_search)
+
+    @property
+    def ef_search(self) -> int:
+        return int(self._hnsw.efSearch)
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        if value < 1:
+            raise ValueError(f"ef_search must be at least 1, not {value}")
+        self._hnsw.efSearch = int(value)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {
+            "m": self._hnsw.nb_neighbors(1),
+            "ef_construction": int(self._hnsw.efConstruction),
+            "ef_search": self.ef_search,
+        }
+
+    @classmethod
+    def _read(cls, path: Path, meta: dict[str, Any]) -> HNSWIndex:
+        return cls(_read_faiss(path)[0], meta["params"]["ef_search"])
+
+
+class IVFPQIndex(VectorIndex):
+    """Inverted file (``nlist`` k-means cells) of product-quantised residuals.
+
+    The search probes the ``nprobe`` nearest cells and scores their PQ codes (``m`` bytes
+    per vector at 8 bits). PQ scores alone are too coarse for a 0.95 recall@10 at a compact
+    code size, so by default the best ``rerank`` candidates are re-scored exactly against a
+    float16 copy of the vectors (``IndexIDMap2(IndexScalarQuantizer(fp16))``): 2 * dim bytes
+    per vector, half of what a flat index holds, and lossless when the store's embeddings
+    are float16 themselves. ``rerank=0`` at build time drops that copy for the smallest
+    memory (then raise ``m``, e.g. to dim / 2, to keep recall); the returned scores are then
+    PQ approximations. ``nprobe`` may be changed at any time; ``rerank`` is fixed at build.
+    """
+
+    kind = "ivfpq"
+    supports_remove = True
+
+    def __init__(self, ivf: Any, exact: Any | None, nprobe: int, rerank: int) -> None:
+        super().__init__(ivf.d)
+        self._ivf = ivf
+        self._exact = exact
+        self._rerank = rerank
+        self.nprobe = nprobe
+
+    @classmethod
+    def train(
+        cls,
+        vectors: np.ndarray,
+        *,
+        nlist: int | None = None,
+        m: int | None = None,
+        nbits: int | None = None,
+        nprobe: int = 64,
+        rerank: int = 100,
+    ) -> IVFPQIndex:
+        """An empty index whose quantisers are trained on (a sample of) ``vectors``.
+
+        Defaults: ``nlist`` = 4 sqrt(n), at most n / 39; ``m`` = the largest divisor of
+        dim not above dim / 8 (48 bytes at 384-d); ``nbits`` = 8, or fewer when n < 39 * 256
+        so that each PQ centroid still gets 39 training points. ``build_index`` falls back to
+        a flat index when n is too small for even 4 bits.
+        """
+        n, dim = vectors.shape
+        nlist = nlist or max(1, min(round(4 * math.sqrt(n)), n // _MIN_POINTS_PER_CENTROID))
+        m = m or max(d for d in range(1, max(1, dim // 8) + 1) if dim % d == 0)
+        nbits = nbits or _ivfpq_nbits(n)
+        if dim % m:
+            raise ValueError(f"m={m} sub-quantizers must divide the dimension {dim}")
+        if rerank < 0:
+            raise ValueError(f"rerank must be non-negative, not {rerank}")
+        ivf = faiss.IndexIVFPQ(
+            faiss.IndexFlatIP(dim), dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT
+        )
+        # k-means would use up to 256 points per cell; 64 are plenty for cells that only
+        # route the search (and re-ranking forgives a slightly off cell), at 1/4 of the time.
+        ivf.train(_sample_rows(vectors, max(64 * nlist, 256 * 2**nbits)))
+        exact = None
+        if rerank:
+            exact = faiss.IndexIDMap2(
+                faiss.IndexScalarQuantizer(
+                    dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+                )
+            )
+        return cls(ivf, exact, nprobe, rerank)
+
+    @property
+    def nprobe(self) -> int:
+        return int(self._ivf.nprobe)
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        if value < 1:
+            raise ValueError(f"nprobe must be at least 1, not {value}")
+        self._ivf.nprobe = int(value)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {
+            "nlist": int(self._ivf.nlist),
+            "m": int(self._ivf.pq.M),
+            "nbits": int(self._ivf.pq.nbits),
+            "nprobe": self.nprobe,
+            "rerank": self._rerank,
+        }
+
+    def keys(self) -> np.ndarray:
+        if self._exact is not None:
+            return np.sort(faiss.vector_to_array(self._exact.id_map))
+        lists = self._ivf.invlists
+        parts = [
+            faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+            for i in range(lists.nlist)
+            if lists.list_size(i)
+        ]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self._ivf.ntotal)
+
+    def _add_chunk(self, vectors: np.ndarray, keys: np.ndarray) -> None:
+        self._ivf.add_with_ids(vectors, keys)
+        if self._exact is not None:
+            self._exact.add_with_ids(vectors, keys)
+
+    def remove(self, keys: np.ndarray) -> None:
+        selector = faiss.IDSelectorBatch(_as_keys(keys))
+        self._ivf.remove_ids(selector)
+        if self._exact is not None:
+            self._exact.remove_ids(selector)
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._exact is None:
+            return self._ivf.search(queries, k)
+        _, candidates = self._ivf.search(queries, max(k, self._rerank))
+        scores = np.empty(candidates.shape, dtype=np.float32)
+        # Decoded candidates are [rows, candidates, dim] floats: bound them to ~64 MiB.
+        rows = max(1, (16 << 20) // (candidates.shape[1] * self.dim))
+        for start in range(0, len(queries), rows):
+            block = slice(start, start + rows)
+            scores[block] = self._exact_scores(queries[block], candidates[block])
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, best, 1), np.take_along_axis(candidates, best, 1)
+
+    def _exact_scores(self, queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        found = candidates >= 0
+        vectors = np.zeros((*candidates.shape, self.dim), dtype=np.float32)
+        vectors[found] = self._exact.reconstruct_batch(candidates[found])
+        scores = np.matmul(vectors, queries[:, :, None])[:, :, 0]
+        scores[~found] = -np.inf
+        return scores
+
+    def _write(self, path: Path) -> None:
+        parts = [self._ivf] if self._exact is None else [self._ivf, self._exact]
+        _atomic_write(path, lambda tmp: _write_faiss(tmp, *parts))
+
+    @classmethod
+    def _read(cls, path: Path, meta: dict[str, Any]) -> IVFPQIndex:
+        params = meta["params"]
+        parts = _read_faiss(path, count=2 if params["rerank"] else 1)
+        exact = parts[1] if params["rerank"] else None
+        if exact is not None and exact.ntotal != parts[0].ntotal:
+            raise ValueError(f"{path}: the PQ and re-rank parts hold different counts")
+        return cls(parts[0], exact, params["nprobe"], params["rerank"])
+
+
+def _ivfpq_nbits(n: int) -> int:
+    """Bits per PQ code for ``n`` training vectors: 8 when there are 39 points per centroid
+    (n >= 9,984), else fewer, down to 4 (n >= 624); 0 when even that is impossible."""
+    bits = min(8, math.floor(math.log2(max(n, 1) / _MIN_POINTS_PER_CENTROID)))
+    return bits if bits >= 4 else 0
+
+
+class AnnoyIndex(VectorIndex):
+    """Spotify Annoy forest with angular distance, loaded memory-mapped.
+
+    Annoy's angular distance is ``sqrt(2 - 2 cos)`` on normalised vectors, so
+    ``cos = 1 - d**2 / 2``. Item ids are the keys themselves: annoy allocates every id up
+    to the largest key and ids are int32, so keys must be below 2**31 (row numbers are).
+    An annoy index cannot grow or shrink once built; the caller rebuilds it.
+
+    ``search_k`` (nodes inspected per query; -1: annoy's own default, ``n_trees * k``) may
+    be changed at any time. Annoy's default gave recall@10 0.1 on 384-d benchmark data, so
+    ours is 200,000: about 0.95 at both 100k and 1M vectors, at tens of ms per query.
+    """
+
+    kind = "annoy"
+    supports_add = False
+
+    def __init__(
+        self, forest: annoy.AnnoyIndex, dim: int, keys: np.ndarray, params: dict[str, Any]
+    ) -> None:
+        super().__init__(dim)
+        self._forest = forest
+        self._keys = keys
+        self._n_trees = int(params["n_trees"])
+        self.search_k = int(params["search_k"])
+
+    @classmethod
+    def build(
+        cls,
+        vectors: np.ndarray,
+        keys: np.ndarray,
+        *,
+        n_trees: int = 50,
+        search_k: int = 200_000,
+    ) -> AnnoyIndex:
+        if keys.size and keys.max() >= 2**31:
+            raise ValueError("annoy item ids are int32: keys must be below 2**31")
+        dim = vectors.shape[1]
+        index = cls(
+            annoy.AnnoyIndex(dim, "angular"),
+            dim,
+            np.sort(keys),
+            {"n_trees": n_trees, "search_k": search_k},
+        )
+        for chunk, chunk_keys in _float32_chunks(vectors, keys):
+            index._add_chunk(chunk, chunk_keys)
+        index._forest.build(n_trees, n_jobs=-1)
+        return index
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"n_trees": self._n_trees, "search_k": self.search_k}
+
+    def keys(self) -> np.ndarray:
+        return self._keys.copy()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, vectors: np.ndarray, keys: np.ndarray) -> None:
+        raise NotImplementedError("an annoy index is immutable once built; rebuild it")
+
+    def _add_chunk(self, vectors: np.ndarray, keys: np.ndarray) -> None:
+        for key, vector in zip(keys.tolist(), vectors, strict=True):
+            self._forest.add_item(key, vector.tolist())
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, keys = _padding(len(queries), k)
+        for row, query in enumerate(queries):
+            found, distances = self._forest.get_nns_by_vector(
+                query.tolist(), k, search_k=self.search_k, include_distances=True
+            )
+            keys[row, : len(found)] = found
+            scores[row, : len(found)] = 1.0 - np.square(distances, dtype=np.float32) / 2
+        return scores, keys
+
+    def _write(self, path: Path) -> None:
+        def write_keys(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:
+                np.save(handle, self._keys)
+
+        _atomic_write(_keys_path(path), write_keys)
+        # annoy re-maps the file it saved to; the mapping survives the rename.
+        _atomic_write(path, lambda tmp: self._forest.save(str(tmp)))
+
+    @classmethod
+    def _read(cls, path: Path, meta: dict[str, Any]) -> AnnoyIndex:
+        forest = annoy.AnnoyIndex(meta["dim"], "angular")
+        forest.load(str(path))
+        keys = np.load(_keys_path(path))
+        if keys.size and forest.get_n_items() != keys[-1] + 1:
+            raise ValueError(f"{path}: annoy file and its keys file do not match")
+        return cls(forest, meta["dim"], keys, meta["params"])
+
+
+_CLASSES: dict[str, type[VectorIndex]] = {
+    "flat": FlatIndex,
+    "hnsw": HNSWIndex,
+    "ivfpq": IVFPQIndex,
+    "annoy": AnnoyIndex,
+}
+
+
+def build_index(kind: str, vectors: np.ndarray, keys: np.ndarray, **params: Any) -> VectorIndex:
+    """Build a ``kind`` index (or ``"auto"``: ``choose_kind(n)``) over ``vectors`` [n, dim].
+
+    ``vectors`` may be float16, float32 or float64, e.g. a read-only memmap of the store; it
+    is converted to float32 ``_CHUNK_ROWS`` rows at a time. ``params`` are kind-specific:
+    hnsw ``m``, ``ef_construction``, ``ef_search``; ivfpq ``nlist``, ``m``, ``nbits``,
+    ``nprobe``, ``rerank``; annoy ``n_trees``, ``search_k``; unknown ones raise TypeError.
+    An ``ivfpq`` request with fewer than 624 vectors (too few to train even 4-bit PQ) gets
+    an exact flat index instead, which at that size is both faster and exact.
+    """
+    vectors, keys = _check_batch(vectors, keys, None)
+    if len(np.unique(keys)) != len(keys):
+        raise ValueError("keys must be unique")
+    n, dim = vectors.shape
+    if kind == "auto":
+        kind = choose_kind(n)
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"unknown index kind {kind!r}; expected auto or one of {INDEX_KINDS}")
+    if kind == "annoy":
+        return AnnoyIndex.build(vectors, keys, **params)
+    if kind == "ivfpq" and not (params.get("nbits") or _ivfpq_nbits(n)):
+        log.warning("%d vectors are too few to train IVF-PQ; building a flat index", n)
+        kind, params = "flat", {}
+    index: VectorIndex
+    if kind == "flat":
+        index = FlatIndex.create(dim, **params)
+    elif kind == "hnsw":
+        index = HNSWIndex.create(dim, **params)
+    else:
+        index = IVFPQIndex.train(vectors, **params)
+    for chunk, chunk_keys in _float32_chunks(vectors, keys):
+        index._add_chunk(chunk, chunk_keys)
+    return index
+
+
+def load_index(path: Path) -> VectorIndex:
+    """Open an index written by ``VectorIndex.save``; its sidecar says which kind it is."""
+    path = Path(path)
+    meta = json.loads(_sidecar(path).read_text())
+    if meta.get("kind") not in _CLASSES:
+        raise ValueError(f"{_sidecar(path)}: unknown index kind {meta.get('kind')!r}")
+    index = _CLASSES[meta["kind"]]._read(path, meta)
+    if index.dim != meta["dim"] or len(index) != meta["count"]:
+        raise ValueError(
+            f"{path} holds {len(index)} x {index.dim} but its sidecar says "
+            f"{meta['count']} x {meta['dim']}: an interrupted save?"
+        )
+    return index
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _keys_path(path: Path) -> Path:
+    return path.with_name(path.name + ".keys.npy")
+
+
+def _padding(m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full((m, k), -np.inf, dtype=np.float32), np.full((m, k), -1, dtype=np.int64)
+
+
+def _as_keys(keys: np.ndarray) -> np.ndarray:
+    keys = np.asarray(keys)
+    if keys.ndim != 1 or (keys.size and not np.issubdtype(keys.dtype, np.integer)):
+        raise ValueError(f"keys must be a 1-D integer array, not {keys.dtype} {keys.shape}")
+    keys = np.ascontiguousarray(keys, dtype=np.int64)
+    if keys.size and keys.min() < 0:
+        raise ValueError("keys must be non-negative")
+    return keys
+
+
+def _check_batch(
+    vectors: np.ndarray, keys: np.ndarray, dim: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate shapes and types without copying ``vectors`` (it may be a large memmap)."""
+    vectors = np.asarray(vectors)
+    keys = _as_keys(keys)
+    if vectors.ndim != 2 or (dim is not None and vectors.shape[1] != dim):
+        raise ValueError(f"vectors must have shape [n, {dim or 'dim'}], not {vectors.shape}")
+    if not np.issubdtype(vectors.dtype, np.floating):
+        raise ValueError(f"vectors must be floating point, not {vectors.dtype}")
+    if len(vectors) != len(keys):
+        raise ValueError(f"{len(vectors)} vectors but {len(keys)} keys")
+    return vectors, keys
+
+
+def _float32_chunks(
+    vectors: np.ndarray, keys: np.ndarray
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    for start in range(0, len(keys), _CHUNK_ROWS):
+        stop = start + _CHUNK_ROWS
+        yield np.ascontiguousarray(vectors[start:stop], dtype=np.float32), keys[start:stop]
+
+
+def _sample_rows(vectors: np.ndarray, size: int) -> np.ndarray:
+    """A reproducible random subset of at most ``size`` rows, as float32."""
+    n = len(vectors)
+    if size >= n:
+        rows = np.arange(n)
+    else:
+        rows = np.sort(np.random.default_rng(0).choice(n, size, replace=False))
+    return np.concatenate(
+        [
+            np.asarray(vectors[rows[start : start + _CHUNK_ROWS]], dtype=np.float32)
+            for start in range(0, len(rows), _CHUNK_ROWS)
+        ]
+    )
+
+
+def _write_faiss(path: Path, *indexes: Any) -> None:
+    """Serialise FAISS indexes back to back into one file (streamed, not copied in memory)."""
+    with open(path, "wb") as handle:
+        writer = faiss.PyCallbackIOWriter(handle.write)
+        for index in indexes:
+            faiss.write_index(index, writer)
+
+
+def _read_faiss(path: Path, count: int = 1) -> list[Any]:
+    with open(path, "rb") as handle:
+        reader = faiss.PyCallbackIOReader(handle.read)
+        return [faiss.read_index(reader) for _ in range(count)]
+
+
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Have ``write(tmp)`` create a temp file beside ``path``, fsync it, rename it over ``path``.
+
+    Readers see the old file or the new one, never a torn one; a reader that has the old
+    file open or memory-mapped (annoy) keeps its copy.
+    """
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if os.name == "posix":
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
