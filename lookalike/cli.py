@@ -31,6 +31,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .act.grids import Tile, contact_sheet, save_image
+from .act.sort import SortError, describe_plan, execute_plan, list_journals, plan_sort
+from .act.sort import undo as undo_journal
 from .collection import DEFAULT_DIRNAME, Collection, SearchHit, locate
 from .decode import DecodeError
 from .discover import discover
@@ -62,7 +64,8 @@ def friendly_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (StoreError, ModelUnavailable, DecodeError, ValueError, OSError) as error:
+        except (StoreError, ModelUnavailable, DecodeError, SortError, ValueError,
+                OSError) as error:
             errors.print(f"[bold red]error:[/] {error}", highlight=False)
             raise typer.Exit(1) from None
 
@@ -294,6 +297,82 @@ def grid(
                            Path(hit.path).name) for hit in hits]
             save_image(contact_sheet(tiles, columns=5), out / f"{query.stem}.png")
     console.print(f"{len(queries)} contact sheets in {out}")
+
+
+@app.command("sort")
+@friendly_errors
+def sort_files(
+    to: Annotated[Path, typer.Option("--to", help="Destination folder for the sorted files.")],
+    by_examples: Annotated[Path | None, typer.Option(
+        "--by-examples", help="Folder of exemplar images: one destination folder each.")]
+    = None,
+    threshold: Annotated[float | None, typer.Option(
+        help="Minimum cosine to the exemplar (else the image stays).")] = None,
+    top_k: Annotated[int | None, typer.Option(
+        "--top-k", help="At most this many images per exemplar (the closest).")] = None,
+    copy: Annotated[bool, typer.Option("--copy", help="Copy files (default).")] = False,
+    move: Annotated[bool, typer.Option("--move", help="Move files (verified).")] = False,
+    symlink: Annotated[bool, typer.Option("--symlink", help="Symlink files.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Organise files into folders; journalled, verified, undoable (lookalike undo)."""
+    modes = [name for name, chosen in (("copy", copy), ("move", move), ("symlink", symlink))
+             if chosen]
+    if len(modes) > 1:
+        raise ValueError("choose one of --copy, --move, --symlink")
+    if by_examples is None:
+        raise ValueError("say how to sort: --by-examples DIR")
+    collection = Collection.open(_find_collection(db))
+    assignments = collection.folders_by_exemplars(by_examples, threshold=threshold, top_k=top_k)
+    plan = plan_sort(assignments, to.expanduser().absolute(), modes[0] if modes else "copy")
+    if dry_run:
+        lines = describe_plan(plan)
+        if as_json:
+            _print_json({"mode": plan.mode, "moves": [[str(m.source), str(m.destination)]
+                                                      for m in plan.moves]})
+        else:
+            console.print("\n".join(lines), highlight=False)
+        return
+    with Progress(TextColumn(f"[bold]{plan.mode}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=errors, disable=as_json) as bar:
+        task = bar.add_task(plan.mode, total=len(plan.moves))
+        result = execute_plan(plan, collection.directory / "journals",
+                              progress=lambda done, total: bar.update(task, completed=done))
+    if as_json:
+        _print_json({"journal": result.journal, "done": len(result.done),
+                     "failed": [[str(m.source), reason] for m, reason in result.failed]})
+    else:
+        console.print(f"{plan.mode}: {len(result.done)} files into {to}; journal "
+                      f"{result.journal} (undo: lookalike undo)")
+        for failed, reason in result.failed:
+            errors.print(f"[red]failed:[/] {failed.source}: {reason}", highlight=False)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def undo(
+    journal: Annotated[Path | None, typer.Argument(
+        help="Journal of the run to undo (default: the newest).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Undo a sort run exactly, from its journal (safe to run again)."""
+    if journal is None:
+        journals = list_journals(_find_collection(db) / "journals")
+        if not journals:
+            raise ValueError("no sort runs to undo")
+        journal = journals[-1]
+    result = undo_journal(journal)
+    console.print(f"undone: {len(result.undone)} files restored from {journal}")
+    for path, reason in result.kept:
+        console.print(f"[yellow]kept:[/] {path}: {reason}", highlight=False)
+    for failed, reason in result.failed:
+        errors.print(f"[red]failed:[/] {failed.source}: {reason}", highlight=False)
+    if result.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .analyse.exemplars import assign_to_exemplars
 from .decode import decode_file
 from .discover import discover
 from .embed import Backbone, Preprocess, load_backbone, resolve_auto
@@ -392,6 +393,29 @@ class Collection:
                                       self.root / found.path))
             results.append(hits)
         return results
+
+    # -- organising -------------------------------------------------------------------------
+    def folders_by_exemplars(
+        self, exemplar_folder: str | os.PathLike[str], *, threshold: float | None = None,
+        top_k: int | None = None,
+    ) -> dict[Path, str]:
+        """Seed 000's sort: each exemplar image gets a folder (``folder_1_<name>``...);
+        every collection image that is close enough to its nearest exemplar goes there."""
+        folder = Path(exemplar_folder).expanduser().absolute()
+        files = [folder / c.path for c in discover(folder) if c.reason is None]
+        if not files:
+            raise ValueError(f"no exemplar images in {folder}")
+        exemplars = np.stack([self.embed_file(path) for path in files])
+        file_ids, vectors = self.vectors()
+        result = assign_to_exemplars(vectors, exemplars, threshold=threshold, top_k=top_k)
+        paths = {record.id: record.path for record in self.files("ok")}
+        names = [f"folder_{i + 1}_{path.stem}" for i, path in enumerate(files)]
+        exemplar_paths = {path.resolve() for path in files}
+        return {
+            self.root / paths[int(file_id)]: names[label]
+            for file_id, label in zip(file_ids, result.labels)
+            if label >= 0 and (self.root / paths[int(file_id)]).resolve() not in exemplar_paths
+        }
 
     # -- facts -----------------------------------------------------------------------------
     def files(self, status: str | None = None) -> list[FileRecord]:

@@ -112,3 +112,36 @@ def test_grid_writes_one_sheet_per_image_with_neighbours(photo_folder: Path,
     assert Image.open(out / "scene0.png").size == Image.open(out / "scene1.png").size
     result = invoke("grid", photo_folder / "scene0.jpg", "--out", tmp_path / "one", "-k", "24")
     assert [p.name for p in (tmp_path / "one").iterdir()] == ["scene0.png"]
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and ".lookalike" not in p.parts}
+
+
+def test_sort_by_examples_moves_lookalikes_and_undo_restores(photo_folder: Path,
+                                                             tmp_path: Path) -> None:
+    invoke("index", photo_folder, "--model", "classic")
+    before = _tree(photo_folder)
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    crop(scene(0), 0.9).save(examples / "zero.jpg")
+    crop(scene(1), 0.9).save(examples / "one.jpg")
+    dest = tmp_path / "sorted"
+    args = ["sort", "--db", photo_folder, "--by-examples", examples, "--to", dest,
+            "--threshold", "0.75"]
+    plan = invoke(*args, "--dry-run", "--json")
+    moves = json.loads(plan.stdout)["moves"]
+    assert not dest.exists()  # a dry run touches nothing
+    targets = {Path(d).relative_to(dest).as_posix() for _, d in moves}
+    assert targets == {"folder_2_zero/scene0.jpg", "folder_2_zero/scene0-crop.jpg",
+                       "folder_1_one/scene1.jpg", "folder_1_one/scene1-flip.png"}
+    result = invoke(*args, "--move")
+    assert result.exit_code == 0, result.output
+    assert not (photo_folder / "scene0.jpg").exists()
+    assert (dest / "folder_2_zero" / "scene0.jpg").read_bytes() == before["scene0.jpg"]
+    assert len(_tree(photo_folder)) == len(before) - 4
+    result = invoke("undo", "--db", photo_folder)
+    assert result.exit_code == 0, result.output
+    assert _tree(photo_folder) == before
+    assert not any(p.is_file() for p in dest.rglob("*"))
