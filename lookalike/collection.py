@@ -22,9 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from .analyse.clusters import Clustering, auto_k, kmeans
 from .analyse.exemplars import assign_to_exemplars
+from .analyse.groups import Group, threshold_groups
+from .analyse.outliers import outlier_scores
 from .decode import decode_file
 from .discover import discover
+from .duplicates_job import DuplicateReport, find_duplicates
 from .embed import Backbone, Preprocess, load_backbone, resolve_auto
 from .index import INDEX_KINDS, VectorIndex, build_index, choose_kind, load_index
 from .knn import KnnGraph, knn_graph
@@ -393,6 +397,36 @@ class Collection:
                                       self.root / found.path))
             results.append(hits)
         return results
+
+    # -- analyses (thin layers over lookalike.analyse) ---------------------------------------
+    def paths(self, file_ids: np.ndarray) -> list[str]:
+        """Relative paths of catalogue ids, in the same order."""
+        by_id = {record.id: record.path for record in self.files()}
+        return [by_id[int(file_id)] for file_id in file_ids]
+
+    def duplicates(self, **options: Any) -> DuplicateReport:
+        """Exact and near-duplicate groups; see :func:`lookalike.duplicates_job.find_duplicates`."""
+        return find_duplicates(self, **options)
+
+    def groups(
+        self, threshold: float, *, k: int = 16, mutual: bool = True
+    ) -> tuple[np.ndarray, list[Group]]:
+        """``(file_ids, groups)``: seed 001's threshold groups (positions index file_ids)."""
+        file_ids, graph = self.knn_graph(k)
+        _, vectors = self.vectors()
+        return file_ids, threshold_groups(vectors, graph, threshold, mutual=mutual)
+
+    def clusters(self, k: int | str = "auto", *, seed: int = 0) -> tuple[np.ndarray, Clustering]:
+        """``(file_ids, clustering)``: k-means with ``k`` clusters, or a chosen k (``auto``)."""
+        file_ids, vectors = self.vectors()
+        if k == "auto":
+            k = auto_k(vectors, seed=seed).k
+        return file_ids, kmeans(vectors, int(k), seed=seed)
+
+    def outliers(self, *, k: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """``(file_ids, scores)``: higher scores lie farther from their neighbourhood."""
+        file_ids, graph = self.knn_graph(k)
+        return file_ids, outlier_scores(graph)
 
     # -- organising -------------------------------------------------------------------------
     def folders_by_exemplars(

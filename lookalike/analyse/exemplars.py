@@ -43,9 +43,9 @@ def assign_to_exemplars(
     if n == 0 or len(exemplars) == 0:
         return ExemplarAssignment(labels, scores)
     for start in range(0, n, CHUNK):
-        similarity = np.asarray(vectors[start:start + CHUNK], dtype=np.float32) @ exemplars.T
-        labels[start:start + CHUNK] = similarity.argmax(axis=1)
-        scores[start:start + CHUNK] = similarity.max(axis=1)
+        similarity = np.asarray(vectors[start : start + CHUNK], dtype=np.float32) @ exemplars.T
+        labels[start : start + CHUNK] = similarity.argmax(axis=1)
+        scores[start : start + CHUNK] = similarity.max(axis=1)
     keep = np.ones(n, dtype=bool)
     if threshold is not None:
         keep &= scores >= threshold

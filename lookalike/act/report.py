@@ -1,0 +1,215 @@
+"""A self-contained static HTML report: numbers, galleries and a 2-D map; no server needed.
+
+The folder holds ``index.html`` (data inlined as JSON, plain JS, no CDN) and ``thumbs/``.
+Thumbnails are made only for images that appear in a gallery or on the map (the map shows
+at most ``MAP_POINTS`` points), so the report stays small for a million images.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..decode import decode_file, parallel_ordered
+
+THUMB = 160
+MAP_POINTS = 5_000
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """One row of thumbnails: a duplicate group, a cluster sample, the outliers..."""
+
+    title: str
+    members: Sequence[int]  # positions into the report's paths
+    captions: Sequence[str] = ()
+    highlight: int | None = None  # position to outline (keeper, medoid)
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    description: str
+    galleries: Sequence[Gallery] = field(default_factory=list)
+
+
+def write_report(
+    out: str | os.PathLike[str],
+    *,
+    title: str,
+    paths: Sequence[Path],
+    overview: dict[str, Any],
+    sections: Sequence[Section],
+    layout: np.ndarray,
+    layout_method: str,
+    colours: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write the report folder and return its ``index.html``.
+
+    ``layout``: [n, 2] map coordinates in [0, 1] by position; ``colours``: an optional int
+    label per position (e.g. the cluster) to colour the map.
+    """
+    out = Path(out).expanduser()
+    thumbs = out / "thumbs"
+    if thumbs.exists():
+        shutil.rmtree(thumbs)
+    thumbs.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    on_map = np.arange(len(paths))
+    if len(on_map) > MAP_POINTS:
+        on_map = np.sort(rng.choice(len(paths), MAP_POINTS, replace=False))
+    wanted = sorted({int(p) for s in sections for g in s.galleries for p in g.members}
+                    | set(on_map.tolist()))
+    made = _write_thumbnails(paths, wanted, thumbs, progress)
+    data = {
+        "title": title,
+        "overview": overview,
+        "files": {str(p): {"name": paths[p].name, "href": paths[p].as_uri(),
+                           "thumb": f"thumbs/{p}.jpg" if p in made else None}
+                  for p in wanted},
+        "sections": [
+            {"title": s.title, "description": s.description,
+             "galleries": [{"title": g.title, "members": [int(m) for m in g.members],
+                            "captions": list(g.captions), "highlight": g.highlight}
+                           for g in s.galleries]}
+            for s in sections
+        ],
+        "map": {"method": layout_method,
+                "points": [[int(p), round(float(layout[p, 0]), 4), round(float(layout[p, 1]), 4),
+                            int(colours[p]) if colours is not None else 0] for p in on_map]},
+    }
+    index = out / "index.html"
+    payload = json.dumps(data).replace("</", "<\\/")
+    temporary = out / ".index.html.tmp"
+    temporary.write_text(_PAGE.replace("__TITLE__", html.escape(title))
+                         .replace("__DATA__", payload), encoding="utf-8")
+    os.replace(temporary, index)
+    return index
+
+
+def _write_thumbnails(
+    paths: Sequence[Path], wanted: list[int], folder: Path,
+    progress: Callable[[int, int], None] | None,
+) -> set[int]:
+    def make(position: int) -> int:
+        image = decode_file(paths[position], min_side=THUMB).image
+        image.thumbnail((THUMB, THUMB), Image.Resampling.BILINEAR)
+        image.save(folder / f"{position}.jpg", quality=80)
+        return position
+
+    made: set[int] = set()  # an unreadable image becomes a grey "unreadable" tile
+    for done, outcome in enumerate(parallel_ordered(make, wanted), start=1):
+        if outcome.error is None:
+            made.add(outcome.item)
+        if progress:
+            progress(done, len(wanted))
+    return made
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>__TITLE__</title>
+<style>
+body{font:14px system-ui,sans-serif;margin:0;background:#fafafa;color:#222}
+header{background:#263238;color:#fff;padding:12px 20px}
+header h1{margin:0;font-size:20px} nav a{color:#cfd8dc;margin-right:14px}
+main{padding:12px 20px} h2{border-bottom:1px solid #ccc;padding-bottom:4px}
+table.overview td{padding:2px 12px 2px 0} .gallery{margin:10px 0 18px}
+.gallery h3{font-size:14px;margin:4px 0}
+.tiles{display:flex;flex-wrap:wrap;gap:6px}
+.tile{width:160px;text-align:center;font-size:11px;overflow:hidden}
+.tile img,.tile .missing{width:160px;height:160px;object-fit:contain;background:#eee;
+ display:block;border:2px solid transparent}
+.tile.highlight img{border-color:#d32f2f}
+.tile span{display:block;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+#map{position:relative;width:min(900px,100%);aspect-ratio:1;background:#fff;
+ border:1px solid #ccc}
+#map canvas{width:100%;height:100%} #tip{position:fixed;pointer-events:none;display:none;
+ background:#fff;border:1px solid #999;padding:4px}
+#tip img{width:160px;display:block}
+</style></head><body>
+<header><h1>__TITLE__</h1><nav id="nav"></nav></header>
+<main id="main"></main><div id="tip"><img alt=""><span></span></div>
+<script id="data" type="application/json">__DATA__</script>
+<script>
+const data = JSON.parse(document.getElementById("data").textContent);
+const main = document.getElementById("main"), nav = document.getElementById("nav");
+function el(tag, attrs, ...kids) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  for (const kid of kids) node.append(kid);
+  return node;
+}
+function section(id, title) {
+  nav.append(el("a", {href: "#" + id}, title));
+  const s = el("section", {id}); s.append(el("h2", {}, title)); main.append(s); return s;
+}
+const overview = section("overview", "Overview"), table = el("table", {class: "overview"});
+for (const [k, v] of Object.entries(data.overview)) table.append(el("tr", {}, el("td", {}, k),
+  el("td", {}, String(v))));
+overview.append(table);
+function tile(position, caption, highlight) {
+  const file = data.files[position];
+  const link = el("a", {href: file.href, title: file.name});
+  link.append(file.thumb ? el("img", {src: file.thumb, loading: "lazy", alt: file.name})
+                         : el("div", {class: "missing"}, "unreadable"));
+  const box = el("div", {class: "tile" + (highlight ? " highlight" : "")}, link,
+                 el("span", {}, caption || file.name));
+  return box;
+}
+data.sections.forEach((s, n) => {
+  const node = section("s" + n, s.title);
+  node.append(el("p", {}, s.description));
+  if (!s.galleries.length) node.append(el("p", {}, "Nothing found."));
+  for (const g of s.galleries) {
+    const tiles = el("div", {class: "tiles"});
+    g.members.forEach((m, i) => tiles.append(tile(m, g.captions[i], m === g.highlight)));
+    node.append(el("div", {class: "gallery"}, el("h3", {}, g.title), tiles));
+  }
+});
+const mapSection = section("map-section", "Map (" + data.map.method + ")");
+mapSection.append(el("p", {}, "Each dot is an image; nearby dots look alike. " +
+  "Hover for a thumbnail, click to open."));
+const box = el("div", {id: "map"}), canvas = el("canvas", {width: 900, height: 900});
+box.append(canvas); mapSection.append(box);
+const ctx = canvas.getContext("2d"), tip = document.getElementById("tip");
+const colour = c => "hsl(" + ((c * 137.5) % 360) + ",65%,45%)";
+for (const [p, x, y, c] of data.map.points) {
+  ctx.fillStyle = colour(c); ctx.beginPath();
+  ctx.arc(10 + x * 880, 10 + y * 880, 3, 0, 2 * Math.PI); ctx.fill();
+}
+function nearest(event) {
+  const r = canvas.getBoundingClientRect();
+  const x = (event.clientX - r.left) / r.width * 900, y = (event.clientY - r.top) / r.height * 900;
+  let best = null, bestD = 64;
+  for (const point of data.map.points) {
+    const d = (10 + point[1] * 880 - x) ** 2 + (10 + point[2] * 880 - y) ** 2;
+    if (d < bestD) { bestD = d; best = point; }
+  }
+  return best;
+}
+canvas.addEventListener("mousemove", e => {
+  const point = nearest(e);
+  if (!point || !data.files[point[0]].thumb) { tip.style.display = "none"; return; }
+  const file = data.files[point[0]];
+  tip.querySelector("img").src = file.thumb; tip.querySelector("span").textContent = file.name;
+  tip.style.left = (e.clientX + 14) + "px"; tip.style.top = (e.clientY + 14) + "px";
+  tip.style.display = "block";
+});
+canvas.addEventListener("mouseleave", () => { tip.style.display = "none"; });
+canvas.addEventListener("click", e => {
+  const point = nearest(e); if (point) window.open(data.files[point[0]].href);
+});
+</script></body></html>
+"""

@@ -1,0 +1,369 @@
+"""The duplicate-finding job: a :class:`~lookalike.collection.Collection` in, a
+:class:`DuplicateReport` out. The Collection and the CLI call :func:`find_duplicates`.
+
+Stages, none of them N x N:
+
+1. **exact**: files with equal content hashes, plus files whose decoded pixels are equal
+   (same picture, other container). Pixels are hashed only for k-NN neighbours with the
+   same width x height and a near-identical embedding, so almost nothing is decoded.
+2. **k-NN graph** of the embeddings (one representative per exact group).
+3. **candidates**: graph edges with cosine >= the model's calibrated
+   ``candidate_threshold`` (loose: it keeps ~98 % of synthetic edits).
+4. **verification** of each candidate by local-feature geometry; pairs inside a small
+   verified component are checked too, so that grouping sees their real relation.
+5. **grouping** by average linkage over the verified weights (no single-link chains),
+   then a keeper per group (most pixels, then largest file).
+
+``verify=False`` skips stage 4 and decides on the embedding alone, with the stricter
+calibrated ``near_threshold``: much faster, much less precise.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .analyse.duplicates import (
+    DuplicateGroup,
+    candidate_pairs,
+    choose_keeper,
+    components,
+    exact_groups,
+    link_groups,
+    make_group,
+)
+from .knn import KnnGraph, knn_graph
+from .store import StoreError
+from .verify import FeatureCache, calibrate, pixel_hashes, verify_pairs
+
+if TYPE_CHECKING:
+    from .collection import Collection
+
+# (stage, done, total); stages: "graph", "hash", "calibrate", "verify".
+Progress = Callable[[str, int, int], None]
+
+# Embeddings this close (and equal image sizes) may be the same pixels: worth a decode.
+PIXEL_CHECK_COSINE = 0.995
+# Components of verified edges up to this size get every inner pair verified.
+CLOSURE_LIMIT = 32
+# The neighbour whose cosine stands for "a look-alike" in calibration: the 4th nearest.
+# The very nearest is often a real duplicate; a photo rarely has more than three copies.
+LOOKALIKE_RANK = 3
+MIN_LINK = 0.5  # average link weight two groups need to merge (see link_groups)
+
+
+@dataclass
+class DuplicateReport:
+    """Exact and near-duplicate groups of a collection.
+
+    Groups hold *positions*: ``file_ids[p]`` and ``paths[p]`` (relative to the collection
+    root) name the file at position ``p``. Near groups include the exact copies of their
+    members; exact groups are also listed on their own.
+    """
+
+    file_ids: np.ndarray
+    paths: list[str]
+    exact: list[DuplicateGroup]
+    near: list[DuplicateGroup]
+    threshold: float
+    verified: bool
+    calibration: dict[str, Any] | None
+    candidates: int  # pairs checked (candidates plus closure pairs)
+    confirmed: int  # of those, the ones that passed
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def groups(self) -> list[list[int]]:
+        """A partition of the duplicate files: every near group, and each exact group
+        that no near group contains (what a pairwise evaluation should score)."""
+        taken = {p for group in self.near for p in group.members}
+        result = [list(group.members) for group in self.near]
+        result += [list(g.members) for g in self.exact if not taken.intersection(g.members)]
+        return result
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``: ids and paths instead of positions."""
+
+        def describe(group: DuplicateGroup) -> dict[str, Any]:
+            return {
+                "kind": group.kind,
+                "keeper": {"id": int(self.file_ids[group.keeper]),
+                           "path": self.paths[group.keeper]},
+                "members": [
+                    {"id": int(self.file_ids[p]), "path": self.paths[p], "score": round(s, 4)}
+                    for p, s in zip(group.members, group.scores)
+                ],
+            }
+
+        return {
+            "exact": [describe(g) for g in self.exact],
+            "near": [describe(g) for g in self.near],
+            "threshold": self.threshold,
+            "verified": self.verified,
+            "calibration": self.calibration,
+            "candidates": self.candidates,
+            "confirmed": self.confirmed,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+
+def calibration_key(collection: Collection) -> str:
+    record = collection.model
+    if record is None:
+        raise StoreError("the collection has no embeddings yet: run lookalike index first")
+    return "calibration:" + record.key
+
+
+def load_calibration(collection: Collection) -> dict[str, Any] | None:
+    """The stored calibration of the collection's model, if any."""
+    stored = collection.store.meta(calibration_key(collection))
+    return json.loads(stored) if stored else None
+
+
+def ensure_calibration(
+    collection: Collection,
+    vectors: np.ndarray | None = None,
+    graph: KnnGraph | None = None,
+    *,
+    recalibrate: bool = False,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """The model's calibration: stored, or measured now on the collection and stored.
+
+    A read-only collection still gets a calibration; it is just not saved.
+    """
+    found = None if recalibrate else load_calibration(collection)
+    if found is not None:
+        return found
+    if vectors is None:
+        _, vectors = collection.vectors()
+    if graph is None or graph.k <= LOOKALIKE_RANK:
+        graph = knn_graph(vectors, LOOKALIKE_RANK + 1)
+    paths = [collection.root / path for path in _paths(collection)[1]]
+    lookalike = graph.scores[:, LOOKALIKE_RANK]
+    result = calibrate(collection.backbone, paths, vectors, lookalike, workers=workers)
+    result["model"] = collection.model.spec if collection.model else None
+    try:
+        collection.store.set_meta(calibration_key(collection), json.dumps(result))
+    except (sqlite3.Error, StoreError):
+        pass  # read-only collection: use the calibration without caching it
+    return result
+
+
+def _paths(collection: Collection) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:
+    """Per embedded position: file ids, relative paths, and width/height/size/hash columns."""
+    record = collection.model
+    if record is None:
+        raise StoreError("the collection has no embeddings yet: run lookalike index first")
+    ids, _rows = collection.store.live_rows(record.key)
+    by_id = {f.id: f for f in collection.store.files()}
+    files = [by_id[int(i)] for i in ids]
+    columns = {
+        "width": np.array([f.width or 0 for f in files], dtype=np.int64),
+        "height": np.array([f.height or 0 for f in files], dtype=np.int64),
+        "size": np.array([f.size or 0 for f in files], dtype=np.int64),
+        "hash": np.array([f.content_hash for f in files], dtype=object),
+    }
+    return ids, [f.path for f in files], columns
+
+
+def find_duplicates(
+    collection: Collection,
+    *,
+    threshold: float | None = None,
+    verify: bool = True,
+    k: int = 16,
+    progress: Progress | None = None,
+    workers: int | None = None,
+) -> DuplicateReport:
+    """Exact and near duplicates of every embedded file of ``collection``.
+
+    ``threshold``: the cosine a k-NN edge needs to be considered; ``None`` uses the
+    model's calibration (measured on first use, then stored in the collection):
+    ``candidate_threshold`` with ``verify``, ``near_threshold`` without. ``verify``:
+    confirm candidates by local-feature geometry (recommended: it is what separates an
+    edited copy from a look-alike). ``k``: neighbours per image in the candidate graph.
+    ``progress(stage, done, total)``: optional callback.
+    """
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = timings.get(name, 0.0) + now - clock
+        clock = now
+
+    record = collection.model
+    if record is None:
+        raise StoreError("the collection has no embeddings yet: run lookalike index first")
+    file_ids, relative, columns = _paths(collection)
+    _, vectors = collection.vectors()
+    absolute = [collection.root / path for path in relative]
+    n = len(file_ids)
+    lap("load")
+
+    graph = _graph(collection, vectors, k, progress)
+    lap("graph")
+
+    # 1. exact duplicates: same bytes, or same pixels among look-identical same-size pairs.
+    pixel_keys: list[str | None] = [None] * n
+    low, high, score = graph.pairs(PIXEL_CHECK_COSINE)
+    same_size = (columns["width"][low] == columns["width"][high]) & (
+        columns["height"][low] == columns["height"][high])
+    differ = columns["hash"][low] != columns["hash"][high]
+    suspects = np.unique(np.concatenate([low[same_size & differ], high[same_size & differ]]))
+    if len(suspects):
+        if progress:
+            progress("hash", 0, len(suspects))
+        for position, key in zip(suspects.tolist(),
+                                 pixel_hashes([absolute[p] for p in suspects], workers=workers)):
+            pixel_keys[position] = key
+        if progress:
+            progress("hash", len(suspects), len(suspects))
+    exact_members = exact_groups(list(columns["hash"]), pixel_keys)
+    exact = [make_group(g, "exact", columns["width"], columns["height"], columns["size"])
+             for g in exact_members]
+    representative = np.arange(n)
+    for group in exact:
+        representative[group.members] = group.keeper
+    lap("exact")
+
+    # 2. thresholds
+    calibration = None
+    if threshold is None:
+        if progress:
+            progress("calibrate", 0, 1)
+        calibration = ensure_calibration(collection, vectors, graph, workers=workers)
+        threshold = float(calibration["candidate_threshold" if verify else "near_threshold"])
+        if progress:
+            progress("calibrate", 1, 1)
+    lap("calibrate")
+
+    # 3. candidates between representatives only
+    i, j, cosine = candidate_pairs(graph, threshold)
+    keep = (representative[i] == i) & (representative[j] == j)
+    i, j, cosine = i[keep], j[keep], cosine[keep]
+
+    # 4. weights: verified geometry, or the cosine itself
+    if verify:
+        cache = FeatureCache(absolute)
+        weight = _verified_weights(absolute, i, j, cache, progress, workers)
+        extra_i, extra_j = _closure(n, i, j, weight)
+        if len(extra_i):
+            extra_w = _verified_weights(absolute, extra_i, extra_j, cache, progress, workers)
+            i, j = np.concatenate([i, extra_i]), np.concatenate([j, extra_j])
+            weight = np.concatenate([weight, extra_w])
+    else:
+        weight = _cosine_weights(cosine, threshold)
+        extra_i, extra_j = _closure(n, i, j, weight)
+        if len(extra_i):
+            extra_cos = np.einsum("ij,ij->i", vectors[extra_i], vectors[extra_j])
+            i, j = np.concatenate([i, extra_i]), np.concatenate([j, extra_j])
+            weight = np.concatenate([weight, _cosine_weights(extra_cos, threshold)])
+    lap("verify" if verify else "weights")
+
+    # 5. groups without chains, expanded with exact copies
+    copies: dict[int, list[int]] = defaultdict(list)
+    for position, rep in enumerate(representative.tolist()):
+        copies[rep].append(position)
+    pair_weight = {(int(a), int(b)): float(w) for a, b, w in zip(i, j, weight) if w > 0}
+    near = []
+    for members in link_groups(n, i, j, weight, min_link=MIN_LINK):
+        expanded = sorted(p for m in members for p in copies[m])
+        keeper_rep = int(representative[_keeper(expanded, columns)])
+        scores = {p: _score(int(representative[p]), keeper_rep, members, pair_weight)
+                  for p in expanded}
+        near.append(make_group(expanded, "near", columns["width"], columns["height"],
+                               columns["size"], scores))
+    lap("group")
+    return DuplicateReport(
+        file_ids=file_ids, paths=relative, exact=exact, near=near, threshold=float(threshold),
+        verified=verify, calibration=calibration, candidates=int(len(i)),
+        confirmed=int((weight > 0).sum()), seconds=timings,
+    )
+
+
+def _graph(
+    collection: Collection, vectors: np.ndarray, k: int, progress: Progress | None
+) -> KnnGraph:
+    """The k-NN graph through the collection's own vector index (HNSW/IVF at scale)."""
+    record = collection.model
+    assert record is not None
+    _, rows = collection.store.live_rows(record.key)
+    report = (lambda done, total: progress("graph", done, total)) if progress else None
+    return knn_graph(vectors, k, index=collection.vector_index(), keys=rows, progress=report)
+
+
+def _keeper(members: list[int], columns: dict[str, np.ndarray]) -> int:
+    return choose_keeper(members, columns["width"], columns["height"], columns["size"])
+
+
+def _score(
+    member: int, keeper: int, group: list[int], pair_weight: dict[tuple[int, int], float]
+) -> float:
+    """A member's link to the keeper; failing a direct link, its mean link in the group."""
+    if member == keeper:
+        return 1.0
+    direct = pair_weight.get((min(member, keeper), max(member, keeper)))
+    if direct is not None:
+        return direct
+    links = [pair_weight.get((min(member, other), max(member, other)), 0.0)
+             for other in group if other != member]
+    return float(np.mean(links)) if links else 0.0
+
+
+def _verified_weights(
+    paths: list[Path], i: np.ndarray, j: np.ndarray, cache: FeatureCache,
+    progress: Progress | None, workers: int | None,
+) -> np.ndarray:
+    # Visit pairs grouped by their lower end, so the feature cache is reused.
+    order = np.lexsort((j, i))
+    report = (lambda done, total: progress("verify", done, total)) if progress else None
+    verdicts = verify_pairs(paths, i[order], j[order], cache=cache, workers=workers,
+                            progress=report)
+    weight = np.zeros(len(i), dtype=np.float64)
+    weight[order] = [v.weight for v in verdicts]
+    return weight
+
+
+def _cosine_weights(cosine: np.ndarray, threshold: float) -> np.ndarray:
+    """Embedding-only link weights: 0 below ``threshold``, then 0.5 rising to 1 at cosine 1
+    (the same scale as verified weights, so grouping behaves alike)."""
+    cosine = np.asarray(cosine, dtype=np.float64)
+    span = max(1.0 - threshold, 1e-6)
+    return np.where(cosine >= threshold, 0.5 + 0.5 * np.clip((cosine - threshold) / span, 0, 1),
+                    0.0)
+
+
+def _closure(
+    n: int, i: np.ndarray, j: np.ndarray, weight: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unchecked pairs inside components (of positive edges) of 3..CLOSURE_LIMIT items.
+
+    Average linkage counts an unchecked pair as 0; checking the few pairs inside small
+    components lets a copy that was missed as a candidate still count as a link.
+    """
+    linked = weight > 0
+    labels = components(n, i[linked], j[linked])
+    sizes = np.bincount(labels, minlength=n)
+    checked = set(zip(i.tolist(), j.tolist()))
+    members: dict[int, list[int]] = defaultdict(list)
+    for position in np.flatnonzero((sizes[labels] >= 3) & (sizes[labels] <= CLOSURE_LIMIT)):
+        members[int(labels[position])].append(int(position))
+    extra_i: list[int] = []
+    extra_j: list[int] = []
+    for group in members.values():
+        for x, a in enumerate(group):
+            for b in group[x + 1:]:
+                if (a, b) not in checked:
+                    extra_i.append(a)
+                    extra_j.append(b)
+    return np.asarray(extra_i, dtype=np.int64), np.asarray(extra_j, dtype=np.int64)

@@ -1,0 +1,440 @@
+"""Verify: the image-reading side of duplicate finding.
+
+* :func:`verify_pairs` decides whether two images are *the same photo* (edited or not) by
+  local-feature geometry: SIFT keypoints, ratio-tested one-to-one matches and a RANSAC
+  similarity transform (rotation, scale, translation; a mirrored match is tried too).
+  Two photos of the same flower species share colours and shapes but not hundreds of
+  keypoints that one rigid transform carries onto each other; an edited copy does.
+* :func:`pixel_hashes` hashes decoded pixels, so the same picture saved as PNG and as BMP
+  is an exact duplicate although its bytes differ.
+* :func:`calibrate` sets a model's cosine thresholds from the collection's own images and
+  synthetic edits of them: no labels needed.
+
+The pure grouping logic lives in :mod:`lookalike.analyse.duplicates`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import faiss
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+
+from .analyse.duplicates import thresholds_from_samples
+from .decode import DecodeError, decode_file
+from .embed import Backbone
+
+# Working resolution for local features: the long side, in pixels. Edits that matter
+# (crops, small rotations, re-encoding, captions) survive at this size (SIFT doubles the
+# image internally for its finest octave), and extraction is ~6x cheaper than at 640.
+FEATURE_SIDE = 224
+MAX_FEATURES = 200
+# SIFT contrast threshold (OpenCV's default 0.04 leaves a blurred copy with ~25 keypoints;
+# 0.01 gives it ~65, and the strongest MAX_FEATURES are kept either way).
+CONTRAST = 0.01
+RATIO = 0.8  # Lowe's ratio test on RootSIFT distances
+RANSAC_TOLERANCE = 0.0125  # reprojection error allowed, as a fraction of the long side
+MIN_INLIERS = 12  # look-alikes reach 6 at most, copies rarely fewer than 30
+MIN_SPREAD = 0.02  # inliers must span this fraction of each image's area (bounding box)
+SCALE_RANGE = (0.2, 5.0)  # plausible resize between two copies
+
+# A SIFT descriptor is a 4 x 4 grid of 8-bin orientation histograms. Mirroring the image
+# left-right mirrors each keypoint's patch about its orientation axis: grid rows swap
+# and orientation bin o becomes -o. So mirrored descriptors cost an index, not a second
+# SIFT pass.
+_MIRROR = np.arange(128).reshape(4, 4, 8)[::-1][..., (-np.arange(8)) % 8].ravel()
+
+Progress = Callable[[int, int], None]
+
+
+# -- local features ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Features:
+    """SIFT keypoints of one image at the working resolution.
+
+    ``descriptors`` are RootSIFT (L1-normalised, square-rooted: unit L2 rows), so a dot
+    product is a similarity and ``2 - 2 * dot`` a squared distance.
+    """
+
+    points: np.ndarray  # float32 [m, 2] (x, y)
+    descriptors: np.ndarray  # float32 [m, 128]
+    width: int
+    height: int
+
+    def mirrored(self) -> Features:
+        points = self.points.copy()
+        points[:, 0] = self.width - 1 - points[:, 0]
+        return Features(points, np.ascontiguousarray(self.descriptors[:, _MIRROR]),
+                        self.width, self.height)
+
+
+def extract_features(
+    image: Image.Image | np.ndarray, side: int = FEATURE_SIDE, max_features: int = MAX_FEATURES
+) -> Features:
+    """SIFT features of an RGB image (PIL or array) scaled so its long side is ``side``."""
+    pixels = np.asarray(image.convert("L") if isinstance(image, Image.Image) else image)
+    if pixels.ndim == 3:
+        pixels = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)
+    height, width = pixels.shape
+    scale = side / max(width, height)
+    if scale != 1.0:
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        pixels = cv2.resize(pixels, (width, height), interpolation=interpolation)
+    sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=CONTRAST)
+    keypoints, raw = sift.detectAndCompute(pixels, None)
+    if raw is None or not keypoints:
+        return Features(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32),
+                        width, height)
+    raw = raw.astype(np.float32)
+    root = np.sqrt(raw / np.maximum(raw.sum(axis=1, keepdims=True), 1e-7))
+    points = np.array([keypoint.pt for keypoint in keypoints], dtype=np.float32)
+    return Features(points, np.ascontiguousarray(root, dtype=np.float32), width, height)
+
+
+def load_features(
+    path: str | os.PathLike[str], side: int = FEATURE_SIDE, max_features: int = MAX_FEATURES
+) -> Features:
+    """Decode a file small (JPEG DCT downscale) and extract its features."""
+    return extract_features(decode_file(path, min_side=side).image, side, max_features)
+
+
+# -- geometric verification ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The geometric evidence that two images are one photo.
+
+    ``inliers``: one-to-one keypoint matches that one similarity transform explains.
+    ``same``: whether that is enough (``inliers >= MIN_INLIERS`` with a plausible scale
+    and matches spread over both images). ``flipped``: the match was mirror-image.
+    """
+
+    inliers: int
+    matches: int
+    flipped: bool
+    scale: float
+    same: bool
+
+    @property
+    def weight(self) -> float:
+        """Link strength for grouping: 0 when not the same photo, else in (0.5, 1),
+        growing with the evidence (20 inliers: 0.75, 60: 0.9)."""
+        if not self.same:
+            return 0.0
+        return 0.5 + 0.5 * self.inliers / (self.inliers + 20.0)
+
+
+NO_MATCH = Verdict(0, 0, False, 0.0, False)
+
+
+def _one_to_one(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ratio-tested matches ``a[qa] ~ b[tb]``, each ``b`` point used at most once."""
+    # faiss finds the two nearest descriptors single-threaded (see verify_pairs); numpy's
+    # BLAS would spawn threads of its own for every small product and fight ours.
+    similarity, nearest = faiss.knn(a, b, 2, metric=faiss.METRIC_INNER_PRODUCT)
+    distance = np.sqrt(np.maximum(2.0 - 2.0 * similarity, 0.0))
+    good = np.flatnonzero((distance[:, 0] < RATIO * distance[:, 1]) & (nearest[:, 0] >= 0))
+    good = good[np.argsort(-similarity[good, 0], kind="stable")]
+    _, keep = np.unique(nearest[good, 0], return_index=True)
+    good = good[keep]
+    return good, nearest[good, 0]
+
+
+def _geometry(a: Features, b: Features, flipped: bool) -> Verdict:
+    if len(a.descriptors) < 2 or len(b.descriptors) < 2:
+        return NO_MATCH
+    qa, tb = _one_to_one(a.descriptors, b.descriptors)
+    if len(qa) < 4:
+        return Verdict(0, len(qa), flipped, 0.0, False)
+    source, target = a.points[qa], b.points[tb]
+    tolerance = RANSAC_TOLERANCE * max(b.width, b.height)
+    matrix, mask = cv2.estimateAffinePartial2D(
+        source, target, method=cv2.RANSAC, ransacReprojThreshold=tolerance, maxIters=2000,
+        confidence=0.995,
+    )
+    if matrix is None or mask is None:
+        return Verdict(0, len(qa), flipped, 0.0, False)
+    inside = mask.ravel().astype(bool)
+    inliers = int(inside.sum())
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    plausible = SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]
+    same = (
+        plausible
+        and inliers >= MIN_INLIERS
+        and _spread(source[inside], a) >= MIN_SPREAD
+        and _spread(target[inside], b) >= MIN_SPREAD
+    )
+    return Verdict(inliers if plausible else 0, len(qa), flipped, scale, bool(same))
+
+
+def _spread(points: np.ndarray, features: Features) -> float:
+    """Bounding-box area of ``points`` as a fraction of the image: a caption or a logo
+    alone covers little, the photo itself a lot."""
+    if len(points) == 0:
+        return 0.0
+    extent = points.max(axis=0) - points.min(axis=0)
+    return float(extent[0] * extent[1]) / max(features.width * features.height, 1)
+
+
+def verify_features(a: Features, b: Features) -> Verdict:
+    """Whether ``a`` and ``b`` show the same photo; a mirrored match is tried second."""
+    direct = _geometry(a, b, flipped=False)
+    if direct.same:
+        return direct
+    mirrored = _geometry(a.mirrored(), b, flipped=True)
+    return mirrored if mirrored.inliers > direct.inliers else direct
+
+
+class FeatureCache:
+    """Features by position, loaded on demand in worker threads, with a bounded LRU.
+
+    ``capacity``: images kept (400 keypoints ~ 210 kB each, so 20,000 ~ 4 GB at most;
+    typical collections use far less). Unreadable images get empty features: nothing
+    verifies against them.
+    """
+
+    def __init__(
+        self, paths: Sequence[str | os.PathLike[str]], side: int = FEATURE_SIDE,
+        max_features: int = MAX_FEATURES, capacity: int = 20_000,
+    ) -> None:
+        self.paths = paths
+        self.side = side
+        self.max_features = max_features
+        self.capacity = capacity
+        self._items: OrderedDict[int, Features] = OrderedDict()
+
+    def get(self, position: int) -> Features:
+        found = self._items.get(position)
+        if found is not None:
+            self._items.move_to_end(position)
+            return found
+        return self.put(position, self.load(position))
+
+    def load(self, position: int) -> Features:
+        try:
+            return load_features(self.paths[position], self.side, self.max_features)
+        except DecodeError:
+            return Features(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), 1, 1)
+
+    def put(self, position: int, features: Features) -> Features:
+        self._items[position] = features
+        self._items.move_to_end(position)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return features
+
+    def __contains__(self, position: int) -> bool:
+        return position in self._items
+
+
+def verify_pairs(
+    paths: Sequence[str | os.PathLike[str]],
+    i: np.ndarray,
+    j: np.ndarray,
+    *,
+    cache: FeatureCache | None = None,
+    workers: int | None = None,
+    chunk: int = 512,
+    progress: Progress | None = None,
+) -> list[Verdict]:
+    """Verify the pairs ``(paths[i[t]], paths[j[t]])``; one :class:`Verdict` each.
+
+    Pairs are processed in chunks: the features a chunk needs are extracted in parallel,
+    then its pairs are matched in parallel (OpenCV and numpy release the GIL).
+    """
+    cache = cache or FeatureCache(paths)
+    workers = workers or max(1, os.cpu_count() or 1)
+    i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
+    verdicts: list[Verdict] = []
+    with _one_thread_per_call(), ThreadPoolExecutor(
+        max_workers=workers, thread_name_prefix="lookalike-verify"
+    ) as pool:
+        for start in range(0, len(i), chunk):
+            left, right = i[start:start + chunk], j[start:start + chunk]
+            needed = [int(p) for p in np.unique(np.concatenate([left, right])) if p not in cache]
+            for position, features in zip(needed, pool.map(cache.load, needed)):
+                cache.put(position, features)
+            pairs = [(cache.get(int(a)), cache.get(int(b))) for a, b in zip(left, right)]
+            verdicts.extend(pool.map(lambda pair: verify_features(*pair), pairs))
+            if progress:
+                progress(len(verdicts), len(i))
+    return verdicts
+
+
+@contextmanager
+def _one_thread_per_call() -> Iterator[None]:
+    """OpenCV and faiss single-threaded inside (our pool gives one thread per core),
+    restored afterwards. Nested thread pools oversubscribe the cores and, on a busy
+    machine, their spin-waits can make matching ten times slower."""
+    opencv, openmp = cv2.getNumThreads(), faiss.omp_get_max_threads()
+    cv2.setNumThreads(1)
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(opencv)
+        faiss.omp_set_num_threads(openmp)
+
+
+# -- exact duplicates -----------------------------------------------------------------------
+
+
+def pixel_hash(path: str | os.PathLike[str]) -> str:
+    """A hash of the decoded, upright RGB pixels (and their size): equal for one picture
+    stored in different lossless containers (PNG, BMP, TIFF, lossless WebP)."""
+    image = decode_file(path).image
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{image.width}x{image.height}:".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def pixel_hashes(
+    paths: Sequence[str | os.PathLike[str]], *, workers: int | None = None
+) -> list[str | None]:
+    """:func:`pixel_hash` of each path in parallel; ``None`` for a file that fails."""
+
+    def safe(path: str | os.PathLike[str]) -> str | None:
+        try:
+            return pixel_hash(path)
+        except DecodeError:
+            return None
+
+    workers = workers or max(1, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lookalike-hash") as pool:
+        return list(pool.map(safe, paths))
+
+
+# -- self-calibration -------------------------------------------------------------------------
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def _crop(image: Image.Image, fraction: float, rng: np.random.Generator) -> Image.Image:
+    width, height = image.size
+    w, h = max(1, round(width * fraction)), max(1, round(height * fraction))
+    left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+    return image.crop((left, top, left + w, top + h))
+
+
+def _caption(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    image = image.copy()
+    draw = ImageDraw.Draw(image)
+    width, height = image.size
+    y = int(rng.integers(0, max(1, height - 12)))
+    draw.text((width // 20, y), "(c) lookalike calibration sample", fill=(255, 255, 255))
+    return image
+
+
+SYNTHETIC_EDITS: dict[str, Callable[[Image.Image, np.random.Generator], Image.Image]] = {
+    "jpeg": lambda image, rng: _jpeg(image, 30),
+    "crop": lambda image, rng: _crop(image, 0.8, rng),
+    "crop+jpeg": lambda image, rng: _jpeg(_crop(image, 0.7, rng), 50),
+    "flip": lambda image, rng: ImageOps.mirror(image),
+    "grey": lambda image, rng: ImageOps.grayscale(image).convert("RGB"),
+    "rotate": lambda image, rng: image.rotate(float(rng.choice([-1, 1]) * rng.uniform(4, 10)),
+                                              resample=Image.Resampling.BILINEAR),
+    "resize": lambda image, rng: image.resize(
+        (max(1, image.width // 3), max(1, image.height // 3)), Image.Resampling.LANCZOS),
+    "bright": lambda image, rng: ImageEnhance.Contrast(
+        ImageEnhance.Brightness(image).enhance(1.3)).enhance(0.8),
+    "blur": lambda image, rng: image.filter(ImageFilter.GaussianBlur(max(image.size) / 150)),
+    "border": lambda image, rng: ImageOps.expand(image, border=max(image.size) // 12,
+                                                 fill=(0, 0, 0)),
+    "text": _caption,
+}
+
+
+def calibrate(
+    backbone: Backbone,
+    paths: Sequence[str | os.PathLike[str]],
+    vectors: np.ndarray,
+    nearest_other: np.ndarray,
+    *,
+    sample: int = 132,
+    edits_per_image: int = 4,
+    recall: float = 0.95,
+    seed: int = 0,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Cosine thresholds for ``backbone`` on this collection, without labels.
+
+    ``vectors``: the collection's stored embeddings (row per path); ``nearest_other``:
+    each row's cosine to a near look-alike (e.g. one column of the k-NN graph). Up to
+    ``sample`` images get ``edits_per_image`` synthetic edits each, dealt round-robin from
+    :data:`SYNTHETIC_EDITS` so every kind is measured about equally often. The cosine of an
+    image to its edit is what a duplicate scores, ``nearest_other`` what a look-alike
+    scores; :func:`~lookalike.analyse.duplicates.thresholds_from_samples` turns
+    the two into thresholds. Returns the small dict to store with the model, e.g.
+    ``{"candidate_threshold": 0.66, "near_threshold": 0.87, "calibrated_on": 132, ...}``.
+    """
+    n = len(paths)
+    if n == 0:
+        raise ValueError("nothing to calibrate on: the collection is empty")
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(n, size=min(sample, n), replace=False))
+    names = list(SYNTHETIC_EDITS)
+    per_image = min(edits_per_image, len(names))
+    plan = [
+        (int(p), [names[(x * per_image + e) % len(names)] for e in range(per_image)],
+         int(rng.integers(1 << 31)))
+        for x, p in enumerate(chosen)
+    ]
+    side = max(backbone.decode_size, 256)
+
+    def make(item: tuple[int, list[str], int]) -> list[tuple[int, str, np.ndarray]]:
+        position, edits, item_seed = item
+        try:
+            image = decode_file(paths[position], min_side=side).image
+        except DecodeError:
+            return []
+        image.thumbnail((2 * side, 2 * side))
+        local = np.random.default_rng(item_seed)
+        return [(position, name, backbone.preprocess(SYNTHETIC_EDITS[name](image, local)))
+                for name in edits]
+
+    workers = workers or max(1, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lookalike-calib") as pool:
+        made = [entry for batch in pool.map(make, plan) for entry in batch]
+    if not made:
+        raise ValueError("no sample image could be decoded for calibration")
+    owners = np.array([position for position, _, _ in made], dtype=np.int64)
+    kinds = [name for _, name, _ in made]
+    inputs = np.stack([array for _, _, array in made])
+    step = max(1, backbone.batch_size)
+    edited = np.concatenate([backbone.embed(inputs[s:s + step])
+                             for s in range(0, len(inputs), step)])
+    originals = np.asarray(vectors[owners], dtype=np.float32)
+    edit_similarity = np.einsum("ij,ij->i", originals, edited)
+    other = np.asarray(nearest_other, dtype=np.float64)
+    other = other[np.isfinite(other)]
+    result: dict[str, Any] = thresholds_from_samples(
+        edit_similarity, other, edit_kinds=kinds, recall=recall)
+    result.update({
+        "calibrated_on": int(len(np.unique(owners))),
+        "edits": int(len(edit_similarity)),
+        "recall": recall,
+        "edit_similarity_median": round(float(np.median(edit_similarity)), 4),
+        "nearest_other_median": round(float(np.median(other)), 4) if len(other) else None,
+        "version": 1,
+    })
+    return result
