@@ -26,7 +26,12 @@ run: install
 	$(BIN)/lookalike search $(DEMO)/queries/coffee-crop-flip.jpg --db $(DEMO)/photos/.lookalike -k 5 --grid $(DEMO)/coffee-matches.png
 	$(BIN)/lookalike search $(DEMO)/queries --db $(DEMO)/photos/.lookalike -k 3 --grid $(DEMO)/grids
 	$(BIN)/lookalike info $(DEMO)/photos
-	@echo "contact sheets: $(DEMO)/coffee-matches.png and $(DEMO)/grids/"
+	$(BIN)/lookalike duplicates --db $(DEMO)/photos --grid $(DEMO)/duplicates
+	$(BIN)/lookalike cluster --db $(DEMO)/photos -k 4
+	$(BIN)/lookalike outliers --db $(DEMO)/photos --fraction 0.1
+	$(BIN)/lookalike report --db $(DEMO)/photos --out $(DEMO)/report
+	@echo "contact sheets: $(DEMO)/coffee-matches.png, $(DEMO)/grids/, $(DEMO)/duplicates/"
+	@echo "report: $(DEMO)/report/index.html (opens from disk)"
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -32,8 +32,10 @@ from rich.table import Table
 from rich.text import Text
 
 from .act.grids import Tile, contact_sheet, save_image
+from .act.report import Gallery, Section, write_report
 from .act.sort import SortError, describe_plan, execute_plan, list_journals, plan_sort
 from .act.sort import undo as undo_journal
+from .analyse.layout import map_2d
 from .analyse.outliers import top_outliers
 from .collection import DEFAULT_DIRNAME, Collection, SearchHit, locate
 from .decode import DecodeError
@@ -498,10 +500,101 @@ def outliers(
         save_image(contact_sheet(tiles, columns=6), grid)
 
 
+@app.command()
+@friendly_errors
+def report(
+    out: Annotated[Path, typer.Option(help="Folder for the report.")] = Path("report"),
+    db: DbOption = None,
+    k: Annotated[str, typer.Option("-k", "--k", help="Clusters: a number or auto.")] = "auto",
+    threshold: Annotated[float, typer.Option(help="Cosine for threshold groups.")] = 0.8,
+    fraction: Annotated[float, typer.Option(help="Top fraction listed as outliers.")] = 0.01,
+    verify: Annotated[bool, typer.Option(help="Verify near duplicates geometrically.")]
+    = True,
+    map_method: Annotated[str, typer.Option("--map", help="auto, umap, tsne or pca.")]
+    = "auto",
+) -> None:
+    """A static HTML report (opens from disk): duplicates, groups, clusters, outliers, map."""
+    collection = Collection.open(_find_collection(db))
+    bar, update = _stage_progress()
+    with bar:
+        dups = collection.duplicates(verify=verify, progress=update)
+        update("groups", 0, 1)
+        file_ids, found = collection.groups(threshold)
+        update("groups", 1, 1)
+        update("clusters", 0, 1)
+        _, clustering = collection.clusters(k if k == "auto" else int(k))
+        update("clusters", 1, 1)
+        _, scores = collection.outliers()
+        _, vectors = collection.vectors()
+        update("map", 0, 1)
+        layout, method = map_2d(vectors, map_method)
+        update("map", 1, 1)
+        paths = [collection.root / p for p in collection.paths(file_ids)]
+        index = write_report(
+            out, title=f"lookalike report: {collection.root.name}", paths=paths,
+            overview=_report_overview(collection, dups, found, clustering),
+            sections=_report_sections(dups, found, clustering, scores, fraction),
+            layout=layout, layout_method=method, colours=clustering.labels,
+            progress=lambda done, total: update("thumbnails", done, total),
+        )
+    console.print(f"report: {index}")
+
+
+def _report_overview(collection: Collection, dups: Any, found: list[Any],
+                     clustering: Any) -> dict[str, Any]:
+    details = collection.info()
+    return {
+        "images": details.embedded,
+        "skipped files": len(details.skipped),
+        "model": details.model_spec,
+        "exact duplicate groups": len(dups.exact),
+        "near-duplicate groups": len(dups.near),
+        "threshold groups": len(found),
+        "clusters": clustering.k,
+    }
+
+
+def _report_sections(dups: Any, found: list[Any], clustering: Any, scores: np.ndarray,
+                     fraction: float) -> list[Section]:
+    duplicate_galleries = [
+        Gallery(f"{group.kind} duplicates #{n}", group.members,
+                ["keep" if m == group.keeper else f"{s:.3f}"
+                 for m, s in zip(group.members, group.scores)], highlight=group.keeper)
+        for n, group in enumerate(dups.exact + dups.near, start=1)]
+    group_galleries = [Gallery(f"group #{n}: {g.size} images, mean cosine "
+                               f"{g.mean_similarity:.3f}", g.members[:40], highlight=g.medoid)
+                       for n, g in enumerate(found, start=1)]
+    cluster_galleries = []
+    for c in range(clustering.k):
+        members = np.flatnonzero(clustering.labels == c)
+        central = members[np.argsort(-clustering.similarity[members])][:24]
+        cluster_galleries.append(Gallery(
+            f"cluster {c}: {len(members)} images", central.tolist(),
+            [f"{clustering.similarity[m]:.3f}" for m in central],
+            highlight=int(clustering.medoids[c])))
+    top = top_outliers(scores, fraction)
+    return [
+        Section("Duplicates", "Exact and near-duplicate groups; the outlined copy is the "
+                "suggested keeper (largest resolution, then file size).", duplicate_galleries),
+        Section("Threshold groups", "Images linked at the group threshold, without chaining; "
+                "the outlined image is the medoid.", group_galleries),
+        Section("Clusters", "k-means clusters: the most central members, medoid outlined.",
+                cluster_galleries),
+        Section("Outliers", "Images least like their neighbours (local outlier factor).",
+                [Gallery("most unusual first", top.tolist(),
+                         [f"{scores[p]:.2f}" for p in top])] if len(top) else []),
+    ]
+
+
 @app.command("sort")
 @friendly_errors
 def sort_files(
     to: Annotated[Path, typer.Option("--to", help="Destination folder for the sorted files.")],
+    by: Annotated[str | None, typer.Option(
+        "--by", help="clusters (one folder each), groups, or duplicates (copies beside "
+        "their keeper's name; keepers stay).")] = None,
+    k: Annotated[str, typer.Option("-k", "--k", help="With --by clusters: k or auto.")]
+    = "auto",
     by_examples: Annotated[Path | None, typer.Option(
         "--by-examples", help="Folder of exemplar images: one destination folder each.")]
     = None,
@@ -521,10 +614,14 @@ def sort_files(
              if chosen]
     if len(modes) > 1:
         raise ValueError("choose one of --copy, --move, --symlink")
-    if by_examples is None:
-        raise ValueError("say how to sort: --by-examples DIR")
+    if (by is None) == (by_examples is None):
+        raise ValueError("say how to sort: --by clusters|groups|duplicates, or --by-examples DIR")
     collection = Collection.open(_find_collection(db))
-    assignments = collection.folders_by_exemplars(by_examples, threshold=threshold, top_k=top_k)
+    if by_examples is not None:
+        assignments = collection.folders_by_exemplars(by_examples, threshold=threshold,
+                                                      top_k=top_k)
+    else:
+        assignments = _folders_by(collection, by, k, threshold)
     plan = plan_sort(assignments, to.expanduser().absolute(), modes[0] if modes else "copy")
     if dry_run:
         lines = describe_plan(plan)
@@ -549,6 +646,28 @@ def sort_files(
             errors.print(f"[red]failed:[/] {failed.source}: {reason}", highlight=False)
     if result.failed:
         raise typer.Exit(1)
+
+
+def _folders_by(collection: Collection, by: str | None, k: str,
+                threshold: float | None) -> dict[Path, str]:
+    """File -> destination folder name for ``sort --by``."""
+    root = collection.root
+    if by == "clusters":
+        file_ids, result = collection.clusters(k if k == "auto" else int(k))
+        paths = collection.paths(file_ids)
+        return {root / path: f"cluster_{label:03d}" for path, label in zip(paths, result.labels)}
+    if by == "groups":
+        file_ids, found = collection.groups(0.8 if threshold is None else threshold)
+        paths = collection.paths(file_ids)
+        return {root / paths[m]: f"group_{n:03d}" for n, g in enumerate(found, start=1)
+                for m in g.members}
+    if by == "duplicates":
+        report = collection.duplicates(threshold=threshold)
+        in_near = {m for g in report.near for m in g.members}  # near groups hold exact copies
+        chosen = report.near + [g for g in report.exact if not in_near.intersection(g.members)]
+        return {root / report.paths[m]: f"duplicates_{n:03d}_{Path(report.paths[g.keeper]).stem}"
+                for n, g in enumerate(chosen, start=1) for m in g.members if m != g.keeper}
+    raise ValueError(f"--by must be clusters, groups or duplicates, not {by!r}")
 
 
 @app.command()

@@ -424,9 +424,14 @@ class Collection:
         return file_ids, kmeans(vectors, int(k), seed=seed)
 
     def outliers(self, *, k: int = 16) -> tuple[np.ndarray, np.ndarray]:
-        """``(file_ids, scores)``: higher scores lie farther from their neighbourhood."""
+        """``(file_ids, scores)``: higher scores lie farther from their neighbourhood.
+
+        In a small collection ``k`` is capped at half of it: when every image is every
+        other's neighbour, local density compares nothing.
+        """
         file_ids, graph = self.knn_graph(k)
-        return file_ids, outlier_scores(graph)
+        usable = max(1, min(k, (len(file_ids) - 1) // 2))
+        return file_ids, outlier_scores(graph, k=usable)
 
     # -- organising -------------------------------------------------------------------------
     def folders_by_exemplars(

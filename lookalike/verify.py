@@ -69,7 +69,7 @@ class Features:
     """
 
     points: np.ndarray  # float32 [m, 2] (x, y)
-    descriptors: np.ndarray  # float32 [m, 128]
+    descriptors: np.ndarray  # float16 [m, 128]: half the memory in the cache, exact enough
     width: int
     height: int
 
@@ -96,12 +96,12 @@ def extract_features(
     sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=CONTRAST)
     keypoints, raw = sift.detectAndCompute(pixels, None)
     if raw is None or not keypoints:
-        return Features(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32),
+        return Features(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float16),
                         width, height)
     raw = raw.astype(np.float32)
     root = np.sqrt(raw / np.maximum(raw.sum(axis=1, keepdims=True), 1e-7))
     points = np.array([keypoint.pt for keypoint in keypoints], dtype=np.float32)
-    return Features(points, np.ascontiguousarray(root, dtype=np.float32), width, height)
+    return Features(points, np.ascontiguousarray(root, dtype=np.float16), width, height)
 
 
 def load_features(
@@ -145,7 +145,9 @@ def _one_to_one(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Ratio-tested matches ``a[qa] ~ b[tb]``, each ``b`` point used at most once."""
     # faiss finds the two nearest descriptors single-threaded (see verify_pairs); numpy's
     # BLAS would spawn threads of its own for every small product and fight ours.
-    similarity, nearest = faiss.knn(a, b, 2, metric=faiss.METRIC_INNER_PRODUCT)
+    similarity, nearest = faiss.knn(np.asarray(a, dtype=np.float32),
+                                    np.asarray(b, dtype=np.float32), 2,
+                                    metric=faiss.METRIC_INNER_PRODUCT)
     distance = np.sqrt(np.maximum(2.0 - 2.0 * similarity, 0.0))
     good = np.flatnonzero((distance[:, 0] < RATIO * distance[:, 1]) & (nearest[:, 0] >= 0))
     good = good[np.argsort(-similarity[good, 0], kind="stable")]
@@ -193,8 +195,8 @@ def _spread(points: np.ndarray, features: Features) -> float:
 def verify_features(a: Features, b: Features) -> Verdict:
     """Whether ``a`` and ``b`` show the same photo; a mirrored match is tried second."""
     direct = _geometry(a, b, flipped=False)
-    if direct.same:
-        return direct
+    if direct.same and direct.inliers >= 3 * MIN_INLIERS:
+        return direct  # clear enough; weaker evidence may be a symmetric mirror image
     mirrored = _geometry(a.mirrored(), b, flipped=True)
     return mirrored if mirrored.inliers > direct.inliers else direct
 
@@ -202,9 +204,8 @@ def verify_features(a: Features, b: Features) -> Verdict:
 class FeatureCache:
     """Features by position, loaded on demand in worker threads, with a bounded LRU.
 
-    ``capacity``: images kept (400 keypoints ~ 210 kB each, so 20,000 ~ 4 GB at most;
-    typical collections use far less). Unreadable images get empty features: nothing
-    verifies against them.
+    ``capacity``: images kept (200 keypoints ~ 53 kB each, so 20,000 ~ 1 GB at most).
+    Unreadable images get empty features: nothing verifies against them.
     """
 
     def __init__(
@@ -228,7 +229,7 @@ class FeatureCache:
         try:
             return load_features(self.paths[position], self.side, self.max_features)
         except DecodeError:
-            return Features(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), 1, 1)
+            return Features(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float16), 1, 1)
 
     def put(self, position: int, features: Features) -> Features:
         self._items[position] = features

@@ -1,0 +1,94 @@
+"""The analysis commands end to end on a generated collection with planted structure."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageEnhance
+from typer.testing import CliRunner
+
+from lookalike.cli import app
+from tests.conftest import crop, scene
+
+runner = CliRunner()
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 distinct scenes; scene 0 has a crop and a brightened copy, scene 1 a half-size PNG,
+    scene 2 an exact byte copy; a flat grey image is the odd one out."""
+    folder = tmp_path_factory.mktemp("planted")
+    for seed in range(12):
+        scene(seed, (400, 300)).save(folder / f"s{seed:02d}.jpg", quality=92)
+    crop(scene(0, (400, 300)), 0.85).save(folder / "s00-crop.jpg", quality=85)
+    ImageEnhance.Brightness(scene(0, (400, 300))).enhance(1.2).save(folder / "s00-bright.jpg")
+    scene(1, (400, 300)).resize((200, 150)).save(folder / "s01-small.png")
+    (folder / "s02-copy.jpg").write_bytes((folder / "s02.jpg").read_bytes())
+    Image.new("RGB", (300, 300), (128, 128, 128)).save(folder / "grey.png")
+    assert invoke("index", folder, "--model", "classic").exit_code == 0
+    return folder
+
+
+def test_duplicates_json_finds_planted_groups_and_keepers(planted: Path, tmp_path: Path) -> None:
+    result = invoke("duplicates", "--db", planted, "--json", "--grid", tmp_path / "sheets")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
+    exact = [{m["path"] for m in g["members"]} for g in report["exact"]]
+    near = [{m["path"] for m in g["members"]} for g in report["near"]]
+    assert {"s02.jpg", "s02-copy.jpg"} in exact
+    assert {"s00.jpg", "s00-crop.jpg", "s00-bright.jpg"} in near
+    assert {"s01.jpg", "s01-small.png"} in near
+    everything = set().union(*near, *exact)
+    assert not everything & {f"s{seed:02d}.jpg" for seed in range(3, 12)}  # no look-alikes
+    keeper = next(g for g in report["near"] if "s00-crop.jpg" in {m["path"] for m in
+                                                                  g["members"]})["keeper"]
+    assert keeper["path"] in {"s00.jpg", "s00-bright.jpg"}  # full size beats the crop
+    assert len(list((tmp_path / "sheets").glob("*.png"))) == len(exact) + len(near)
+
+
+def test_duplicates_csv_has_one_row_per_member(planted: Path) -> None:
+    result = invoke("duplicates", "--db", planted, "--csv")
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert {"s00-crop.jpg", "s01-small.png", "s02-copy.jpg"} <= {r["path"] for r in rows}
+    assert all(r["keeper"] in ("0", "1") for r in rows)
+
+
+def test_groups_cluster_outliers(planted: Path) -> None:
+    groups = json.loads(invoke("groups", "--db", planted, "--threshold", "0.9", "--json").stdout)
+    members = [{m["path"] for m in g["members"]} for g in groups]
+    assert any({"s00.jpg", "s00-crop.jpg"} <= group for group in members)
+    clusters = json.loads(invoke("cluster", "--db", planted, "-k", "3", "--json").stdout)
+    assert clusters["k"] == 3 and sum(c["size"] for c in clusters["clusters"]) == 17
+    label = {image["path"]: image["cluster"] for image in clusters["images"]}
+    assert label["s02.jpg"] == label["s02-copy.jpg"]
+    outliers = json.loads(invoke("outliers", "--db", planted, "--fraction", "0.1",
+                                 "--json").stdout)
+    assert outliers[0]["path"] == "grey.png"
+
+
+def test_report_is_a_self_contained_folder(planted: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = invoke("report", "--db", planted, "--out", out, "-k", "3")
+    assert result.exit_code == 0, result.output
+    page = (out / "index.html").read_text()
+    assert "s00-crop.jpg" in page and "http://" not in page and "https://" not in page
+    assert len(list((out / "thumbs").glob("*.jpg"))) == 17
+
+
+def test_sort_by_clusters_copies_every_image_once(planted: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "sorted"
+    result = invoke("sort", "--db", planted, "--by", "clusters", "-k", "3", "--to", dest)
+    assert result.exit_code == 0, result.output
+    copied = sorted(p.name for p in dest.rglob("*") if p.is_file())
+    originals = sorted(p.name for p in planted.iterdir() if p.is_file())
+    assert copied == originals and len({p.parent.name for p in dest.rglob("*.jpg")}) <= 3
+    assert invoke("undo", "--db", planted).exit_code == 0
+    assert not any(p.is_file() for p in dest.rglob("*"))
