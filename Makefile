@@ -34,6 +34,7 @@ run: install
 	@echo "report: $(DEMO)/report/index.html (opens from disk)"
 
 test: install
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	$(BIN)/python -m pytest -q
 
 lint: install

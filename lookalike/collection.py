@@ -15,7 +15,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,14 @@ from .decode import decode_file
 from .discover import discover
 from .duplicates_job import DuplicateReport, find_duplicates
 from .embed import Backbone, Preprocess, load_backbone, resolve_auto
+from .embed.transform import TransformChain
 from .index import INDEX_KINDS, VectorIndex, build_index, choose_kind, load_index
 from .knn import KnnGraph, knn_graph
 from .pipeline import EmbedReport, Progress, embed_pending
 from .store import CatalogueChanges, FileRecord, ModelRecord, Store, StoreError
 
 DEFAULT_DIRNAME = ".lookalike"
+TRANSFORMS_DIRNAME = "transforms"
 
 
 class ModelMismatch(StoreError):
@@ -83,6 +86,8 @@ class CollectionInfo:
     dead_rows: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
     identity: dict[str, Any] = field(default_factory=dict)
+    augmentation: str = "no augmentation"
+    transform: str | None = None  # the learned projection's stages, when one is set
 
 
 def locate(path: str | os.PathLike[str]) -> Path:
@@ -109,7 +114,9 @@ class Collection:
         self.store = store
         self._backbone: Backbone | None = None
         self._index: VectorIndex | None = None
-        self._index_version: tuple[int, str] | None = None
+        self._index_version: tuple[int, str, str | None] | None = None
+        self._transform: tuple[str, TransformChain] | None = None
+        self._projected: tuple[tuple[int, str, str], np.ndarray] | None = None
         self._lock = threading.Lock()
 
     # -- opening ---------------------------------------------------------------------------
@@ -170,6 +177,8 @@ class Collection:
         preprocess: Preprocess | dict[str, Any] | None = None,
         output: str | None = None,
         pretrained: bool = True,
+        border_crop: bool = False,
+        flip: bool = False,
         index_kind: str | None = None,
         rebuild: bool = False,
         workers: int | None = None,
@@ -180,13 +189,21 @@ class Collection:
         are embedded, deleted ones are dropped, then the vector index is synced."""
         started = time.perf_counter()
         record = self.model
-        options = _load_options(weights, preprocess, output, pretrained)
-        if record is None or rebuild or (model not in (None, "auto", record.spec)):
+        options = _load_options(weights, preprocess, output, pretrained, border_crop, flip)
+        augment_changed = record is not None and (border_crop or flip) and (
+            (border_crop, flip) != (record.options.get("border_crop", False),
+                                    record.options.get("flip", False)))
+        if (record is None or rebuild or augment_changed
+                or model not in (None, "auto", record.spec)):
             if record is not None and not rebuild:
+                wanted = record.spec if model in (None, "auto") else model
+                wanted += "".join(f" +{name}" for name, on in
+                                  (("border-crop", border_crop), ("flip", flip)) if on)
                 raise ModelMismatch(
-                    f"this collection holds embeddings from {record.spec!r}; searching or "
-                    f"indexing it with {model!r} would mix models. Use --rebuild to re-embed "
-                    f"everything with {model!r}, or --db DIR for a separate collection."
+                    f"this collection holds embeddings from {record.spec!r} "
+                    f"({_augment_text(record.options)}); indexing it with {wanted!r} would "
+                    f"mix models. Use --rebuild to re-embed everything with {wanted!r}, or "
+                    "--db DIR for a separate collection."
                 )
             spec = resolve_auto() if model in (None, "auto") else model
             backbone = load_backbone(spec, **options)
@@ -250,12 +267,86 @@ class Collection:
             )
 
     # -- vectors and index -----------------------------------------------------------------
-    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(file_ids, embeddings float32 [n, dim])`` of every embedded file, by file id."""
+    def vectors(self, *, raw: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(file_ids, embeddings float32 [n, dim])`` of every embedded file, by file id.
+
+        With a learned transform set, the vectors are projected unless ``raw``.
+        """
         record = self._require_model()
         file_ids, rows = self.store.live_rows(record.key)
-        matrix = self.store.embeddings(record.key)
+        matrix = self.store.embeddings(record.key) if raw else self.embedding_matrix(record)
         return file_ids, np.asarray(matrix[rows], dtype=np.float32)
+
+    # -- learned transform -----------------------------------------------------------------
+    @property
+    def transform(self) -> TransformChain | None:
+        """The fitted projection (``lookalike learn --db``) applied to every stored
+        embedding and every query, or None."""
+        record = self._require_model()
+        state = self._transform_state(record)
+        if state is None:
+            return None
+        if self._transform is None or self._transform[0] != state["stamp"]:
+            chain = TransformChain.load(self.directory / TRANSFORMS_DIRNAME / record.key)
+            self._transform = (state["stamp"], chain)
+        return self._transform[1]
+
+    def set_transform(self, chain: TransformChain | None) -> None:
+        """Project stored embeddings and queries through ``chain`` from now on (None: stop).
+
+        Nothing is re-embedded: the index is rebuilt over the projected vectors on next use.
+        """
+        record = self._require_model()
+        key = f"transform:{record.key}"
+        if chain is None:
+            self.store.set_meta(key, "null")
+        else:
+            fitted_for = chain.info.get("input_dim")
+            if fitted_for not in (None, record.dim):
+                raise ModelMismatch(
+                    f"the transform was fitted on {fitted_for}-d embeddings "
+                    f"({chain.info.get('model')}); this collection's model "
+                    f"{record.spec!r} gives {record.dim}-d ones"
+                )
+            saved = chain.save(self.directory / TRANSFORMS_DIRNAME / record.key)
+            stamp = hashlib.sha1(saved.read_bytes()).hexdigest()[:12]
+            self.store.set_meta(key, json.dumps({"stamp": stamp,
+                                                 "description": chain.description}))
+        with self._lock:
+            self._index = None
+            self._transform = self._projected = None
+
+    def _transform_state(self, record: ModelRecord) -> dict[str, Any] | None:
+        return json.loads(self.store.meta(f"transform:{record.key}") or "null")
+
+    def _transform_stamp(self, record: ModelRecord) -> str | None:
+        state = self._transform_state(record)
+        return None if state is None else state["stamp"]
+
+    def project(self, vectors: np.ndarray) -> np.ndarray:
+        """Backbone embeddings [n, dim] -> the space the index searches (identity when no
+        transform is set)."""
+        chain = self.transform
+        vectors = np.asarray(vectors, dtype=np.float32)
+        return vectors if chain is None else chain.transform(vectors)
+
+    def embedding_matrix(self, record: ModelRecord | None = None) -> np.ndarray:
+        """The store's embedding matrix (memory-mapped), or its projection when a transform
+        is set (computed once per embeddings version and kept in memory). Rows are store
+        rows, live or not (``store.live_rows`` says which)."""
+        record = record or self._require_model()
+        matrix = self.store.embeddings(record.key)
+        stamp = self._transform_stamp(record)
+        if stamp is None:
+            return matrix
+        version = (record.version, record.file, stamp)
+        if self._projected is None or self._projected[0] != version:
+            chunks = [self.project(matrix[start:start + 65_536])
+                      for start in range(0, len(matrix), 65_536)]
+            projected = (np.concatenate(chunks) if chunks else
+                         self.project(np.zeros((0, record.dim), np.float32)))
+            self._projected = (version, projected)
+        return self._projected[1]
 
     def vector_index(self) -> VectorIndex:
         """The vector index, synced with the catalogue: never silently stale.
@@ -264,8 +355,10 @@ class Collection:
         it, otherwise (and after a compaction) the index is rebuilt.
         """
         record = self._require_model()
+        transform = self._transform_stamp(record)
         with self._lock:
-            if self._index is not None and self._index_version == (record.version, record.file):
+            version = (record.version, record.file, transform)
+            if self._index is not None and self._index_version == version:
                 return self._index
             kind_setting = self.store.meta("index_kind") or "auto"
             file_ids, rows = self.store.live_rows(record.key)
@@ -273,26 +366,30 @@ class Collection:
             path = self.directory / "index" / f"{record.key}.{kind}"
             state = json.loads(self.store.meta(f"index:{record.key}") or "null") or {}
             index = None
-            reusable = state.get("requested") == kind and state.get("file") == record.file
+            reusable = (state.get("requested") == kind and state.get("file") == record.file
+                        and state.get("transform") == transform)
             if reusable and path.exists():
-                index = load_index(path)
+                with _index_files_lock(path.parent, shared=True):
+                    index = load_index(path)
                 if state.get("version") != record.version:
-                    index = _sync(index, self.store.embeddings(record.key), rows)
+                    index = _sync(index, self.embedding_matrix(record), rows)
                     if index is not None:
-                        self._save_index(index, path, record, kind)
+                        self._save_index(index, path, record, kind, transform)
             if index is None:
-                index = build_index(kind, self.store.embeddings(record.key)[rows], rows)
-                self._save_index(index, path, record, kind)
-            self._index, self._index_version = index, (record.version, record.file)
+                index = build_index(kind, self.embedding_matrix(record)[rows], rows)
+                self._save_index(index, path, record, kind, transform)
+            self._index, self._index_version = index, version
             return index
 
     def _save_index(
-        self, index: VectorIndex, path: Path, record: ModelRecord, requested: str
+        self, index: VectorIndex, path: Path, record: ModelRecord, requested: str,
+        transform: str | None,
     ) -> None:
         path.parent.mkdir(exist_ok=True)
-        index.save(path)
+        with _index_files_lock(path.parent, shared=False):
+            index.save(path)
         state = {"requested": requested, "kind": index.kind, "file": record.file,
-                 "version": record.version}
+                 "version": record.version, "transform": transform}
         self.store.set_meta(f"index:{record.key}", json.dumps(state))
 
     def knn_graph(self, k: int = 16, progress: Progress | None = None) -> tuple[
@@ -304,13 +401,14 @@ class Collection:
         """
         record = self._require_model()
         cache = self.directory / "index" / f"{record.key}.knn{k}.npz"
-        stamp = np.array([record.version, int(record.file.split(".")[-2])])
+        transform = int(self._transform_stamp(record) or "0", 16)
+        stamp = np.array([record.version, int(record.file.split(".")[-2]), transform])
         if cache.exists():
             with np.load(cache) as saved:
                 if np.array_equal(saved["stamp"], stamp):
                     return saved["file_ids"], KnnGraph(saved["neighbours"], saved["scores"])
         file_ids, rows = self.store.live_rows(record.key)
-        vectors = np.asarray(self.store.embeddings(record.key)[rows], dtype=np.float32)
+        vectors = np.asarray(self.embedding_matrix(record)[rows], dtype=np.float32)
         graph = knn_graph(vectors, k, index=self.vector_index(), keys=rows, progress=progress)
         cache.parent.mkdir(exist_ok=True)
         temporary = cache.with_suffix(".tmp.npz")
@@ -329,7 +427,7 @@ class Collection:
 
     def search_text(self, text: str, k: int = 10) -> list[SearchHit]:
         """Images matching a text description (CLIP-style models only)."""
-        vector = self.backbone.embed_text([text])
+        vector = self.project(self.backbone.embed_text([text]))
         return self._search_vectors(vector, [None], k)[0]
 
     def search_many(
@@ -356,9 +454,9 @@ class Collection:
             elif isinstance(query, (int, np.integer)):
                 raise StoreError(f"no embedded image with id {query}")
             else:
-                vectors.append(self.embed_file(query))
+                vectors.append(self._embed_raw(query))
             own_rows.append(row)
-        return np.stack(vectors), own_rows
+        return self.project(np.stack(vectors)), own_rows
 
     def _own_row(self, record: ModelRecord, query: object) -> int | None:
         if isinstance(query, (int, np.integer)):
@@ -373,8 +471,13 @@ class Collection:
             return self.store.row_for_file(record.key, found.id) if found else None
         return None
 
-    def embed_file(self, path: str | os.PathLike[str]) -> np.ndarray:
-        """Embed one image file with the collection's model (decode guards included)."""
+    def embed_file(self, path: str | os.PathLike[str], *, raw: bool = False) -> np.ndarray:
+        """Embed one image file with the collection's model (decode guards included),
+        projected by the learned transform when one is set, unless ``raw``."""
+        vector = self._embed_raw(path)
+        return vector if raw else self.project(vector[None])[0]
+
+    def _embed_raw(self, path: str | os.PathLike[str]) -> np.ndarray:
         backbone = self.backbone
         decoded = decode_file(path, min_side=backbone.decode_size)
         return backbone.embed(backbone.preprocess(decoded.image)[None])[0]
@@ -466,10 +569,14 @@ class Collection:
         index_kind = None
         fresh = False
         embedded = dead = 0
+        transform = None
         if record is not None:
             state = json.loads(self.store.meta(f"index:{record.key}") or "null") or {}
+            learned = self._transform_state(record)
+            transform = learned["description"] if learned else None
             index_kind = state.get("kind")
-            fresh = state.get("version") == record.version and state.get("file") == record.file
+            fresh = (state.get("version") == record.version and state.get("file") == record.file
+                     and state.get("transform") == (learned or {}).get("stamp"))
             embedded = len(self.store.live_rows(record.key)[1])
             dead = record.rows - embedded
         return CollectionInfo(
@@ -479,6 +586,8 @@ class Collection:
             disk_bytes=self.store.disk_usage(), embedded=embedded, dead_rows=dead,
             skipped=[(f.path, f.reason or "") for f in self.store.files("skipped")],
             identity=record.identity if record else {},
+            augmentation=_augment_text(record.options) if record else "no augmentation",
+            transform=transform,
         )
 
 
@@ -487,6 +596,8 @@ def _load_options(
     preprocess: Preprocess | dict[str, Any] | None,
     output: str | None,
     pretrained: bool,
+    border_crop: bool = False,
+    flip: bool = False,
 ) -> dict[str, Any]:
     """The backbone options worth recording so that queries reload the same model."""
     options: dict[str, Any] = {}
@@ -500,7 +611,17 @@ def _load_options(
         options["output"] = output
     if not pretrained:
         options["pretrained"] = False
+    if border_crop:
+        options["border_crop"] = True
+    if flip:
+        options["flip"] = True
     return options
+
+
+def _augment_text(options: dict[str, Any]) -> str:
+    chosen = [name for name, key in (("border crop", "border_crop"), ("flip TTA", "flip"))
+              if options.get(key)]
+    return ", ".join(chosen) or "no augmentation"
 
 
 def _sync(index: VectorIndex, matrix: np.ndarray, rows: np.ndarray) -> VectorIndex | None:
@@ -515,3 +636,25 @@ def _sync(index: VectorIndex, matrix: np.ndarray, rows: np.ndarray) -> VectorInd
     if len(to_add):
         index.add(np.asarray(matrix[to_add], dtype=np.float32), to_add)
     return index
+
+
+@contextmanager
+def _index_files_lock(directory: Path, *, shared: bool) -> Iterator[None]:
+    """Hold ``directory/.lock`` while an index and its sidecar are read or replaced.
+
+    A save is two atomic renames (data file, then sidecar). Without the lock two processes
+    saving at once (an ``index`` run and a server) can leave one's data with the other's
+    sidecar, and a reader between the renames sees a mismatched pair.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: saves are rare and the mismatch is reported on load
+        yield
+        return
+    directory.mkdir(exist_ok=True)
+    with open(directory / ".lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

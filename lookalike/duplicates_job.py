@@ -6,13 +6,15 @@ Stages, none of them N x N:
 1. **exact**: files with equal content hashes, plus files whose decoded pixels are equal
    (same picture, other container). Pixels are hashed only for k-NN neighbours with the
    same width x height and a near-identical embedding, so almost nothing is decoded.
-2. **k-NN graph** of the embeddings (one representative per exact group).
+2. **k-NN graph** of the embeddings, through the collection's vector index.
 3. **candidates**: graph edges with cosine >= the model's calibrated
-   ``candidate_threshold`` (loose: it keeps ~98 % of synthetic edits).
+   ``candidate_threshold`` (loose: it keeps 95 % of every kind of synthetic edit), between
+   one representative per exact group.
 4. **verification** of each candidate by local-feature geometry; pairs inside a small
    verified component are checked too, so that grouping sees their real relation.
-5. **grouping** by average linkage over the verified weights (no single-link chains),
-   then a keeper per group (most pixels, then largest file).
+5. **grouping** over the verified weights without single-link chains
+   (:func:`~lookalike.analyse.duplicates.link_groups`), then a keeper per group (most
+   pixels, then largest file); exact copies join their representative's group.
 
 ``verify=False`` skips stage 4 and decides on the embedding alone, with the stricter
 calibrated ``near_threshold``: much faster, much less precise.
@@ -21,6 +23,7 @@ calibrated ``near_threshold``: much faster, much less precise.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from collections import defaultdict
@@ -39,6 +42,7 @@ from .analyse.duplicates import (
     exact_groups,
     link_groups,
     make_group,
+    visit_order,
 )
 from .knn import KnnGraph, knn_graph
 from .store import StoreError
@@ -73,7 +77,7 @@ class DuplicateReport:
     paths: list[str]
     exact: list[DuplicateGroup]
     near: list[DuplicateGroup]
-    threshold: float
+    threshold: float  # the cosine used; NaN when there was nothing to compare
     verified: bool
     calibration: dict[str, Any] | None
     candidates: int  # pairs checked (candidates plus closure pairs)
@@ -105,7 +109,7 @@ class DuplicateReport:
         return {
             "exact": [describe(g) for g in self.exact],
             "near": [describe(g) for g in self.near],
-            "threshold": self.threshold,
+            "threshold": None if math.isnan(self.threshold) else self.threshold,
             "verified": self.verified,
             "calibration": self.calibration,
             "candidates": self.candidates,
@@ -143,7 +147,7 @@ def ensure_calibration(
     if found is not None:
         return found
     if vectors is None:
-        _, vectors = collection.vectors()
+        _, vectors = collection.vectors(raw=True)
     if graph is None or graph.k <= LOOKALIKE_RANK:
         graph = knn_graph(vectors, LOOKALIKE_RANK + 1)
     paths = [collection.root / path for path in _paths(collection)[1]]
@@ -205,10 +209,15 @@ def find_duplicates(
     if record is None:
         raise StoreError("the collection has no embeddings yet: run lookalike index first")
     file_ids, relative, columns = _paths(collection)
-    _, vectors = collection.vectors()
+    _, vectors = collection.vectors(raw=True)
     absolute = [collection.root / path for path in relative]
     n = len(file_ids)
     lap("load")
+    if n < 2:
+        return DuplicateReport(file_ids=file_ids, paths=relative, exact=[], near=[],
+                               threshold=math.nan if threshold is None else float(threshold),
+                               verified=verify, calibration=None,
+                               candidates=0, confirmed=0, seconds=timings)
 
     graph = _graph(collection, vectors, k, progress)
     lap("graph")
@@ -245,6 +254,7 @@ def find_duplicates(
         threshold = float(calibration["candidate_threshold" if verify else "near_threshold"])
         if progress:
             progress("calibrate", 1, 1)
+    threshold = float(threshold)
     lap("calibrate")
 
     # 3. candidates between representatives only
@@ -258,7 +268,8 @@ def find_duplicates(
         weight = _verified_weights(absolute, i, j, cache, progress, workers)
         extra_i, extra_j = _closure(n, i, j, weight)
         if len(extra_i):
-            extra_w = _verified_weights(absolute, extra_i, extra_j, cache, progress, workers)
+            extra_w = _verified_weights(absolute, extra_i, extra_j, cache, progress, workers,
+                                        done_before=len(i))
             i, j = np.concatenate([i, extra_i]), np.concatenate([j, extra_j])
             weight = np.concatenate([weight, extra_w])
     else:
@@ -274,18 +285,22 @@ def find_duplicates(
     copies: dict[int, list[int]] = defaultdict(list)
     for position, rep in enumerate(representative.tolist()):
         copies[rep].append(position)
-    pair_weight = {(int(a), int(b)): float(w) for a, b, w in zip(i, j, weight) if w > 0}
+    links: dict[int, dict[int, float]] = defaultdict(dict)
+    for a, b, w in zip(i.tolist(), j.tolist(), weight.tolist()):
+        if w > 0:
+            links[a][b] = links[b][a] = w
     near = []
     for members in link_groups(n, i, j, weight, min_link=MIN_LINK):
         expanded = sorted(p for m in members for p in copies[m])
         keeper_rep = int(representative[_keeper(expanded, columns)])
-        scores = {p: _score(int(representative[p]), keeper_rep, members, pair_weight)
+        inside = set(members)
+        scores = {p: _score(int(representative[p]), keeper_rep, inside, links)
                   for p in expanded}
         near.append(make_group(expanded, "near", columns["width"], columns["height"],
                                columns["size"], scores))
     lap("group")
     return DuplicateReport(
-        file_ids=file_ids, paths=relative, exact=exact, near=near, threshold=float(threshold),
+        file_ids=file_ids, paths=relative, exact=exact, near=near, threshold=threshold,
         verified=verify, calibration=calibration, candidates=int(len(i)),
         confirmed=int((weight > 0).sum()), seconds=timings,
     )
@@ -299,6 +314,10 @@ def _graph(
     assert record is not None
     _, rows = collection.store.live_rows(record.key)
     report = (lambda done, total: progress("graph", done, total)) if progress else None
+    if collection.transform is not None:
+        # A learned transform serves class retrieval; duplicates are judged on the model's
+        # own embeddings, where the calibrated thresholds hold.
+        return knn_graph(vectors, k, progress=report)
     return knn_graph(vectors, k, index=collection.vector_index(), keys=rows, progress=report)
 
 
@@ -307,26 +326,31 @@ def _keeper(members: list[int], columns: dict[str, np.ndarray]) -> int:
 
 
 def _score(
-    member: int, keeper: int, group: list[int], pair_weight: dict[tuple[int, int], float]
+    member: int, keeper: int, group: set[int], links: dict[int, dict[int, float]]
 ) -> float:
-    """A member's link to the keeper; failing a direct link, its mean link in the group."""
+    """A member's link weight to the keeper; failing a direct link, its mean link to the
+    rest of the group (unlinked members counting 0)."""
     if member == keeper:
         return 1.0
-    direct = pair_weight.get((min(member, keeper), max(member, keeper)))
-    if direct is not None:
-        return direct
-    links = [pair_weight.get((min(member, other), max(member, other)), 0.0)
-             for other in group if other != member]
-    return float(np.mean(links)) if links else 0.0
+    own = links.get(member, {})
+    if keeper in own:
+        return own[keeper]
+    inside = [w for other, w in own.items() if other in group]
+    return sum(inside) / max(len(group) - 1, 1)
 
 
 def _verified_weights(
     paths: list[Path], i: np.ndarray, j: np.ndarray, cache: FeatureCache,
-    progress: Progress | None, workers: int | None,
+    progress: Progress | None, workers: int | None, done_before: int = 0,
 ) -> np.ndarray:
-    # Visit pairs grouped by their lower end, so the feature cache is reused.
-    order = np.lexsort((j, i))
-    report = (lambda done, total: progress("verify", done, total)) if progress else None
+    """Verification weight of each pair; ``done_before`` pairs were checked by an earlier
+    call, so that progress counts on across the two passes."""
+    order = visit_order(len(paths), i, j)
+
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress("verify", done_before + done, done_before + total)
+
     verdicts = verify_pairs(paths, i[order], j[order], cache=cache, workers=workers,
                             progress=report)
     weight = np.zeros(len(i), dtype=np.float64)

@@ -243,3 +243,46 @@ def test_shared_onnx_model_ranks_edited_copies_first(photo_folder: Path, tmp_pat
                                                                  "sub/scene1-flip.png"}
     reopened = Collection.open(photo_folder)  # the recorded model reloads for new queries
     assert reopened.search(outside, k=1)[0].path in {"scene1.jpg", "sub/scene1-flip.png"}
+
+
+# -- concurrent index saves -------------------------------------------------------------------
+_SAVE_INDEX = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from lookalike import Collection
+    from lookalike.index import build_index
+    collection = Collection.open(sys.argv[1])
+    record, count = collection.model, int(sys.argv[3])
+    _, vectors = collection.vectors()
+    index = build_index("flat", vectors[:count], np.arange(count))
+    path = collection.directory / "index" / "race.flat"
+    for _ in range(int(sys.argv[2])):
+        collection._save_index(index, path, record, "flat", None)
+""")
+
+_READ_INDEX = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from lookalike.collection import _index_files_lock
+    from lookalike.index import load_index
+    path = Path(sys.argv[1])
+    for _ in range(int(sys.argv[2])):
+        with _index_files_lock(path.parent, shared=True):
+            assert len(load_index(path)) in (9, 10)
+""")
+
+
+def test_concurrent_index_saves_never_leave_a_mismatched_pair(photo_folder: Path) -> None:
+    """Two processes save indexes of different sizes to one path (an index run and a
+    server); a reader must never see one's data file with the other's sidecar."""
+    collection, _ = Collection.index_folder(photo_folder, model="classic")
+    path = collection.directory / "index" / "race.flat"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    script = [sys.executable, "-c"]
+    assert subprocess.run([*script, _SAVE_INDEX, str(photo_folder), "1", "10"],
+                          env=env).returncode == 0
+    children = [
+        subprocess.Popen([*script, _SAVE_INDEX, str(photo_folder), "300", str(count)], env=env)
+        for count in (9, 10)
+    ] + [subprocess.Popen([*script, _READ_INDEX, str(path), "3000"], env=env)]
+    assert [child.wait(timeout=120) for child in children] == [0, 0, 0]

@@ -53,8 +53,20 @@ def load_backbone(
     output: str | None = None,
     pretrained: bool = True,
     device: str | None = None,
+    border_crop: bool = False,
+    flip: bool = False,
 ) -> Backbone:
-    """Load the backbone named by ``spec``; raise :class:`ModelUnavailable` with the way out."""
+    """Load the backbone named by ``spec``; raise :class:`ModelUnavailable` with the way out.
+
+    ``border_crop`` removes uniform margins before the model sees an image; ``flip``
+    averages each embedding with its mirror image's (test-time augmentation).
+    """
+    if border_crop or flip:
+        from .augment import AugmentedBackbone
+
+        inner = load_backbone(spec, weights=weights, preprocess=preprocess, output=output,
+                              pretrained=pretrained, device=device)
+        return AugmentedBackbone.wrap(inner, border_crop=border_crop, flip=flip)
     if spec == "auto":
         spec = resolve_auto()
     if spec == "classic":

@@ -17,6 +17,7 @@ from lookalike.analyse.duplicates import (
     pair_scores,
     pair_scores_by_tag,
     thresholds_from_samples,
+    visit_order,
 )
 from lookalike.knn import KnnGraph
 
@@ -193,3 +194,15 @@ def test_scores_by_tag_count_pairs_touching_the_tag() -> None:
 def test_a_position_listed_twice_is_an_error() -> None:
     with pytest.raises(ValueError):
         pair_scores([[0, 0]], np.array([0, 0]))
+
+
+def test_visit_order_is_a_permutation_that_keeps_neighbours_close() -> None:
+    # a path 0-5-1-4-2-3 given in scrambled order
+    i = np.array([1, 0, 2, 4, 3])
+    j = np.array([5, 5, 4, 1, 2])
+    order = visit_order(6, i, j)
+    assert sorted(order.tolist()) == [0, 1, 2, 3, 4]
+    # consecutive pairs along the path share an image
+    for left, right in zip(order[:-1], order[1:]):
+        assert {i[left], j[left]} & {i[right], j[right]}
+    assert visit_order(3, np.array([], dtype=int), np.array([], dtype=int)).tolist() == []

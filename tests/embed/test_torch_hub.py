@@ -176,7 +176,8 @@ def test_random_open_clip_embeds_text_and_images_together(tmp_path: Path) -> Non
     assert images.shape == (2, backbone.dim) and texts.shape == (3, backbone.dim)
     np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(images, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_array_equal(texts[:1], backbone.embed_text(["a red square"]))
+    # batch size changes the matmul kernels, hence a tolerance rather than equality
+    np.testing.assert_allclose(texts[:1], backbone.embed_text(["a red square"]), atol=1e-5)
     assert backbone.embed_text([]).shape == (0, backbone.dim)
     assert backbone.identity()["library"] == "open_clip"
     assert backbone.identity()["pretrained"] == "random-init"

@@ -1,0 +1,159 @@
+"""Serving a 100k-image collection: startup time and /similar latency under load.
+
+    python benchmarks/bench_serve.py --n 100000 --clients 50 --seconds 60 [--index hnsw]
+
+Builds a collection of ``--real`` generated images indexed with the classic model plus
+synthetic catalogue rows with random unit vectors up to ``--n`` (as
+bench_store_memory.py does), builds its vector index (as an ``index`` run leaves it),
+then starts ``lookalike serve`` in a subprocess on 127.0.0.1. Reported: time from launch
+to the first answered /api/stats, the first /similar (loads the index), then ``--clients``
+concurrent clients (httpx, async, one loop) each requesting
+/api/images/{random id}/similar?k=10 back to back for ``--seconds``: p50/p90/p99 latency,
+throughput, errors, and the server's RSS before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lookalike import Collection  # noqa: E402
+from lookalike.discover import Candidate, discover  # noqa: E402
+from lookalike.store import EmbeddedFile  # noqa: E402
+from tests.conftest import scene  # noqa: E402
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def build(root: Path, n: int, real: int, index_kind: str = "auto") -> list[int]:
+    root.mkdir(parents=True)
+    for seed in range(real):
+        scene(seed).save(root / f"real{seed:04d}.jpg", quality=85)
+    started = time.perf_counter()
+    collection, _ = Collection.index_folder(root, model="classic")
+    store, record = collection.store, collection.model
+    assert record is not None
+    synthetic = (Candidate(Path(f"synthetic/d{i // 1000:04d}/img{i:07d}.jpg"), 100_000 + i, i,
+                           "JPEG") for i in range(n - real))
+    store.sync_files(itertools.chain(discover(root), synthetic))
+    pending = [f.id for f in store.files_to_embed(record.key)]
+    rng = np.random.default_rng(0)
+    for start in range(0, len(pending), 4096):
+        ids = pending[start:start + 4096]
+        vectors = rng.standard_normal((len(ids), record.dim)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        store.commit_batch(record.key, [EmbeddedFile(i, f"{i:032x}", 640, 480, "JPEG")
+                                        for i in ids], vectors)
+    store.set_meta("index_kind", index_kind)
+    index = collection.vector_index()
+    file_ids, _ = collection.vectors()
+    print(f"collection: {len(file_ids)} embedded ({real} real images), dim {record.dim}, "
+          f"{index.kind} index, built in {time.perf_counter() - started:.0f} s")
+    collection.close()
+    return [int(i) for i in file_ids]
+
+
+async def load(url: str, ids: list[int], clients: int, seconds: float
+               ) -> tuple[list[float], int, int]:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    rng = np.random.default_rng(1)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        async def one_client() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                file_id = ids[int(rng.integers(len(ids)))]
+                started = time.perf_counter()
+                try:
+                    response = await client.get(f"/api/images/{file_id}/similar?k=10")
+                    ok = response.status_code == 200 and len(response.json()["hits"]) == 10
+                    problem = f"{response.status_code} {response.text[:200]}"
+                except httpx.HTTPError as error:
+                    ok, problem = False, f"{type(error).__name__}: {error}"
+                latencies.append(time.perf_counter() - started)
+                if not ok:
+                    errors += 1
+                    if errors <= 3:
+                        print(f"error: id {file_id}: {problem}", flush=True)
+
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+    return latencies, errors, len(latencies)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--real", type=int, default=300)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--index", default="auto", help="auto (flat below 200k), hnsw, ...")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as temporary:
+        root = Path(temporary) / "images"
+        ids = build(root, args.n, args.real, args.index)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        started = time.perf_counter()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "lookalike.cli", "serve", str(root), "--port", str(port)],
+            stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            while True:
+                try:
+                    if httpx.get(f"{url}/api/stats", timeout=5).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.02)
+                if server.poll() is not None or time.perf_counter() - started > 60:
+                    raise SystemExit("server did not start")
+            startup = time.perf_counter() - started
+            rss_start = rss_mb(server.pid)
+            first = time.perf_counter()
+            httpx.get(f"{url}/api/images/{ids[0]}/similar?k=10", timeout=60).raise_for_status()
+            first = time.perf_counter() - first
+            rss_before = rss_mb(server.pid)
+            print(f"startup (launch -> first /api/stats answered): {startup:.2f} s; "
+                  f"RSS {rss_start:.0f} MB")
+            print(f"first /similar (loads the index): {first * 1000:.0f} ms; "
+                  f"RSS {rss_before:.0f} MB")
+            asyncio.run(load(url, ids, args.clients, 3))  # warm up
+            rss_warm = rss_mb(server.pid)
+            latencies, errors, count = asyncio.run(load(url, ids, args.clients, args.seconds))
+            rss_after = rss_mb(server.pid)
+            ms = np.asarray(latencies) * 1000
+            print(f"{args.clients} clients x {args.seconds:.0f} s: {count} requests "
+                  f"({count / args.seconds:.0f}/s), {errors} errors")
+            print(f"latency p50 {np.percentile(ms, 50):.1f} ms, p90 "
+                  f"{np.percentile(ms, 90):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, "
+                  f"max {ms.max():.1f} ms")
+            print(f"server RSS: {rss_before:.0f} MB before load, {rss_warm:.0f} MB after "
+                  f"warm-up, {rss_after:.0f} MB after {args.seconds:.0f} s")
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

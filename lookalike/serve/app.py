@@ -1,0 +1,342 @@
+"""The FastAPI application: JSON API, thumbnails, originals and the page, in one process.
+
+Routes take catalogue ids (``{id:int}``), never paths: a request can only reach files
+the catalogue lists, and anything that is not a whole number is a plain 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from ..decode import DecodeError
+from ..embed import ModelUnavailable
+from ..store import FileRecord, StoreError
+from . import schemas
+from .auth import TokenMiddleware
+from .batching import Neighbour
+from .marks import MarkRecord
+from .page import render_page
+from .service import CONTENT_TYPES, Service
+from .thumbs import DEFAULT_SIZE, nearest_size
+
+STATIC = Path(__file__).parent / "static"
+ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": schemas.Problem}}
+
+
+def image_model(record: FileRecord) -> schemas.Image:
+    return schemas.Image(
+        id=record.id, path=record.path, width=record.width, height=record.height,
+        size=record.size, format=record.format, status=record.status,  # type: ignore[arg-type]
+        reason=record.reason, thumb=f"/thumb/{record.id}", url=f"/image/{record.id}")
+
+
+def create_app(directory: str | Path, *, token: str | None = None,
+               max_upload_bytes: int | None = None) -> FastAPI:
+    """The app over the collection at ``directory`` (a collection dir or its image folder)."""
+    from ..collection import locate
+
+    options = {} if max_upload_bytes is None else {"max_upload_bytes": max_upload_bytes}
+    service = Service(locate(directory), **options)
+    app = FastAPI(title="lookalike", version="0.1.0",
+                  description=f"Images in {service.root}: similarity search, duplicates, "
+                  "groups, clusters, outliers. Read-only: the server never deletes or moves "
+                  "a file; duplicate-review marks are only recorded.")
+    app.state.service = service
+    app.router.add_event_handler("shutdown", service.close)
+    if token:
+        app.add_middleware(TokenMiddleware, token=token)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(DecodeError)
+    async def bad_image(_: Request, error: DecodeError) -> JSONResponse:
+        return JSONResponse({"detail": f"not a usable image: {error}"}, status_code=422)
+
+    @app.exception_handler(ModelUnavailable)
+    async def no_model(_: Request, error: ModelUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=503)
+
+    @app.exception_handler(StoreError)
+    async def store_error(_: Request, error: StoreError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=409)
+
+    def record_or_404(file_id: int) -> FileRecord:
+        record = service.file(file_id)
+        if record is None:
+            raise HTTPException(404, f"no image with id {file_id}")
+        return record
+
+    async def neighbours(query: int | np.ndarray, k: int) -> list[Neighbour]:
+        try:
+            return await asyncio.wrap_future(service.batcher.submit(query, k))
+        except KeyError:
+            raise HTTPException(404, f"image {query} is not embedded") from None
+        except ValueError as error:
+            raise HTTPException(400, str(error)) from None
+
+    def hits(found: list[Neighbour]) -> list[schemas.Hit]:
+        return [schemas.Hit(rank=rank, score=round(n.score, 5), image=image_model(n.record))
+                for rank, n in enumerate(found, start=1)]
+
+    # -- the page ------------------------------------------------------------------------------
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(render_page(service))
+
+    # -- facts ---------------------------------------------------------------------------------
+    @app.get("/api/stats", response_model=schemas.Stats)
+    def stats() -> schemas.Stats:
+        info = service.info()
+        record = service.collection.model
+        return schemas.Stats(
+            root=str(info.root), directory=str(info.directory),
+            files=sum(info.counts.values()), embedded=info.embedded,
+            skipped=info.counts.get("skipped", 0), pending=info.counts.get("pending", 0),
+            model=info.model, model_spec=info.model_spec, dim=info.dim,
+            index_kind=info.index_kind, index_fresh=info.index_fresh,
+            text_search=service.text_search(), version=record.version if record else 0)
+
+    @app.get("/api/images", response_model=schemas.ImagePage)
+    def images(
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 60,
+        cluster: Annotated[int | None, Query(description="only this cluster (k=auto)")] = None,
+        group: Annotated[int | None, Query(description="only this group number")] = None,
+        threshold: Annotated[float, Query(ge=-1, le=1, description="for group")] = 0.8,
+        status: Annotated[str, Query(pattern="^(ok|skipped|pending|all)$")] = "ok",
+        sort: Annotated[str, Query(pattern="^-?(id|path|size|resolution)$")] = "id",
+    ) -> schemas.ImagePage:
+        table = service.files()
+        records = table.records
+        if cluster is not None:
+            file_ids, clustering = service.clusters("auto")
+            members = np.flatnonzero(clustering.labels == cluster)
+            members = members[np.argsort(-clustering.similarity[members], kind="stable")]
+            records = [table.by_id[int(i)] for i in file_ids[members] if int(i) in table.by_id]
+        elif group is not None:
+            file_ids, found = service.groups(threshold)
+            if not 1 <= group <= len(found):
+                raise HTTPException(404, f"no group {group} at threshold {threshold}")
+            members = found[group - 1].members
+            records = [table.by_id[int(i)] for i in file_ids[members] if int(i) in table.by_id]
+        if status != "all":
+            records = [r for r in records if r.status == status]
+        if sort != "id":  # filtered lists keep their own order (most central first)
+            keys = {"id": lambda r: r.id, "path": lambda r: r.path, "size": lambda r: r.size,
+                    "resolution": lambda r: (r.width or 0) * (r.height or 0)}
+            records = sorted(records, key=keys[sort.lstrip("-")], reverse=sort.startswith("-"))
+        return schemas.ImagePage(total=len(records), offset=offset, limit=limit,
+                                 items=[image_model(r) for r in records[offset:offset + limit]])
+
+    @app.get("/api/images/{file_id:int}", response_model=schemas.Image, responses=ERRORS)
+    def image_info(file_id: int) -> schemas.Image:
+        return image_model(record_or_404(file_id))
+
+    @app.get("/api/images/{file_id:int}/similar", response_model=schemas.SearchResult,
+             responses=ERRORS)
+    async def similar(file_id: int, k: Annotated[int, Query(ge=1, le=500)] = 12
+                      ) -> schemas.SearchResult:
+        found = await neighbours(file_id, k)
+        return schemas.SearchResult(query=f"id:{file_id}", k=k, hits=hits(found))
+
+    @app.post("/api/search", response_model=schemas.SearchResult, responses={
+        400: {"model": schemas.Problem}, 413: {"model": schemas.Problem},
+        415: {"model": schemas.Problem}, 422: {"model": schemas.Problem}},
+        openapi_extra={"requestBody": {"content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "file": {"type": "string", "format": "binary"},
+                "k": {"type": "integer"}}, "required": ["file"]}},
+            "application/json": {"schema": schemas.SearchRequest.model_json_schema()},
+        }}})
+    async def search(request: Request) -> schemas.SearchResult:
+        """Images like an uploaded image (multipart ``file``), a text (``{"text": ...}``,
+        CLIP-style models only) or a vector (``{"vector": [...]}``), best first."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        length = int(request.headers.get("content-length") or 0)
+        if length > service.max_upload_bytes + 65536:
+            raise HTTPException(413, f"upload is larger than {service.max_upload_bytes:,} bytes")
+        if kind == "multipart/form-data":
+            form = await request.form(max_files=1, max_fields=8)
+            upload, k = form.get("file"), _int(form.get("k"), 12)
+            if not isinstance(upload, UploadFile):
+                raise HTTPException(400, "send the image as the multipart field 'file'")
+            if upload.size is not None and upload.size > service.max_upload_bytes:
+                raise HTTPException(413, f"upload is larger than "
+                                    f"{service.max_upload_bytes:,} bytes")
+            data = await upload.read()
+            vector = await run_in_threadpool(service.embed_upload, data)
+            query = f"upload:{upload.filename or 'image'}"
+        elif kind == "application/json":
+            try:
+                body = schemas.SearchRequest.model_validate(json.loads(await request.body()))
+            except (ValueError, ValidationError) as error:
+                raise HTTPException(400, f"bad search request: {error}") from None
+            k = body.k
+            if body.vector is not None:
+                vector, query = np.asarray(body.vector, dtype=np.float32), "vector"
+                if not np.all(np.isfinite(vector)):
+                    raise HTTPException(400, "the vector must hold finite numbers")
+            elif body.text:
+                if not await run_in_threadpool(service.text_search):
+                    raise HTTPException(400, "this collection's model embeds images only; "
+                                        "text search needs a CLIP-style model")
+                vector = await run_in_threadpool(service.embed_text, body.text)
+                query = f"text:{body.text}"
+            else:
+                raise HTTPException(400, "give 'text' or 'vector' (or upload a 'file')")
+        else:
+            raise HTTPException(415, "send multipart/form-data with a 'file', or JSON")
+        k = max(1, min(k, 500))
+        return schemas.SearchResult(query=query, k=k, hits=hits(await neighbours(vector, k)))
+
+    # -- analyses ------------------------------------------------------------------------------
+    @app.get("/api/duplicates", response_model=schemas.DuplicatePage)
+    def duplicates(
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        threshold: Annotated[float | None, Query(ge=-1, le=1)] = None,
+        verify: bool = True,
+    ) -> schemas.DuplicatePage:
+        report = service.duplicates(threshold, verify)
+        table, marks = service.files(), service.marks.decisions()
+        groups = []
+        for group in report.exact + report.near:
+            ids = [int(report.file_ids[m]) for m in group.members]
+            if any(i not in table.by_id for i in ids):
+                continue
+            groups.append(schemas.DuplicateGroup(
+                key="-".join(str(i) for i in sorted(ids)), kind=group.kind,
+                keeper=int(report.file_ids[group.keeper]),
+                members=[schemas.DuplicateMember(
+                    image=image_model(table.by_id[i]), score=round(float(s), 4),
+                    keeper=m == group.keeper, mark=marks.get(i))
+                    for i, m, s in zip(ids, group.members, group.scores)]))
+        return schemas.DuplicatePage(total=len(groups), offset=offset, limit=limit,
+                                     threshold=report.threshold, verified=report.verified,
+                                     groups=groups[offset:offset + limit])
+
+    @app.get("/api/groups", response_model=schemas.GroupPage)
+    def groups(
+        threshold: Annotated[float, Query(ge=-1, le=1)] = 0.8,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        members: Annotated[int, Query(ge=1, le=1000)] = 12,
+    ) -> schemas.GroupPage:
+        file_ids, found = service.groups(threshold)
+        by_id = service.files().by_id
+        page = [schemas.Group(
+            number=number, size=g.size, mean_similarity=round(g.mean_similarity, 4),
+            medoid=image_model(by_id[int(file_ids[g.medoid])]),
+            members=[image_model(by_id[int(file_ids[m])]) for m in g.members[:members]])
+            for number, g in enumerate(found, start=1)][offset:offset + limit]
+        return schemas.GroupPage(total=len(found), offset=offset, limit=limit,
+                                 threshold=threshold, groups=page)
+
+    @app.get("/api/clusters", response_model=schemas.ClusterList)
+    def clusters(k: Annotated[str, Query(pattern="^(auto|[0-9]+)$")] = "auto",
+                 members: Annotated[int, Query(ge=1, le=1000)] = 12) -> schemas.ClusterList:
+        file_ids, result = service.clusters(k if k == "auto" else max(1, int(k)))
+        by_id = service.files().by_id
+        listed = []
+        for c in range(result.k):
+            inside = np.flatnonzero(result.labels == c)
+            central = inside[np.argsort(-result.similarity[inside], kind="stable")][:members]
+            medoid = int(result.medoids[c])
+            listed.append(schemas.Cluster(
+                cluster=c, size=int(result.sizes[c]),
+                medoid=image_model(by_id[int(file_ids[medoid])]) if medoid >= 0 else None,
+                members=[image_model(by_id[int(file_ids[m])]) for m in central]))
+        return schemas.ClusterList(k=result.k, clusters=listed)
+
+    @app.get("/api/outliers", response_model=schemas.OutlierList)
+    def outliers(fraction: Annotated[float, Query(gt=0, le=1)] = 0.05) -> schemas.OutlierList:
+        file_ids, scores, top = service.top_outliers(fraction)
+        by_id = service.files().by_id
+        return schemas.OutlierList(fraction=fraction, total=len(file_ids), items=[
+            schemas.Outlier(rank=r, score=round(float(scores[p]), 4),
+                            image=image_model(by_id[int(file_ids[p])]))
+            for r, p in enumerate(top, start=1)])
+
+    @app.get("/api/map", response_model=schemas.MapData)
+    def map_points(method: Annotated[str, Query(pattern="^(auto|pca|tsne|umap)$")] = "auto"
+                   ) -> schemas.MapData:
+        file_ids, layout, used, labels = service.map(method)
+        return schemas.MapData(method=used, points=[
+            schemas.MapPoint(id=int(i), x=round(float(x), 4), y=round(float(y), 4),
+                             cluster=int(c))
+            for i, (x, y), c in zip(file_ids, layout, labels)])
+
+    # -- marks ---------------------------------------------------------------------------------
+    @app.post("/api/marks", response_model=schemas.MarkList, responses=ERRORS)
+    def save_marks(body: schemas.MarksIn | schemas.MarkIn) -> schemas.MarkList:
+        """Record duplicate-review decisions (one per file; a new one replaces the old).
+        Only recorded: the server never deletes or moves a file."""
+        items = body.marks if isinstance(body, schemas.MarksIn) else [body]
+        records = []
+        for item in items:
+            record = record_or_404(item.file_id)
+            records.append(MarkRecord(record.id, record.path, record.content_hash,
+                                      item.decision, item.group, item.note, 0.0))
+        service.marks.save(records)
+        return list_marks()
+
+    @app.get("/api/marks", response_model=schemas.MarkList)
+    def list_marks() -> schemas.MarkList:
+        marks = [schemas.Mark(file_id=m.file_id, path=m.path, decision=m.decision,  # type: ignore[arg-type]
+                              group=m.group, note=m.note, updated_at=m.updated_at)
+                 for m in service.marks.all()]
+        return schemas.MarkList(total=len(marks), marks=marks)
+
+    @app.delete("/api/marks/{file_id:int}", status_code=204, responses=ERRORS)
+    def delete_mark(file_id: int) -> Response:
+        if not service.marks.delete(file_id):
+            raise HTTPException(404, f"no mark for image {file_id}")
+        return Response(status_code=204)
+
+    @app.get("/api/marks.csv", response_class=Response,
+             responses={200: {"content": {"text/csv": {}}}})
+    def marks_csv() -> Response:
+        return Response(service.marks.to_csv(service.root), media_type="text/csv",
+                        headers={"content-disposition": 'attachment; filename="marks.csv"'})
+
+    # -- files ---------------------------------------------------------------------------------
+    @app.get("/thumb/{file_id:int}", response_class=FileResponse,
+             responses={**ERRORS, 200: {"content": {"image/webp": {}}}})
+    def thumb(file_id: int, size: Annotated[int, Query(ge=16, le=2048)] = DEFAULT_SIZE
+              ) -> FileResponse:
+        record = record_or_404(file_id)
+        if service.original(record) is None:
+            raise HTTPException(404, f"image {file_id} is no longer in the folder")
+        path = service.thumbnail(record, nearest_size(size))
+        return FileResponse(path, media_type="image/webp",
+                            headers={"cache-control": "private, max-age=86400"})
+
+    @app.get("/image/{file_id:int}", response_class=FileResponse, responses=ERRORS)
+    def original(file_id: int) -> FileResponse:
+        record = record_or_404(file_id)
+        path = service.original(record)
+        if path is None:
+            raise HTTPException(404, f"image {file_id} is no longer in the folder")
+        media = CONTENT_TYPES.get(record.format or "", "application/octet-stream")
+        return FileResponse(path, media_type=media,
+                            headers={"cache-control": "private, max-age=3600",
+                                     "x-content-type-options": "nosniff"})
+
+    return app
+
+
+def _int(value: object, default: int) -> int:
+    try:
+        return int(str(value)) if value is not None else default
+    except ValueError:
+        raise HTTPException(400, f"k must be a whole number, not {value!r}") from None

@@ -1,0 +1,104 @@
+"""Duplicate-review decisions (keep / discard / not-duplicate), kept beside the collection.
+
+They live in their own SQLite file (``marks.sqlite`` in the collection directory) rather
+than in the catalogue: an ``index`` run never touches them, and they survive a
+``--rebuild``. Marks are only records of intent: nothing here deletes or moves a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+DECISIONS = ("keep", "discard", "not-duplicate")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS marks (
+    file_id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    content_hash TEXT,
+    decision TEXT NOT NULL CHECK (decision IN ('keep', 'discard', 'not-duplicate')),
+    group_key TEXT,
+    note TEXT,
+    updated_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class MarkRecord:
+    file_id: int
+    path: str
+    content_hash: str | None
+    decision: str
+    group: str | None
+    note: str | None
+    updated_at: float
+
+
+class MarkStore:
+    """One decision per file; a later mark for the same file replaces the earlier one."""
+
+    FILENAME = "marks.sqlite"
+
+    def __init__(self, directory: Path) -> None:
+        self.path = Path(directory) / self.FILENAME
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=30)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def save(self, marks: Iterable[MarkRecord]) -> int:
+        rows = [(m.file_id, m.path, m.content_hash, m.decision, m.group, m.note,
+                 m.updated_at or time.time()) for m in marks]
+        for row in rows:
+            if row[3] not in DECISIONS:
+                raise ValueError(f"decision must be one of {', '.join(DECISIONS)}")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO marks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                     rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return len(rows)
+
+    def delete(self, file_id: int) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM marks WHERE file_id = ?",
+                                    (file_id,)).rowcount > 0
+
+    def all(self) -> list[MarkRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT file_id, path, content_hash, decision, group_key, note, updated_at"
+                " FROM marks ORDER BY group_key, file_id").fetchall()
+        return [MarkRecord(*row) for row in rows]
+
+    def decisions(self) -> dict[int, str]:
+        with self._lock:
+            return dict(self._db.execute("SELECT file_id, decision FROM marks").fetchall())
+
+    def to_csv(self, root: Path) -> str:
+        """``file_id,path,absolute_path,decision,group,note,updated_at`` (ISO time, UTC)."""
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["file_id", "path", "absolute_path", "decision", "group", "note",
+                         "updated_at"])
+        for mark in self.all():
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mark.updated_at))
+            writer.writerow([mark.file_id, mark.path, str(root / mark.path), mark.decision,
+                             mark.group or "", mark.note or "", stamp])
+        return out.getvalue()

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from PIL import ImageEnhance
+from typer.testing import CliRunner
+
+from lookalike.cli import app
+from tests.conftest import crop, flip, scene
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def labelled(tmp_path: Path) -> Path:
+    """Three classes, each six edits of one synthetic scene: any model ranks them apart."""
+    root = tmp_path / "labelled"
+    for label, seed in (("alpha", 1), ("beta", 2), ("gamma", 3)):
+        (root / label).mkdir(parents=True)
+        base = scene(seed)
+        edits = [base, crop(base, 0.9), crop(base, 0.8), flip(base),
+                 ImageEnhance.Brightness(base).enhance(1.2), crop(flip(base), 0.85)]
+        for i, image in enumerate(edits):
+            image.save(root / label / f"{i}.jpg", quality=90)
+    return root
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_eval_scores_configurations_from_cache(labelled: Path, tmp_path: Path) -> None:
+    cache, plots = tmp_path / "cache", tmp_path / "plots"
+    args = ["eval", labelled, "--model", "classic", "--model", "classic+classic:2",
+            "--cluster", "3", "-k", "5", "--cache", cache, "--plots", plots, "--json"]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.stdout)
+    assert run["images"] == 18 and run["classes"] == 3 and "min(#relevant, k)" in run[
+        "definitions"]
+    first = run["results"][0]
+    assert first["protocol"] == "leave-one-out over all images" and first["queries"] == 18
+    assert first["summary"]["mAP@5"] == 1.0 and first["clustering"]["ACC"] == 1.0
+    assert len(first["confusion"]) == 3 and set(first["per_class"]) == {"alpha", "beta",
+                                                                        "gamma"}
+    assert not first["cached"]
+    assert (plots / "metrics.png").is_file() and (plots / "confusion-classic.png").is_file()
+    again = json.loads(invoke(*args).stdout)
+    assert again["results"][0]["cached"] and again["results"][1]["cached"]
+    assert again["results"][0]["summary"] == first["summary"]
+
+    text = invoke("eval", labelled, "--model", "classic", "--split", "0.5", "--seed", "1",
+                  "--cache", cache, "--classes-table").stdout
+    assert "held-out 0.5 (seed 1) vs the rest" in text and "gamma" in text
+
+
+def test_eval_with_csv_queries_and_learned_transform(labelled: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "labels.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label"])
+        for path in sorted(labelled.rglob("*.jpg")):
+            writer.writerow([path.relative_to(tmp_path).as_posix(), path.parent.name])
+    cache = tmp_path / "cache"
+    result = invoke("eval", manifest, "--model", "classic", "--queries", labelled,
+                    "--cache", cache, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["results"][0]["protocol"].startswith("18 separate")
+
+    result = invoke("eval", labelled, "--model", "classic", "--learn", "lda", "--cache", cache)
+    assert result.exit_code == 1  # learning needs held-out queries
+
+    result = invoke("eval", labelled, "--model", "classic", "--learn", "lda", "--split", "0.5",
+                    "--gallery", "held-out", "--cache", cache, "--json")
+    assert result.exit_code == 0, result.output
+    learned = json.loads(result.stdout)["results"][0]
+    assert learned["transform"] == "lda" and learned["queries"] == 9
+
+    out = tmp_path / "t"
+    result = invoke("learn", labelled, "--method", "kissme", "--model", "classic", "--split",
+                    "0.5", "--cache", cache, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    assert outcome["fitted_on"] == 9 and Path(outcome["saved"]).is_file()
+    assert {row["gallery"] for row in outcome["held_out"]} == {"rest", "held-out"}
+    result = invoke("eval", labelled, "--model", "classic", "--transform", out.with_suffix(
+        ".npz"), "--cache", cache, "--json")
+    assert json.loads(result.stdout)["results"][0]["transform"] == "kissme"

@@ -1,0 +1,174 @@
+"""Geometric verification, pixel hashes and find_duplicates end to end, on generated images."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageOps
+
+from lookalike import Collection
+from lookalike.duplicates_job import find_duplicates, load_calibration
+from lookalike.verify import extract_features, pixel_hash, verify_features, verify_pairs
+from tests.conftest import crop, flip, scene
+
+
+def photo(seed: int, size: tuple[int, int] = (480, 360)) -> Image.Image:
+    """A generated scene with fine texture (short random strokes), as real photos have:
+    the flat shapes of ``scene`` alone give local features too little to hold on to."""
+    image = scene(seed, size)
+    rng = np.random.default_rng(1000 + seed)
+    draw = ImageDraw.Draw(image)
+    width, height = size
+    for _ in range(250):
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        dx, dy = (int(v) for v in rng.integers(-12, 13, 2))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        draw.line((x, y, x + dx, y + dy), fill=colour, width=int(rng.integers(1, 4)))
+    return image
+
+
+def jpeg(image: Image.Image, quality: int = 40) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def edited(image: Image.Image) -> Image.Image:
+    """Cropped to 80 %, rotated 8 degrees, re-encoded at JPEG quality 40."""
+    return jpeg(crop(image, 0.8).rotate(8, resample=Image.Resampling.BILINEAR))
+
+
+def tinted(image: Image.Image) -> Image.Image:
+    return ImageOps.colorize(ImageOps.grayscale(image), black="#202040", white="#f0d080")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_an_edited_copy_verifies_as_the_same_photo(seed: int) -> None:
+    original = extract_features(photo(seed))
+    verdict = verify_features(original, extract_features(edited(photo(seed))))
+    assert verdict.same and not verdict.flipped
+    assert verdict.scale == pytest.approx(1 / 0.8, rel=0.05)  # the crop was enlarged back
+    assert 0.5 < verdict.weight < 1.0
+
+
+def test_a_mirrored_copy_verifies_as_flipped() -> None:
+    verdict = verify_features(extract_features(photo(3)), extract_features(flip(photo(3))))
+    assert verdict.same and verdict.flipped
+
+
+def test_different_scenes_in_the_same_colours_do_not_verify() -> None:
+    # Same palette (one tint over grey), different content: look-alikes, not copies.
+    for a, b in [(0, 1), (2, 3), (4, 5)]:
+        verdict = verify_features(extract_features(tinted(photo(a))),
+                                  extract_features(tinted(photo(b))))
+        assert not verdict.same
+        assert verdict.weight == 0.0
+
+
+def test_verify_pairs_reads_files_in_order(tmp_path: Path) -> None:
+    paths = []
+    for name, image in [("a", photo(0)), ("a-copy", edited(photo(0))), ("b", photo(1))]:
+        paths.append(tmp_path / f"{name}.jpg")
+        image.save(paths[-1], quality=90)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    paths.append(tmp_path / "broken.jpg")
+    verdicts = verify_pairs(paths, np.array([0, 0, 1, 0]), np.array([1, 2, 2, 3]), workers=2)
+    assert [v.same for v in verdicts] == [True, False, False, False]
+
+
+def test_same_pixels_in_png_and_bmp_share_a_pixel_hash(tmp_path: Path) -> None:
+    image = photo(4)
+    image.save(tmp_path / "a.png")
+    image.save(tmp_path / "a.bmp")
+    image.save(tmp_path / "a.jpg", quality=95)
+    assert (tmp_path / "a.png").read_bytes() != (tmp_path / "a.bmp").read_bytes()
+    assert pixel_hash(tmp_path / "a.png") == pixel_hash(tmp_path / "a.bmp")
+    assert pixel_hash(tmp_path / "a.jpg") != pixel_hash(tmp_path / "a.png")
+    flip(image).save(tmp_path / "b.png")
+    assert pixel_hash(tmp_path / "b.png") != pixel_hash(tmp_path / "a.png")
+
+
+@pytest.fixture
+def planted(tmp_path: Path) -> Path:
+    """Two planted near-duplicate groups, two exact pairs, and look-alike distractors."""
+    folder = tmp_path / "photos"
+    (folder / "copies").mkdir(parents=True)
+    photo(0).save(folder / "p0.jpg", quality=92)
+    edited(photo(0)).save(folder / "copies" / "p0-edit.jpg", quality=90)
+    flip(photo(0)).resize((360, 270)).save(folder / "copies" / "p0-flip-small.jpg", quality=85)
+    photo(1).save(folder / "p1.jpg", quality=92)
+    jpeg(photo(1), 30).save(folder / "copies" / "p1-q30.jpg", quality=95)
+    crop(photo(1), 0.75).save(folder / "copies" / "p1-crop.png")
+    photo(2).save(folder / "p2.png")  # exact: same pixels, two containers
+    photo(2).save(folder / "copies" / "p2.bmp")
+    photo(3).save(folder / "p3.jpg", quality=92)  # exact: same bytes
+    shutil.copy(folder / "p3.jpg", folder / "copies" / "p3-copy.jpg")
+    for seed in range(4, 10):  # distractors; two of them in the same tint
+        photo(seed).save(folder / f"p{seed}.jpg", quality=92)
+    tinted(photo(10)).save(folder / "t10.jpg", quality=92)
+    tinted(photo(11)).save(folder / "t11.jpg", quality=92)
+    return folder
+
+
+def test_find_duplicates_finds_the_planted_groups_and_not_the_distractors(
+    planted: Path,
+) -> None:
+    collection, _ = Collection.index_folder(planted, model="classic")
+    with collection:
+        stages: set[str] = set()
+        report = find_duplicates(collection, progress=lambda stage, done, total:
+                                 stages.add(stage))
+        named = {frozenset(report.paths[p] for p in group.members) for group in report.near}
+        assert named == {
+            frozenset({"p0.jpg", "copies/p0-edit.jpg", "copies/p0-flip-small.jpg"}),
+            frozenset({"p1.jpg", "copies/p1-q30.jpg", "copies/p1-crop.png"}),
+        }
+        exact = {frozenset(report.paths[p] for p in group.members) for group in report.exact}
+        assert exact == {frozenset({"p2.png", "copies/p2.bmp"}),
+                         frozenset({"p3.jpg", "copies/p3-copy.jpg"})}
+        keepers = {report.paths[group.keeper] for group in report.near}
+        assert keepers == {"p0.jpg", "p1.jpg"}  # the full-size originals
+        for group in report.near + report.exact:
+            assert group.members[0] == group.keeper and group.scores[0] == 1.0
+            assert all(0.5 < score <= 1.0 for score in group.scores)
+        assert len(report.groups()) == 4
+        assert {"graph", "calibrate", "verify", "hash"} <= stages
+        # The calibration is measured once and stored with the collection's model.
+        calibration = load_calibration(collection)
+        assert calibration is not None and calibration == report.calibration
+        assert calibration["candidate_threshold"] <= calibration["near_threshold"] < 1.0
+        assert report.threshold == calibration["candidate_threshold"]
+        assert json.loads(json.dumps(report.to_dict()))["near"][0]["keeper"]["path"]
+
+
+def test_find_duplicates_with_an_explicit_threshold_or_without_verification(
+    planted: Path,
+) -> None:
+    collection, _ = Collection.index_folder(planted, model="classic")
+    with collection:
+        strict = find_duplicates(collection, threshold=0.9999)
+        assert strict.calibration is None and strict.threshold == 0.9999
+        assert load_calibration(collection) is None  # nothing measured when not needed
+        assert len(strict.exact) == 2
+        quick = find_duplicates(collection, verify=False)
+        assert not quick.verified
+        assert quick.threshold == quick.calibration["near_threshold"]
+        for group in quick.near:  # the embedding alone may miss copies, but groups stay
+            assert len(group.members) <= 3  # small: no chain through the look-alikes
+
+
+def test_find_duplicates_on_a_single_image(tmp_path: Path) -> None:
+    folder = tmp_path / "one"
+    folder.mkdir()
+    photo(0).save(folder / "only.jpg")
+    collection, _ = Collection.index_folder(folder, model="classic")
+    with collection:
+        report = find_duplicates(collection)
+        assert report.near == [] and report.exact == [] and report.groups() == []
+        assert report.to_dict()["threshold"] is None
