@@ -14,6 +14,7 @@ Figures printed:
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -25,6 +26,7 @@ from PIL import Image
 from lookalike import Collection, load_backbone
 from lookalike.decode import decode_file, parallel_ordered
 from lookalike.discover import discover
+from lookalike.embed.onnx import load_onnx
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODELS = {
@@ -68,7 +70,11 @@ def bench_decode_single_thread(files: list[Path], min_side: int) -> float:
 
 
 def naive_embed(files: list[Path], spec: str) -> float:
-    backbone = load_backbone(spec)
+    """The plain loop, with the model at its best sequential speed (every core per call)."""
+    if spec.startswith("onnx:"):
+        backbone = load_onnx(spec[len("onnx:"):], threads=os.cpu_count())
+    else:
+        backbone = load_backbone(spec)
     started = time.perf_counter()
     batch: list[np.ndarray] = []
     for path in files:

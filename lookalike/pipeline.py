@@ -1,14 +1,17 @@
 """The indexing journey for the files a collection still needs: decode -> embed -> store.
 
 Decoding (and the backbone's preprocessing) runs in a thread pool that stays a bounded
-number of files ahead, while the main thread runs the model on full batches, so the model
-never waits on a single core and memory stays flat however many files there are.
+number of files ahead, while the model runs on full batches (``backbone.concurrency`` of
+them at once), so the model never waits on a single core and memory stays flat however
+many files there are. Batches are committed in order, each atomically.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,29 +63,46 @@ def embed_pending(
     ready: list[EmbeddedFile] = []
     inputs: list[np.ndarray] = []
     failed: list[tuple[int, str]] = []
+    concurrency = max(1, backbone.concurrency)
+    # Batches being embedded, oldest first; they are committed in this order.
+    in_flight: deque[tuple[list[EmbeddedFile], list[tuple[int, str]], Future[np.ndarray]]]
+    in_flight = deque()
 
-    def flush() -> None:
-        vectors = backbone.embed(np.stack(inputs)) if inputs else np.zeros((0, backbone.dim))
-        store.commit_batch(model_key, ready, vectors, failed)
-        report.embedded += len(ready)
+    def commit_oldest() -> None:
+        items, failures, vectors = in_flight.popleft()
+        store.commit_batch(model_key, items, vectors.result(), failures)
+        report.embedded += len(items)
+
+    def flush(model: ThreadPoolExecutor) -> None:
+        if inputs:
+            future = model.submit(backbone.embed, np.stack(inputs))
+        else:
+            future = Future()
+            future.set_result(np.zeros((0, backbone.dim), dtype=np.float32))
+        in_flight.append((ready.copy(), failed.copy(), future))
         ready.clear()
         inputs.clear()
         failed.clear()
+        while len(in_flight) > concurrency:
+            commit_oldest()
 
     done = 0
-    for outcome in parallel_ordered(prepare, todo, workers=workers):
-        if outcome.error is not None:
-            failed.append((outcome.item.id, outcome.error))
-            report.skipped.append((outcome.item.path, outcome.error))
-        else:
-            item, array = outcome.value
-            ready.append(item)
-            inputs.append(array)
-        done += 1
-        if len(ready) >= batch_size or len(failed) >= batch_size:
-            flush()
-        if progress:
-            progress(done, len(todo))
-    flush()
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="lookalike-model") as model:
+        for outcome in parallel_ordered(prepare, todo, workers=workers):
+            if outcome.error is not None:
+                failed.append((outcome.item.id, outcome.error))
+                report.skipped.append((outcome.item.path, outcome.error))
+            else:
+                item, array = outcome.value
+                ready.append(item)
+                inputs.append(array)
+            done += 1
+            if len(ready) >= batch_size or len(failed) >= batch_size:
+                flush(model)
+            if progress:
+                progress(done, len(todo))
+        flush(model)
+        while in_flight:
+            commit_oldest()
     report.seconds = time.perf_counter() - started
     return report

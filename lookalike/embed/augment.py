@@ -85,7 +85,8 @@ class AugmentedBackbone(Backbone):
             return inner
         return cls(name=inner.name, dim=inner.dim, decode_size=inner.decode_size,
                    batch_size=max(1, inner.batch_size // (2 if flip else 1)),
-                   embeds_text=inner.embeds_text, details=dict(inner.details), inner=inner,
+                   embeds_text=inner.embeds_text, details=dict(inner.details),
+                   concurrency=inner.concurrency, inner=inner,
                    border_crop=border_crop, flip=flip)
 
     def _inner(self) -> Backbone:

@@ -84,30 +84,41 @@ _RESAMPLE = {
 
 
 def resize_and_crop(image: Image.Image, spec: Preprocess) -> Image.Image:
-    """Resize (short side) and crop an RGB image to ``spec.size`` x ``spec.size``."""
+    """Resize (short side) and crop an RGB image to ``spec.size`` x ``spec.size``.
+
+    Only the part that survives the centre crop is resampled (``resize(box=...)``): the
+    same pixels as resizing everything and cropping after, for a fraction of the work.
+    """
     resample = _RESAMPLE[spec.interpolation]
+    size = spec.size
     if spec.crop == "squash":
-        return image.resize((spec.size, spec.size), resample, reducing_gap=3.0)
-    short = spec.resize or spec.size
+        return image.resize((size, size), resample, reducing_gap=3.0)
+    short = spec.resize or size
     width, height = image.size
     scale = short / min(width, height)
-    new_w, new_h = max(spec.size, round(width * scale)), max(spec.size, round(height * scale))
-    if (new_w, new_h) != (width, height):
-        image = image.resize((new_w, new_h), resample, reducing_gap=3.0)
-    left, top = (new_w - spec.size) // 2, (new_h - spec.size) // 2
-    return image.crop((left, top, left + spec.size, top + spec.size))
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    if (new_w, new_h) == (width, height):
+        return image.crop((left, top, left + size, top + size))
+    x_scale, y_scale = width / new_w, height / new_h
+    box = (left * x_scale, top * y_scale, (left + size) * x_scale, (top + size) * y_scale)
+    return image.resize((size, size), resample, box=box, reducing_gap=3.0)
 
 
 def to_tensor(image: Image.Image, spec: Preprocess) -> np.ndarray:
     """RGB PIL image -> normalised float32 CHW array, ready for a CNN/ViT."""
-    pixels = np.asarray(resize_and_crop(image, spec), dtype=np.float32) * (1.0 / 255.0)
+    pixels = np.asarray(resize_and_crop(image, spec), dtype=np.float32)
     if spec.channel_order == "BGR":
         pixels = pixels[..., ::-1]
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
     if spec.channel_order == "BGR":
         mean, std = mean[::-1], std[::-1]
-    return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1))
+    # (p / 255 - mean) / std as one multiply-add, in place on the CHW copy
+    pixels = np.ascontiguousarray(pixels.transpose(2, 0, 1))
+    pixels *= (1.0 / (255.0 * std))[:, None, None]
+    pixels -= (mean / std)[:, None, None]
+    return pixels
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
@@ -132,7 +143,9 @@ class Backbone(ABC):
 
     Subclasses set ``name``, ``dim`` and ``decode_size`` and implement ``preprocess`` and
     ``embed``. ``identity()`` is what a collection records; two backbones with equal
-    identities produce interchangeable embeddings.
+    identities produce interchangeable embeddings. ``concurrency``: how many ``embed``
+    calls the indexing pipeline may run at once (a single-threaded CPU runtime scales
+    better with one call per core than with one call spread over all cores).
     """
 
     name: str
@@ -141,6 +154,7 @@ class Backbone(ABC):
     batch_size: int = 32
     embeds_text: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+    concurrency: int = 1
 
     @abstractmethod
     def preprocess(self, image: Image.Image) -> np.ndarray:

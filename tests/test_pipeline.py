@@ -1,0 +1,69 @@
+"""The indexing pipeline: concurrent model calls commit in order and change nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.embed.classic import ClassicBackbone
+from lookalike.pipeline import embed_pending
+from lookalike.store import Store
+from tests import bad_files
+from tests.conftest import scene
+
+
+@dataclasses.dataclass(eq=False)
+class SlowFirstBatch(ClassicBackbone):
+    """Classic, with ``concurrency`` calls allowed and the first call finishing last."""
+
+    calls: int = 0
+    overlapped: bool = False
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    _running: int = 0
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        with self._lock:
+            self.calls += 1
+            first = self.calls == 1
+            self._running += 1
+            self.overlapped |= self._running > 1
+        time.sleep(0.3 if first else 0.01)
+        try:
+            return super().embed(batch)
+        finally:
+            with self._lock:
+                self._running -= 1
+
+
+def index(folder: Path, backbone: ClassicBackbone, name: str) -> tuple[Store, list[str]]:
+    store = Store.create(folder.parent / name, folder)
+    from lookalike.discover import discover
+
+    store.sync_files(discover(folder))
+    key = "classic-test"
+    store.add_model(key, "classic", {}, backbone.identity(), backbone.dim)
+    report = embed_pending(store, key, backbone, batch_size=4, workers=2)
+    return store, [path for path, _ in report.skipped]
+
+
+def test_concurrent_batches_commit_in_order_with_identical_results(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(22):
+        scene(seed, (120, 90)).save(folder / f"img{seed:02d}.jpg")
+    bad_files.truncated_jpeg(folder)
+    plain, plain_skipped = index(folder, ClassicBackbone(), "plain")
+    slow = SlowFirstBatch(concurrency=3)
+    busy, busy_skipped = index(folder, slow, "busy")
+    assert slow.overlapped and slow.calls == 6  # 22 images in batches of 4
+    assert plain_skipped == busy_skipped == ["truncated.jpg"]
+    ids_a, rows_a = plain.live_rows("classic-test")
+    ids_b, rows_b = busy.live_rows("classic-test")
+    assert np.array_equal(ids_a, ids_b) and np.array_equal(rows_a, rows_b)
+    np.testing.assert_array_equal(plain.embeddings("classic-test")[rows_a],
+                                  busy.embeddings("classic-test")[rows_b])
+    assert np.array_equal(rows_b, np.arange(22))  # store rows follow file order
