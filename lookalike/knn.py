@@ -65,7 +65,7 @@ def knn_graph(
 
     ``index``: an existing index holding these vectors under ``keys`` (e.g. the
     collection's, keyed by store row); without one, an index is built with the kind
-    ``choose_kind`` picks for this size (exact below 200k vectors).
+    ``choose_kind`` picks for this size (exact below 50k vectors).
     """
     n = len(vectors)
     if keys is None:

@@ -193,8 +193,8 @@ def test_empty_index_returns_only_padding(vectors: np.ndarray) -> None:
 
 
 def test_choose_kind_thresholds() -> None:
-    assert choose_kind(0) == choose_kind(199_999) == "flat"
-    assert choose_kind(200_000) == choose_kind(5_000_000) == "hnsw"
+    assert choose_kind(0) == choose_kind(49_999) == "flat"
+    assert choose_kind(50_000) == choose_kind(5_000_000) == "hnsw"
     assert choose_kind(5_000_001) == "ivfpq"
     with pytest.raises(ValueError):
         choose_kind(-1)
