@@ -15,11 +15,11 @@ Per size, in a fresh process (so that peak RSS is that size's own), stages are t
 * groups: ``threshold_groups`` at 0.95 (and how many planted pairs come out as a group);
 * k-means: ``kmeans`` with k = 1000; outliers: ``outlier_scores`` + ``top_outliers`` 1 %.
 
-``--graph`` picks how the graph is built: ``cells`` (default; ``cell_knn_graph``, blocked
-exact products within k-means cells), or ``lookalike.knn.knn_graph`` over an index: ``ivf``
-(``IVFFlatIndex``, an exact inverted file), ``auto`` (the library's choice: flat below 200k,
-HNSW above) or ``hnsw``/``flat`` forced. At 1M only ``cells`` (and ``ivf``) fit the budget:
-see BENCHMARKS.md.
+``--graph`` picks how the graph is built: ``cells`` (default; ``lookalike.knn.cell_knn_graph``,
+which ``knn_graph`` uses from 50k items, blocked exact products within k-means cells), or
+``lookalike.knn.knn_graph`` over an index: ``ivf`` (``IVFFlatIndex``, an exact inverted
+file), ``auto`` (``choose_kind``'s index) or ``hnsw``/``flat`` forced. At 1M only
+``cells`` (and ``ivf``) fit the budget: see BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from lookalike.analyse.clusters import kmeans
 from lookalike.analyse.groups import threshold_groups
 from lookalike.analyse.outliers import outlier_scores, top_outliers
 from lookalike.index import VectorIndex, build_index
-from lookalike.knn import KnnGraph, knn_graph
+from lookalike.knn import KnnGraph, cell_knn_graph, knn_graph
 
 DIM = 384
 CENTRES = 2000
@@ -101,69 +101,6 @@ class IVFFlatIndex(VectorIndex):
     @classmethod
     def _read(cls, path: Path, meta: dict[str, Any]) -> IVFFlatIndex:
         raise NotImplementedError("benchmark index: not persisted")
-
-
-def cell_knn_graph(
-    vectors: np.ndarray, k: int, *, nlist: int | None = None, probe: int = 4, seed: int = 0
-) -> KnnGraph:
-    """The k-NN graph of all ``vectors`` by blocks of exact matrix products (BLAS), never
-    N x N: what the library should adopt for whole-collection graphs above ~200k items.
-
-    The rows are cut into ``nlist`` spherical k-means cells (default 2 sqrt(n)). Every
-    item is held in its two nearest cells ("spill"), and the items whose nearest cell is
-    c are searched exactly, in one ``faiss.knn`` call, against everything held in the
-    ``probe`` cells nearest to c's centroid. Compared with one IVF search per item this
-    reads each candidate block once per cell instead of once per query (memory-bound ->
-    BLAS-bound: 2.2x faster than IVF-flat, 5.4x than HNSW at 1M), and the spill catches
-    pairs split by a cell border (a near-duplicate pair is found as long as one end's two
-    cells include a probed one).
-    """
-    n, dim = vectors.shape
-    nlist = nlist or max(1, min(int(2 * math.sqrt(n)), n // 39))
-    rng = np.random.default_rng(seed)
-    sample = vectors[np.sort(rng.choice(n, min(n, 64 * nlist), replace=False))]
-    coarse = faiss.Kmeans(
-        dim, nlist, niter=10, spherical=True, seed=seed, max_points_per_centroid=64
-    )
-    coarse.train(np.ascontiguousarray(sample, dtype=np.float32))
-    centroids = faiss.IndexFlatIP(dim)
-    centroids.add(coarse.centroids)
-    cells = np.empty((n, min(2, nlist)), dtype=np.int64)
-    for start in range(0, n, _CHUNK):
-        block = np.ascontiguousarray(vectors[start : start + _CHUNK], dtype=np.float32)
-        cells[start : start + len(block)] = centroids.search(block, cells.shape[1])[1]
-    nearest_cells = centroids.search(coarse.centroids, min(probe, nlist))[1]
-    queries, query_starts = _by_cell(cells[:, 0], nlist)
-    held, held_starts = _by_cell(cells.ravel(), nlist)
-    held //= cells.shape[1]  # flat index in ``cells`` -> item position
-    neighbours = np.full((n, k), -1, dtype=np.int64)
-    scores = np.full((n, k), -np.inf, dtype=np.float32)
-    for cell in range(nlist):
-        rows = queries[query_starts[cell] : query_starts[cell + 1]]
-        if not len(rows):
-            continue
-        parts = [held[held_starts[c] : held_starts[c + 1]] for c in nearest_cells[cell]]
-        candidates = np.unique(np.concatenate(parts))
-        found_scores, found = faiss.knn(
-            np.ascontiguousarray(vectors[rows], dtype=np.float32),
-            np.ascontiguousarray(vectors[candidates], dtype=np.float32),
-            min(k + 1, len(candidates)),
-            metric=faiss.METRIC_INNER_PRODUCT,
-        )
-        found = np.where(found >= 0, candidates[np.clip(found, 0, None)], -1)
-        own = found == rows[:, None]
-        found_scores = np.where(own, -np.inf, found_scores)
-        order = np.argsort(-found_scores, axis=1, kind="stable")[:, :k]
-        taken = order.shape[1]
-        neighbours[rows, :taken] = np.take_along_axis(np.where(own, -1, found), order, 1)
-        scores[rows, :taken] = np.take_along_axis(found_scores, order, 1)
-    return KnnGraph(neighbours, scores)
-
-
-def _by_cell(cell: np.ndarray, nlist: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of ``cell`` grouped by cell, and the start offset of every cell."""
-    order = np.argsort(cell, kind="stable")
-    return order, np.searchsorted(cell[order], np.arange(nlist + 1))
 
 
 def make_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

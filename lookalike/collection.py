@@ -396,8 +396,10 @@ class Collection:
             np.ndarray, KnnGraph]:
         """``(file_ids, graph)``: every embedded image's ``k`` nearest others.
 
-        Built with the collection's own index and cached on disk until the embeddings
-        change, so successive analyses (duplicates, groups, outliers...) share one graph.
+        Exact below ``knn.CELL_MIN`` images, by cells above (not through the search index:
+        a whole-collection graph is faster and more exact as blocked matrix products), and
+        cached on disk until the embeddings change, so successive analyses (duplicates,
+        groups, outliers...) share one graph.
         """
         record = self._require_model()
         cache = self.directory / "index" / f"{record.key}.knn{k}.npz"
@@ -409,7 +411,7 @@ class Collection:
                     return saved["file_ids"], KnnGraph(saved["neighbours"], saved["scores"])
         file_ids, rows = self.store.live_rows(record.key)
         vectors = np.asarray(self.embedding_matrix(record)[rows], dtype=np.float32)
-        graph = knn_graph(vectors, k, index=self.vector_index(), keys=rows, progress=progress)
+        graph = knn_graph(vectors, k, progress=progress)
         cache.parent.mkdir(exist_ok=True)
         temporary = cache.with_suffix(".tmp.npz")
         np.savez(temporary, stamp=stamp, file_ids=file_ids, neighbours=graph.neighbours,

@@ -6,7 +6,7 @@ Stages, none of them N x N:
 1. **exact**: files with equal content hashes, plus files whose decoded pixels are equal
    (same picture, other container). Pixels are hashed only for k-NN neighbours with the
    same width x height and a near-identical embedding, so almost nothing is decoded.
-2. **k-NN graph** of the embeddings, through the collection's vector index.
+2. **k-NN graph** of the embeddings (:func:`~lookalike.knn.knn_graph`).
 3. **candidates**: graph edges with cosine >= the model's calibrated
    ``candidate_threshold`` (loose: it keeps 95 % of every kind of synthetic edit), between
    one representative per exact group.
@@ -219,7 +219,7 @@ def find_duplicates(
                                verified=verify, calibration=None,
                                candidates=0, confirmed=0, seconds=timings)
 
-    graph = _graph(collection, vectors, k, progress)
+    graph = _graph(vectors, k, progress)
     lap("graph")
 
     # 1. exact duplicates: same bytes, or same pixels among look-identical same-size pairs.
@@ -306,19 +306,11 @@ def find_duplicates(
     )
 
 
-def _graph(
-    collection: Collection, vectors: np.ndarray, k: int, progress: Progress | None
-) -> KnnGraph:
-    """The k-NN graph through the collection's own vector index (HNSW/IVF at scale)."""
-    record = collection.model
-    assert record is not None
-    _, rows = collection.store.live_rows(record.key)
+def _graph(vectors: np.ndarray, k: int, progress: Progress | None) -> KnnGraph:
+    """The k-NN graph of the model's own embeddings (a learned transform serves class
+    retrieval; duplicates are judged where the calibrated thresholds hold)."""
     report = (lambda done, total: progress("graph", done, total)) if progress else None
-    if collection.transform is not None:
-        # A learned transform serves class retrieval; duplicates are judged on the model's
-        # own embeddings, where the calibrated thresholds hold.
-        return knn_graph(vectors, k, progress=report)
-    return knn_graph(vectors, k, index=collection.vector_index(), keys=rows, progress=report)
+    return knn_graph(vectors, k, progress=report)
 
 
 def _keeper(members: list[int], columns: dict[str, np.ndarray]) -> int:

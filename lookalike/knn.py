@@ -1,19 +1,28 @@
-"""The k-nearest-neighbour graph of a whole collection: batched queries, never N x N.
+"""The k-nearest-neighbour graph of a whole collection: blocks of exact products, never
+N x N.
 
 Every analysis (duplicates, groups, clusters, outliers) reads this graph instead of an
-all-pairs matrix, so memory grows as n * k, not n^2.
+all-pairs matrix, so memory grows as n * k, not n^2. Below ``CELL_MIN`` items the graph is
+exact (a flat index, queried in batches); from there on :func:`cell_knn_graph` cuts the
+items into cells and searches each cell exactly against its neighbouring cells.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import faiss
 import numpy as np
 
 from .index import VectorIndex, build_index
 
 BATCH = 4096
+# From here on the cell builder: at 100k x 384 it takes 3.4 s against 48 s for exact
+# batched search, with recall@10 0.989; at 1M 84 s against 456 s for HNSW (recall 1.000
+# against 0.987). Figures: BENCHMARKS.md, "Analyses at scale".
+CELL_MIN = 50_000
 
 
 @dataclass(frozen=True)
@@ -63,15 +72,17 @@ def knn_graph(
 ) -> KnnGraph:
     """The ``k`` nearest neighbours of every row of ``vectors`` (itself excluded).
 
-    ``index``: an existing index holding these vectors under ``keys`` (e.g. the
-    collection's, keyed by store row); without one, an index is built with the kind
-    ``choose_kind`` picks for this size (exact below 50k vectors).
+    ``index``: an existing index holding these vectors under ``keys`` to query; without
+    one, the graph is exact below ``CELL_MIN`` items and built by :func:`cell_knn_graph`
+    from there on.
     """
     n = len(vectors)
     if keys is None:
         keys = np.arange(n, dtype=np.int64)
     if index is None:
-        index = build_index("auto", vectors, keys)
+        if n >= CELL_MIN:
+            return cell_knn_graph(vectors, k, progress=progress)
+        index = build_index("flat", vectors, keys)
     position = _position_lookup(keys)
     k_query = min(k + 1, max(len(index), 1))
     neighbours = np.full((n, k), -1, dtype=np.int64)
@@ -93,6 +104,78 @@ def knn_graph(
         if progress:
             progress(stop, n)
     return KnnGraph(neighbours, scores)
+
+
+def cell_knn_graph(
+    vectors: np.ndarray,
+    k: int,
+    *,
+    nlist: int | None = None,
+    probe: int = 4,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> KnnGraph:
+    """The k-NN graph of all ``vectors`` by blocks of exact matrix products (BLAS).
+
+    The rows are cut into ``nlist`` spherical k-means cells (default 2 sqrt(n)). Every
+    item is held in its two nearest cells ("spill"), and the items whose nearest cell is
+    c are searched exactly, in one ``faiss.knn`` call, against everything held in the
+    ``probe`` cells nearest to c's centroid. Compared with one IVF search per item this
+    reads each candidate block once per cell instead of once per query (memory-bound ->
+    BLAS-bound: 2.2x faster than IVF-flat, 5.4x than HNSW at 1M), and the spill catches
+    pairs split by a cell border (a near-duplicate pair is found as long as one end's two
+    cells include a probed one).
+    """
+    n, dim = vectors.shape
+    nlist = nlist or max(1, min(int(2 * math.sqrt(n)), n // 39))
+    rng = np.random.default_rng(seed)
+    sample = vectors[np.sort(rng.choice(n, min(n, 64 * nlist), replace=False))]
+    coarse = faiss.Kmeans(
+        dim, nlist, niter=10, spherical=True, seed=seed, max_points_per_centroid=64
+    )
+    coarse.train(np.ascontiguousarray(sample, dtype=np.float32))
+    centroids = faiss.IndexFlatIP(dim)
+    centroids.add(coarse.centroids)
+    cells = np.empty((n, min(2, nlist)), dtype=np.int64)
+    for start in range(0, n, BATCH):
+        block = np.ascontiguousarray(vectors[start : start + BATCH], dtype=np.float32)
+        cells[start : start + len(block)] = centroids.search(block, cells.shape[1])[1]
+    nearest_cells = centroids.search(coarse.centroids, min(probe, nlist))[1]
+    queries, query_starts = _by_cell(cells[:, 0], nlist)
+    held, held_starts = _by_cell(cells.ravel(), nlist)
+    held //= cells.shape[1]  # flat index in ``cells`` -> item position
+    neighbours = np.full((n, k), -1, dtype=np.int64)
+    scores = np.full((n, k), -np.inf, dtype=np.float32)
+    done = 0
+    for cell in range(nlist):
+        rows = queries[query_starts[cell] : query_starts[cell + 1]]
+        if not len(rows):
+            continue
+        parts = [held[held_starts[c] : held_starts[c + 1]] for c in nearest_cells[cell]]
+        candidates = np.unique(np.concatenate(parts))
+        found_scores, found = faiss.knn(
+            np.ascontiguousarray(vectors[rows], dtype=np.float32),
+            np.ascontiguousarray(vectors[candidates], dtype=np.float32),
+            min(k + 1, len(candidates)),
+            metric=faiss.METRIC_INNER_PRODUCT,
+        )
+        found = np.where(found >= 0, candidates[np.clip(found, 0, None)], -1)
+        own = found == rows[:, None]
+        found_scores = np.where(own, -np.inf, found_scores)
+        order = np.argsort(-found_scores, axis=1, kind="stable")[:, :k]
+        taken = order.shape[1]
+        neighbours[rows, :taken] = np.take_along_axis(np.where(own, -1, found), order, 1)
+        scores[rows, :taken] = np.take_along_axis(found_scores, order, 1)
+        done += len(rows)
+        if progress:
+            progress(done, n)
+    return KnnGraph(neighbours, scores)
+
+
+def _by_cell(cell: np.ndarray, nlist: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of ``cell`` grouped by cell, and the start offset of every cell."""
+    order = np.argsort(cell, kind="stable")
+    return order, np.searchsorted(cell[order], np.arange(nlist + 1))
 
 
 def _position_lookup(keys: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from lookalike.index import build_index
-from lookalike.knn import knn_graph
+from lookalike.knn import cell_knn_graph, knn_graph
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -56,3 +56,39 @@ def test_pairs_are_unique_undirected_and_mutuality() -> None:
     assert graph.is_mutual(low, high).tolist() == [True, False, False]
     strong = graph.pairs(min_score=0.9)
     assert list(zip(strong[0].tolist(), strong[1].tolist())) == [(0, 1)]
+
+
+def clustered(n: int, dim: int = 32, centres: int = 50, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    middle = rng.standard_normal((centres, dim)).astype(np.float32)
+    points = middle[rng.integers(0, centres, n)] + 0.5 * rng.standard_normal(
+        (n, dim)).astype(np.float32)
+    return points / np.linalg.norm(points, axis=1, keepdims=True)
+
+
+def test_cell_graph_finds_planted_copies_and_nearly_all_true_neighbours() -> None:
+    vectors = clustered(6000)
+    rng = np.random.default_rng(1)
+    originals, copies = rng.choice(6000, 60, replace=False).reshape(2, 30)
+    noisy = vectors[originals] + 0.01 * rng.standard_normal((30, 32)).astype(np.float32)
+    vectors[copies] = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+    graph = cell_knn_graph(vectors, 10)
+    exact = knn_graph(vectors, 10)  # below CELL_MIN: exact
+    assert (graph.neighbours != np.arange(6000)[:, None]).all()  # never itself
+    assert graph.is_mutual(originals, copies).all()
+    assert np.allclose(graph.scores[copies, 0], exact.scores[copies, 0])
+    found = [len(set(a) & set(b)) for a, b in zip(graph.neighbours, exact.neighbours)]
+    assert np.mean(found) / 10 > 0.97
+    assert (np.diff(graph.scores, axis=1) <= 0).all()  # best first
+
+
+def test_large_inputs_take_the_cell_path(monkeypatch) -> None:
+    import lookalike.knn as knn
+
+    calls = []
+    monkeypatch.setattr(knn, "CELL_MIN", 1000)
+    monkeypatch.setattr(knn, "cell_knn_graph",
+                        lambda vectors, k, progress=None: calls.append(len(vectors)))
+    knn.knn_graph(clustered(999), 5)
+    knn.knn_graph(clustered(1000), 5)
+    assert calls == [1000]
