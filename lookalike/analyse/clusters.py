@@ -17,11 +17,6 @@ import faiss
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
-from sklearn.metrics import (
-    adjusted_rand_score,
-    normalized_mutual_info_score,
-    silhouette_score,
-)
 
 _CHUNK_ROWS = 65_536
 # Below this many training rows x centroids k-means++ seeding is cheap (it costs one pass
@@ -265,6 +260,8 @@ def auto_k(
     (``pca``: the same partially whitened PCA, fitted once). ``ks`` defaults to 2..20 then
     steps of ~25 % up to ``sample / 20`` (at most 200). Ties go to the smaller k.
     """
+    from sklearn.metrics import silhouette_score  # scikit-learn costs ~1.6 s to import
+
     n = len(vectors)
     if n < 3:
         raise ValueError(f"choosing k needs at least 3 vectors, not {n}")
@@ -335,11 +332,15 @@ def purity(labels_true: np.ndarray, labels_pred: np.ndarray) -> float:
 
 def nmi(labels_true: np.ndarray, labels_pred: np.ndarray) -> float:
     """Normalised mutual information (arithmetic normalisation, scikit-learn's default)."""
+    from sklearn.metrics import normalized_mutual_info_score
+
     return float(normalized_mutual_info_score(labels_true, labels_pred))
 
 
 def ari(labels_true: np.ndarray, labels_pred: np.ndarray) -> float:
     """Adjusted Rand index: 0 for chance, 1 for identical partitions."""
+    from sklearn.metrics import adjusted_rand_score
+
     return float(adjusted_rand_score(labels_true, labels_pred))
 
 
