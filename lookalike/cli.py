@@ -963,8 +963,9 @@ def _print_duplicates_eval(dup: Any) -> None:
 @app.command()
 @friendly_errors
 def learn(
-    dataset: Annotated[str, typer.Argument(
-        help="Labelled images: a folder of class sub-folders, or a CSV of path,label.")],
+    dataset: Annotated[str | None, typer.Argument(
+        help="Labelled images: a folder of class sub-folders, or a CSV of path,label. "
+             "Not needed for --method pca with --db (fitted on the collection).")] = None,
     method: Annotated[str, typer.Option(help="kissme, lda, linear, mlp or pca.")] = "lda",
     model: Annotated[str, typer.Option(help="Model spec or ensemble a+b (see eval).")]
     = "classic",
@@ -1006,6 +1007,22 @@ def learn(
         if record is None:
             raise ValueError("the collection has no embeddings yet: run lookalike index first")
         model = record.spec
+    if dataset is None:
+        if collection is None or method != "pca":
+            raise ValueError("give a labelled DATASET (only --method pca with --db fits on "
+                             "the collection's own images)")
+        from .embed.transform import chain_for
+
+        _, vectors = collection.vectors(raw=True)
+        chain = chain_for("pca", dim=dim, whiten=whiten).fit(vectors)
+        chain.info = {"model": model, "dataset": str(collection.directory),
+                      "fitted_on": len(vectors), "input_dim": int(vectors.shape[1])}
+        collection.set_transform(chain)
+        console.print(f"fitted {chain.description} on the collection's {len(vectors)} "
+                      f"embeddings ({vectors.shape[1]} -> "
+                      f"{chain.transform(vectors[:1]).shape[1]} dimensions); applied to "
+                      f"{collection.directory}")
+        return
     (configuration,) = _configurations([model], preprocess, crop_borders, flip, "concat")
     target = out or (None if collection is not None else
                      Path(f"{Path(dataset).stem}-{method}"))

@@ -25,7 +25,8 @@ import numpy as np
 from .decode import decode_file, parallel_ordered
 from .discover import discover
 from .embed import load_backbone
-from .embed.base import Backbone, cache_dir, l2_normalize
+from .embed.base import Backbone, cache_dir
+from .embed.ensemble import concatenate, parse_ensemble
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -282,21 +283,12 @@ def parse_configuration(
     """
     preprocess = preprocess or {}
     members = []
-    for part in text.split("+"):
-        spec, weight = part.strip(), 1.0
-        head, _, tail = spec.rpartition(":")
-        if head and _is_number(tail):
-            spec, weight = head, float(tail)
-        if not spec:
-            raise ValueError(f"empty model in {text!r}")
-        if weight <= 0:
-            raise ValueError(f"ensemble weights must be positive: {text!r}")
+    for spec, weight in parse_ensemble(text):
         options = preprocess.get(spec, preprocess.get("*"))
         if options is not None and not spec.startswith(("onnx:",)):
             options = None  # preprocessing settings only apply to ONNX models
         members.append((ModelSpec(spec, options, border_crop, flip), weight))
-    total = sum(weight for _, weight in members)
-    normalised = tuple((model, weight / total) for model, weight in members)
+    normalised = tuple(members)
     label = "+".join(m.short if len(members) == 1 or w == 1 / len(members) else
                      f"{m.short}:{w:g}" for m, w in normalised)
     if fusion not in ("concat", "rrf"):
@@ -304,21 +296,6 @@ def parse_configuration(
     if fusion == "rrf" and len(members) > 1:
         label += " (rrf)"
     return Configuration(label, normalised, fusion if len(members) > 1 else "concat")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def concatenate(parts: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
-    """Weighted concatenation of L2-normalised embeddings: the result's inner product is
-    ``sum(w_i * cos_i)``, and rows are L2-normalised again (so it is a cosine too)."""
-    scaled = [l2_normalize(p) * np.float32(np.sqrt(w)) for p, w in zip(parts, weights)]
-    return l2_normalize(np.concatenate(scaled, axis=1))
 
 
 @dataclass

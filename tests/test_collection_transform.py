@@ -113,3 +113,15 @@ def test_flip_tta_is_recorded_and_makes_mirrors_identical(tmp_path: Path) -> Non
     refused = invoke("index", folder, "--model", "classic", "--flip")
     assert refused.exit_code != 0 and "--rebuild" in refused.output
     assert "preprocessing" in invoke("info", folder).stdout
+
+
+def test_pca_fitted_on_the_collection_itself(two_marks: Path) -> None:
+    result = invoke("learn", "--method", "pca", "--dim", "8", "--db", two_marks)
+    assert result.exit_code == 0, result.output
+    assert "-> 8 dimensions" in result.stdout
+    collection = Collection.open(two_marks)
+    assert collection.vectors()[1].shape == (2 * BACKGROUNDS, 8)
+    query = two_marks / "red" / "3.png"
+    assert collection.search(query, k=1)[0].path == "blue/3.png"  # scenes still win
+    refused = invoke("learn", "--method", "lda", "--db", two_marks)
+    assert refused.exit_code == 1 and "labelled DATASET" in refused.output

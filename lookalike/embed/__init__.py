@@ -58,15 +58,28 @@ def load_backbone(
 ) -> Backbone:
     """Load the backbone named by ``spec``; raise :class:`ModelUnavailable` with the way out.
 
+    ``spec`` may be an ensemble ``a:0.6+b:0.4`` (see :mod:`lookalike.embed.ensemble`).
     ``border_crop`` removes uniform margins before the model sees an image; ``flip``
     averages each embedding with its mirror image's (test-time augmentation).
     """
-    if border_crop or flip:
-        from .augment import AugmentedBackbone
+    if "+" in spec and not Path(spec.removeprefix("onnx:")).exists():
+        from .ensemble import EnsembleBackbone, parse_ensemble
 
+        members = parse_ensemble(spec)
+        if len(members) > 1:
+            if weights is not None or preprocess is not None or output is not None:
+                raise ModelUnavailable(
+                    "--weights, --preprocess and --output apply to one model, not an "
+                    "ensemble; give each ONNX member a JSON sidecar instead")
+            ensemble = EnsembleBackbone.of([
+                (load_backbone(name, pretrained=pretrained, device=device), weight)
+                for name, weight in members])
+            return _augmented(ensemble, border_crop, flip)
+        spec = members[0][0]
+    if border_crop or flip:
         inner = load_backbone(spec, weights=weights, preprocess=preprocess, output=output,
                               pretrained=pretrained, device=device)
-        return AugmentedBackbone.wrap(inner, border_crop=border_crop, flip=flip)
+        return _augmented(inner, border_crop, flip)
     if spec == "auto":
         spec = resolve_auto()
     if spec == "classic":
@@ -86,6 +99,12 @@ def load_backbone(
         return load_torch_backbone(spec, weights=weights, pretrained=pretrained, device=device)
     known = ", ".join(["classic", "onnx:PATH", *NAMED_MODELS, "timm:NAME", "open_clip:ARCH"])
     raise ModelUnavailable(f"unknown model {spec!r}; choose one of: {known}")
+
+
+def _augmented(backbone: Backbone, border_crop: bool, flip: bool) -> Backbone:
+    from .augment import AugmentedBackbone
+
+    return AugmentedBackbone.wrap(backbone, border_crop=border_crop, flip=flip)
 
 
 def resolve_auto() -> str:
