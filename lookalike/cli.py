@@ -41,6 +41,7 @@ from .collection import DEFAULT_DIRNAME, Collection, SearchHit, locate
 from .decode import DecodeError
 from .discover import discover
 from .embed import ModelUnavailable, list_backbones
+from .pipeline_ray import RayUnavailable
 from .store import StoreError
 
 app = typer.Typer(
@@ -68,8 +69,8 @@ def friendly_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (StoreError, ModelUnavailable, DecodeError, SortError, ValueError,
-                OSError) as error:
+        except (StoreError, ModelUnavailable, DecodeError, SortError, RayUnavailable,
+                ValueError, OSError) as error:
             errors.print(f"[bold red]error:[/] {error}", highlight=False)
             raise typer.Exit(1) from None
 
@@ -140,6 +141,9 @@ def index(
     workers: Annotated[int | None, typer.Option(help="Decode threads (default: cores).")]
     = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per model batch.")] = None,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", help="Embed on a Ray cluster: its address, auto (the running cluster, or a "
+        "local one) or local; --workers is then the number of model actors.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Index FOLDER into a collection; re-running embeds only new or changed files."""
@@ -155,7 +159,7 @@ def index(
         collection, report = Collection.index_folder(
             folder, db, model=model, weights=weights, output=output, pretrained=not random_init,
             border_crop=crop_borders, flip=flip, index_kind=index_kind, rebuild=rebuild,
-            workers=workers, batch_size=batch_size, progress=progress, **options,
+            workers=workers, batch_size=batch_size, progress=progress, ray=ray, **options,
         )
     if as_json:
         _print_json({**_to_json(report), "collection": str(collection.directory),

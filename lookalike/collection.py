@@ -184,9 +184,14 @@ class Collection:
         workers: int | None = None,
         batch_size: int | None = None,
         progress: Progress | None = None,
+        ray: str | None = None,
     ) -> IndexReport:
         """Bring the collection up to date with its folder: only new or changed files
-        are embedded, deleted ones are dropped, then the vector index is synced."""
+        are embedded, deleted ones are dropped, then the vector index is synced.
+
+        ``ray``: embed on a Ray cluster (an address, ``auto`` or ``local``; see
+        :mod:`lookalike.pipeline_ray`) instead of in this process; ``workers`` is then
+        the number of model actors."""
         started = time.perf_counter()
         record = self.model
         options = _load_options(weights, preprocess, output, pretrained, border_crop, flip)
@@ -215,8 +220,14 @@ class Collection:
                 raise ValueError(f"index kind must be auto or one of {', '.join(INDEX_KINDS)}")
             self.store.set_meta("index_kind", index_kind)
         changes = self.store.sync_files(discover(self.root))
-        report = embed_pending(self.store, record.key, backbone, workers=workers,
-                               batch_size=batch_size, progress=progress)
+        if ray is not None:
+            from .pipeline_ray import embed_pending_ray
+
+            report = embed_pending_ray(self.store, record.key, address=ray, workers=workers,
+                                       progress=progress)
+        else:
+            report = embed_pending(self.store, record.key, backbone, workers=workers,
+                                   batch_size=batch_size, progress=progress)
         self.store.compact(record.key)
         index = self.vector_index()
         skipped_total = self.store.status_counts().get("skipped", 0)

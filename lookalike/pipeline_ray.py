@@ -1,0 +1,166 @@
+"""The indexing journey on a Ray cluster: the same decode -> embed -> store as
+:mod:`lookalike.pipeline`, with decode and embed spread over Ray actors.
+
+A Ray Data pipeline reads the list of files still to embed, and ``map_batches`` runs them
+through :class:`_Embedder` actors (one model each, on CPU or GPU workers). The driver
+commits every finished block to the collection's store as it arrives, in file order, each
+atomically: the result is the same collection a local run makes, and a run that stops
+(driver killed, cluster lost) resumes where the last committed block ended.
+
+Workers read images by path, so every worker must see the collection's folder at the same
+path (a shared filesystem) and have the model available (same weights file or cache).
+Each worker checks that its model is identical to the one that built the collection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from .decode import DecodeError, decode_file
+from .embed import load_backbone
+from .pipeline import EmbedReport, Progress
+from .store import EmbeddedFile, Store
+
+log = logging.getLogger(__name__)
+
+BLOCK_FILES = 256  # files per Ray block: the unit of work and of commit
+
+
+class RayUnavailable(RuntimeError):
+    """Ray is not installed, or no cluster could be reached."""
+
+
+def connect(address: str) -> None:
+    """Join the Ray cluster at ``address``, unless this process is already connected.
+
+    ``auto`` joins the cluster this machine belongs to (``ray start``), or starts a local
+    one when there is none; ``local`` always starts a local one.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise RayUnavailable("Ray is not installed: pip install 'lookalike[ray]'") from None
+    if ray.is_initialized():
+        return
+    settings = {"include_dashboard": False, "log_to_driver": False,
+                "logging_level": logging.WARNING}
+    if address == "local":
+        ray.init(**settings)
+        return
+    try:
+        ray.init(address=address, **settings)
+    except ConnectionError:
+        if address != "auto":
+            raise RayUnavailable(f"no Ray cluster at {address}") from None
+        log.warning("no running Ray cluster found; starting a local one")
+        ray.init(**settings)
+
+
+def _canonical(identity: dict[str, Any]) -> str:
+    return json.dumps(json.loads(json.dumps(identity)), sort_keys=True)
+
+
+class _Embedder:
+    """A Ray actor: decodes and embeds blocks of files with one loaded model."""
+
+    def __init__(self, root: str, spec: str, options: dict[str, Any], identity: str) -> None:
+        self.root = root
+        self.backbone = load_backbone(spec, **options)
+        if _canonical(self.backbone.identity()) != identity:
+            raise RuntimeError(
+                f"the model {spec!r} on this worker differs from the one that built the "
+                "collection (other weights or preprocessing)")
+
+    def __call__(self, block: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        backbone = self.backbone
+        count = len(block["id"])
+        out: dict[str, Any] = {
+            "id": block["id"], "hash": [""] * count, "width": np.zeros(count, np.int64),
+            "height": np.zeros(count, np.int64), "format": [""] * count,
+            "error": [""] * count,
+        }
+        inputs, good = [], []
+        for position, relative in enumerate(block["path"]):
+            try:
+                decoded = decode_file(os.path.join(self.root, str(relative)),
+                                      min_side=backbone.decode_size)
+                inputs.append(backbone.preprocess(decoded.image))
+            except DecodeError as error:
+                out["error"][position] = str(error)
+                continue
+            except Exception as error:  # noqa: BLE001 - a bad file must never stop the run
+                out["error"][position] = f"unexpected {type(error).__name__}: {error}"
+                continue
+            out["hash"][position] = decoded.content_hash
+            out["width"][position], out["height"][position] = decoded.width, decoded.height
+            out["format"][position] = decoded.format
+            good.append(position)
+        vectors = np.zeros((count, backbone.dim), dtype=np.float32)
+        for start in range(0, len(good), backbone.batch_size):
+            rows = good[start:start + backbone.batch_size]
+            vectors[rows] = backbone.embed(np.stack(inputs[start:start + len(rows)]))
+        out["vector"] = vectors
+        return {name: np.asarray(value) for name, value in out.items()}
+
+
+def embed_pending_ray(
+    store: Store,
+    model_key: str,
+    *,
+    address: str = "auto",
+    workers: int | None = None,
+    gpus_per_worker: float = 0.0,
+    progress: Progress | None = None,
+) -> EmbedReport:
+    """Embed every file of the catalogue that has no embedding yet, on Ray.
+
+    ``workers``: model actors (default: one per CPU of the cluster, or per GPU when
+    ``gpus_per_worker`` is set).
+    """
+    connect(address)
+    import ray
+    import ray.data
+
+    record = store.model(model_key)
+    todo = store.files_to_embed(model_key)
+    report = EmbedReport()
+    started = time.perf_counter()
+    if not todo:
+        return report
+    if workers is None:
+        resources = ray.cluster_resources()
+        workers = (int(resources.get("GPU", 0) / gpus_per_worker) if gpus_per_worker
+                   else int(resources.get("CPU", 1)))
+    workers = max(1, min(workers, -(-len(todo) // BLOCK_FILES)))
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # commits in file order, like local
+    context.enable_progress_bars = False
+    paths = {item.id: item.path for item in todo}
+    dataset = ray.data.from_items([{"id": item.id, "path": item.path} for item in todo],
+                                  override_num_blocks=-(-len(todo) // BLOCK_FILES))
+    identity = _canonical(record.identity)
+    embedded = dataset.map_batches(
+        _Embedder, fn_constructor_args=(str(store.root), record.spec, record.options, identity),
+        batch_size=BLOCK_FILES, concurrency=workers, num_cpus=1, num_gpus=gpus_per_worker,
+    )
+    done = 0
+    for block in embedded.iter_batches(batch_size=None, batch_format="numpy"):
+        ok = block["error"] == ""
+        items = [EmbeddedFile(int(i), str(h), int(w), int(hh), str(f)) for i, h, w, hh, f in
+                 zip(block["id"][ok], block["hash"][ok], block["width"][ok],
+                     block["height"][ok], block["format"][ok])]
+        failed = [(int(i), str(e)) for i, e in zip(block["id"][~ok], block["error"][~ok])]
+        store.commit_batch(model_key, items, block["vector"][ok], failed)
+        report.embedded += len(items)
+        report.skipped.extend((paths[i], reason) for i, reason in failed)
+        done += len(block["id"])
+        if progress:
+            progress(done, len(todo))
+    report.seconds = time.perf_counter() - started
+    return report
