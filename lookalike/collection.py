@@ -185,13 +185,15 @@ class Collection:
         batch_size: int | None = None,
         progress: Progress | None = None,
         ray: str | None = None,
+        device_decode: bool | None = None,
     ) -> IndexReport:
         """Bring the collection up to date with its folder: only new or changed files
         are embedded, deleted ones are dropped, then the vector index is synced.
 
         ``ray``: embed on a Ray cluster (an address, ``auto`` or ``local``; see
         :mod:`lookalike.pipeline_ray`) instead of in this process; ``workers`` is then
-        the number of model actors."""
+        the number of model actors. ``device_decode``: decode JPEGs on the model's device
+        (:mod:`lookalike.pipeline_gpu`); by default whenever the model runs on CUDA."""
         started = time.perf_counter()
         record = self.model
         options = _load_options(weights, preprocess, output, pretrained, border_crop, flip)
@@ -225,6 +227,12 @@ class Collection:
 
             report = embed_pending_ray(self.store, record.key, address=ray, workers=workers,
                                        progress=progress)
+        elif device_decode or (device_decode is None and _on_cuda(backbone)):
+            from .pipeline_gpu import embed_pending_on_device
+
+            report = embed_pending_on_device(self.store, record.key, backbone,
+                                             workers=workers, batch_size=batch_size,
+                                             progress=progress)
         else:
             report = embed_pending(self.store, record.key, backbone, workers=workers,
                                    batch_size=batch_size, progress=progress)
@@ -629,6 +637,15 @@ def _load_options(
     if flip:
         options["flip"] = True
     return options
+
+
+def _on_cuda(backbone: Backbone) -> bool:
+    """Whether JPEG decoding should move to the model's GPU (torch + torchvision on CUDA)."""
+    if not str(getattr(backbone, "device", "")).startswith("cuda"):
+        return False
+    from .pipeline_gpu import gpu_decode_available
+
+    return gpu_decode_available(backbone)
 
 
 def _augment_text(options: dict[str, Any]) -> str:
