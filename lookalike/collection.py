@@ -32,7 +32,15 @@ from .discover import discover
 from .duplicates_job import DuplicateReport, find_duplicates
 from .embed import Backbone, Preprocess, load_backbone, resolve_auto
 from .embed.transform import TransformChain
-from .index import INDEX_KINDS, VectorIndex, build_index, choose_kind, load_index
+from .index import (
+    INDEX_KINDS,
+    IVFPQIndex,
+    VectorIndex,
+    build_index,
+    choose_kind,
+    ivfpq_trainable,
+    load_index,
+)
 from .knn import KnnGraph, knn_graph
 from .pipeline import EmbedReport, Progress, embed_pending
 from .store import CatalogueChanges, FileRecord, ModelRecord, Store, StoreError
@@ -385,20 +393,34 @@ class Collection:
             path = self.directory / "index" / f"{record.key}.{kind}"
             state = json.loads(self.store.meta(f"index:{record.key}") or "null") or {}
             index = None
+            # a flat stand-in for an IVF-PQ too small to train is rebuilt once it can be
+            outgrown = state.get("kind") != kind and kind == "ivfpq" and ivfpq_trainable(
+                len(rows))
             reusable = (state.get("requested") == kind and state.get("file") == record.file
-                        and state.get("transform") == transform)
+                        and state.get("transform") == transform and not outgrown)
             if reusable and path.exists():
                 with _index_files_lock(path.parent, shared=True):
                     index = load_index(path)
+                self._attach_rerank(index, record)
                 if state.get("version") != record.version:
                     index = _sync(index, self.embedding_matrix(record), rows)
                     if index is not None:
                         self._save_index(index, path, record, kind, transform)
             if index is None:
-                index = build_index(kind, self.embedding_matrix(record)[rows], rows)
+                matrix = self.embedding_matrix(record)
+                # all rows live (the usual case after a compaction): no gathered copy
+                vectors = matrix if np.array_equal(rows, np.arange(len(matrix))) else matrix[rows]
+                params = {"rerank_source": "external"} if kind == "ivfpq" else {}
+                index = build_index(kind, vectors, rows, **params)
+                self._attach_rerank(index, record)
                 self._save_index(index, path, record, kind, transform)
             self._index, self._index_version = index, version
             return index
+
+    def _attach_rerank(self, index: VectorIndex, record: ModelRecord) -> None:
+        """IVF-PQ re-ranks from the store's memory-mapped embeddings, not a copy in RAM."""
+        if isinstance(index, IVFPQIndex) and index.params["rerank_source"] == "external":
+            index.attach(self.embedding_matrix(record))
 
     def _save_index(
         self, index: VectorIndex, path: Path, record: ModelRecord, requested: str,

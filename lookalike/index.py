@@ -44,6 +44,11 @@ HNSW_MAX = 5_000_000
 # 65,536 x 384 float32 is 96 MiB, so a 1M-row build never holds a second full-size copy.
 _CHUNK_ROWS = 65_536
 
+# IVF cells: beyond this many, training and adding cost more than the probing saves on 2
+# cores; past _HNSW_QUANTIZER_NLIST cells an HNSW graph of the centroids routes vectors.
+_MAX_NLIST = 8192
+_HNSW_QUANTIZER_NLIST = 4096
+
 # k-means / PQ need this many training points per centroid to give stable centroids (it is
 # also the threshold below which FAISS warns).
 _MIN_POINTS_PER_CENTROID = 39
@@ -261,17 +266,32 @@ class IVFPQIndex(VectorIndex):
     are float16 themselves. ``rerank=0`` at build time drops that copy for the smallest
     memory (then raise ``m``, e.g. to dim / 2, to keep recall); the returned scores are then
     PQ approximations. ``nprobe`` may be changed at any time; ``rerank`` is fixed at build.
+
+    ``rerank_source="external"`` keeps no copy at all: candidates are re-scored from an
+    array the caller attaches (:meth:`attach`), row ``key`` holding the vector of key
+    ``key``: the store's own memory-mapped float16 embeddings. That is how 10M x 384 fits
+    in a few GB of RAM (48-byte codes; only the rows a query touches are read).
     """
 
     kind = "ivfpq"
     supports_remove = True
 
-    def __init__(self, ivf: Any, exact: Any | None, nprobe: int, rerank: int) -> None:
+    def __init__(self, ivf: Any, exact: Any | None, nprobe: int, rerank: int,
+                 external: bool = False) -> None:
         super().__init__(ivf.d)
         self._ivf = ivf
         self._exact = exact
         self._rerank = rerank
+        self._external = external
+        self._source: np.ndarray | None = None
         self.nprobe = nprobe
+
+    def attach(self, source: np.ndarray) -> None:
+        """The array to re-rank from (``rerank_source="external"``): ``source[key]`` is the
+        vector stored under ``key``, e.g. a float16 memmap of the store."""
+        if source.ndim != 2 or source.shape[1] != self.dim:
+            raise ValueError(f"re-rank source must be [n, {self.dim}], not {source.shape}")
+        self._source = source
 
     @classmethod
     def train(
@@ -283,36 +303,46 @@ class IVFPQIndex(VectorIndex):
         nbits: int | None = None,
         nprobe: int = 64,
         rerank: int = 100,
+        rerank_source: str = "copy",
     ) -> IVFPQIndex:
         """An empty index whose quantisers are trained on (a sample of) ``vectors``.
 
-        Defaults: ``nlist`` = 4 sqrt(n), at most n / 39; ``m`` = the largest divisor of
-        dim not above dim / 8 (48 bytes at 384-d); ``nbits`` = 8, or fewer when n < 39 * 256
-        so that each PQ centroid still gets 39 training points. ``build_index`` falls back to
-        a flat index when n is too small for even 4 bits.
+        Defaults: ``nlist`` = 4 sqrt(n), at most n / 39 and ``_MAX_NLIST``; ``m`` = the
+        largest divisor of dim not above dim / 8 (48 bytes at 384-d); ``nbits`` = 8, or fewer
+        when n < 39 * 256 so that each PQ centroid still gets 39 training points.
+        ``build_index`` falls back to a flat index when n is too small for even 4 bits.
+        Above ``_HNSW_QUANTIZER_NLIST`` cells, vectors find their cell through an HNSW graph
+        of the centroids instead of a scan of all of them (10M adds: minutes, not an hour).
         """
+        if rerank_source not in ("copy", "external"):
+            raise ValueError(f"rerank_source must be copy or external, not {rerank_source!r}")
         n, dim = vectors.shape
-        nlist = nlist or max(1, min(round(4 * math.sqrt(n)), n // _MIN_POINTS_PER_CENTROID))
+        nlist = nlist or max(1, min(round(4 * math.sqrt(n)), n // _MIN_POINTS_PER_CENTROID,
+                                    _MAX_NLIST))
         m = m or max(d for d in range(1, max(1, dim // 8) + 1) if dim % d == 0)
         nbits = nbits or _ivfpq_nbits(n)
         if dim % m:
             raise ValueError(f"m={m} sub-quantizers must divide the dimension {dim}")
         if rerank < 0:
             raise ValueError(f"rerank must be non-negative, not {rerank}")
-        ivf = faiss.IndexIVFPQ(
-            faiss.IndexFlatIP(dim), dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT
-        )
+        quantizer = (faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+                     if nlist > _HNSW_QUANTIZER_NLIST else faiss.IndexFlatIP(dim))
+        ivf = faiss.IndexIVFPQ(quantizer, dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
         # k-means would use up to 256 points per cell; 64 are plenty for cells that only
-        # route the search (and re-ranking forgives a slightly off cell), at 1/4 of the time.
-        ivf.train(_sample_rows(vectors, max(64 * nlist, 256 * 2**nbits)))
+        # route the search (and re-ranking forgives a slightly off cell), at 1/4 of the time;
+        # for the largest nlist 39 (FAISS' minimum), to keep training near 10 minutes.
+        per_cell = 64 if nlist <= _HNSW_QUANTIZER_NLIST else _MIN_POINTS_PER_CENTROID
+        ivf.train(_sample_rows(vectors, max(per_cell * nlist, 256 * 2**nbits)))
+        if isinstance(quantizer, faiss.IndexHNSWFlat):
+            quantizer.hnsw.efSearch = 64
         exact = None
-        if rerank:
+        if rerank and rerank_source == "copy":
             exact = faiss.IndexIDMap2(
                 faiss.IndexScalarQuantizer(
                     dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
                 )
             )
-        return cls(ivf, exact, nprobe, rerank)
+        return cls(ivf, exact, nprobe, rerank, external=rerank_source == "external")
 
     @property
     def nprobe(self) -> int:
@@ -332,6 +362,7 @@ class IVFPQIndex(VectorIndex):
             "nbits": int(self._ivf.pq.nbits),
             "nprobe": self.nprobe,
             "rerank": self._rerank,
+            "rerank_source": "external" if self._external else "copy",
         }
 
     def keys(self) -> np.ndarray:
@@ -360,8 +391,11 @@ class IVFPQIndex(VectorIndex):
             self._exact.remove_ids(selector)
 
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if self._exact is None:
+        if not self._rerank:
             return self._ivf.search(queries, k)
+        if self._external and self._source is None:
+            raise ValueError("this IVF-PQ index re-ranks from external vectors: attach() "
+                             "the embeddings first")
         _, candidates = self._ivf.search(queries, max(k, self._rerank))
         scores = np.empty(candidates.shape, dtype=np.float32)
         # Decoded candidates are [rows, candidates, dim] floats: bound them to ~64 MiB.
@@ -375,7 +409,14 @@ class IVFPQIndex(VectorIndex):
     def _exact_scores(self, queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         found = candidates >= 0
         vectors = np.zeros((*candidates.shape, self.dim), dtype=np.float32)
-        vectors[found] = self._exact.reconstruct_batch(candidates[found])
+        if self._source is not None:
+            wanted = candidates[found]
+            order = np.argsort(wanted, kind="stable")  # ascending reads from a memmap
+            rows = np.empty((len(wanted), self.dim), dtype=np.float32)
+            rows[order] = self._source[wanted[order]]
+            vectors[found] = rows
+        else:
+            vectors[found] = self._exact.reconstruct_batch(candidates[found])
         scores = np.matmul(vectors, queries[:, :, None])[:, :, 0]
         scores[~found] = -np.inf
         return scores
@@ -387,11 +428,18 @@ class IVFPQIndex(VectorIndex):
     @classmethod
     def _read(cls, path: Path, meta: dict[str, Any]) -> IVFPQIndex:
         params = meta["params"]
-        parts = _read_faiss(path, count=2 if params["rerank"] else 1)
-        exact = parts[1] if params["rerank"] else None
+        external = params.get("rerank_source") == "external"
+        copy = bool(params["rerank"]) and not external
+        parts = _read_faiss(path, count=2 if copy else 1)
+        exact = parts[1] if copy else None
         if exact is not None and exact.ntotal != parts[0].ntotal:
             raise ValueError(f"{path}: the PQ and re-rank parts hold different counts")
-        return cls(parts[0], exact, params["nprobe"], params["rerank"])
+        return cls(parts[0], exact, params["nprobe"], params["rerank"], external=external)
+
+
+def ivfpq_trainable(n: int) -> bool:
+    """Whether ``n`` vectors can train IVF-PQ (below that, ``build_index`` gives flat)."""
+    return _ivfpq_nbits(n) > 0
 
 
 def _ivfpq_nbits(n: int) -> int:

@@ -286,3 +286,37 @@ def test_concurrent_index_saves_never_leave_a_mismatched_pair(photo_folder: Path
         for count in (9, 10)
     ] + [subprocess.Popen([*script, _READ_INDEX, str(path), "3000"], env=env)]
     assert [child.wait(timeout=120) for child in children] == [0, 0, 0]
+
+
+def test_ivfpq_collection_reranks_from_the_store(photo_folder: Path) -> None:
+    """An IVF-PQ collection index keeps no float copy: it re-ranks from the store's
+    memory-mapped embeddings, also after reopening and after new rows arrive."""
+    import itertools
+
+    from lookalike.discover import Candidate, discover
+    from lookalike.store import EmbeddedFile
+
+    collection, _ = Collection.index_folder(photo_folder, model="classic", index_kind="ivfpq")
+    assert collection.vector_index().kind == "flat"  # 10 vectors cannot train IVF-PQ
+    store, record = collection.store, collection.model
+    synthetic = (Candidate(Path(f"synthetic/img{i:05d}.jpg"), 1000 + i, i, "JPEG")
+                 for i in range(3000))
+    store.sync_files(itertools.chain(discover(photo_folder), synthetic))
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((30, record.dim)).astype(np.float32)
+    pending = [f.id for f in store.files_to_embed(record.key)]
+    vectors = centres[rng.integers(0, 30, len(pending))] + 0.3 * rng.standard_normal(
+        (len(pending), record.dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store.commit_batch(record.key, [EmbeddedFile(i, f"{i:032x}", 64, 48, "JPEG")
+                                    for i in pending], vectors)
+    assert collection.vector_index().kind == "ivfpq"  # outgrew its flat stand-in
+    reopened = Collection.open(photo_folder)
+    index = reopened.vector_index()
+    assert index.kind == "ivfpq" and index.params["rerank_source"] == "external"
+    ids, stored = reopened.vectors()
+    for position in (5, 500, 2500):
+        exact = np.argsort(-(stored @ stored[position]))[1:6]
+        hits = reopened.search(int(ids[position]), k=5)
+        assert [h.id for h in hits][:3] == [int(i) for i in ids[exact[:3]]]
+        assert abs(hits[0].score - float(stored[exact[0]] @ stored[position])) < 1e-3

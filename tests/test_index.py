@@ -227,3 +227,41 @@ def test_bad_arguments_are_rejected(vectors: np.ndarray) -> None:
         index.search(vectors[:2, :16], 3)
     with pytest.raises(ValueError, match="k must be"):
         index.search(vectors[:2], 0)
+
+
+def test_ivfpq_reranks_from_an_attached_memmap(vectors, queries, tmp_path: Path) -> None:
+    """``rerank_source="external"``: no copy inside the index; re-ranking reads the caller's
+    float16 array by key and gives the same answer as the built-in copy."""
+    stored = np.lib.format.open_memmap(tmp_path / "rows.npy", mode="w+", dtype=np.float16,
+                                       shape=(int(KEYS.max()) + 1, DIM))
+    stored[KEYS] = vectors
+    stored.flush()
+    copy = build_index("ivfpq", vectors, KEYS, **PARAMS["ivfpq"])
+    external = build_index("ivfpq", vectors, KEYS, rerank_source="external",
+                           **PARAMS["ivfpq"])
+    with pytest.raises(ValueError, match="attach"):
+        external.search(queries, 10)
+    external.attach(np.load(tmp_path / "rows.npy", mmap_mode="r"))
+    expected_scores, expected_keys = copy.search(queries, 10)
+    scores, keys = external.search(queries, 10)
+    assert (keys == expected_keys).mean() > 0.98  # same PQ candidates, same exact re-rank
+    np.testing.assert_allclose(scores[keys == expected_keys],
+                               expected_scores[keys == expected_keys], atol=1e-6)
+    external.save(tmp_path / "index")
+    assert (tmp_path / "index").stat().st_size < 0.6 * (tmp_path / "rows.npy").stat().st_size
+    loaded = load_index(tmp_path / "index")
+    assert loaded.params["rerank_source"] == "external"
+    loaded.attach(np.load(tmp_path / "rows.npy", mmap_mode="r"))
+    np.testing.assert_array_equal(loaded.search(queries, 10)[1], keys)
+
+
+def test_large_nlist_routes_through_an_hnsw_quantizer(monkeypatch, vectors, queries) -> None:
+    import faiss
+
+    true_keys = KEYS[np.argsort(-(queries @ vectors.T), axis=1)[:, :10]]
+    scanned = build_index("ivfpq", vectors, KEYS, nlist=16, m=16, nprobe=8)
+    monkeypatch.setattr(index_module, "_HNSW_QUANTIZER_NLIST", 8)
+    routed = build_index("ivfpq", vectors, KEYS, nlist=16, m=16, nprobe=8)
+    assert isinstance(faiss.downcast_index(routed._ivf.quantizer), faiss.IndexHNSWFlat)
+    assert recall(routed.search(queries, 10)[1], true_keys) >= recall(
+        scanned.search(queries, 10)[1], true_keys) - 0.02
