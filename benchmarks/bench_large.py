@@ -1,0 +1,173 @@
+"""Large collections on this machine: IVF-PQ over 1M / 3M / 10M float16 memory-mapped
+vectors (build time, single-query latency, recall@10, RAM), then the k-NN graph with
+planted-duplicate recall and k-means (k = 1000) over the same memmap.
+
+    python benchmarks/bench_large.py --sizes 1000000 3000000 10000000
+
+Each size runs in its own process (so peak RSS is that size's own) and writes its
+vectors once to ``--work`` (7.7 GB at 10M x 384). The index is built as a collection
+builds it: ``build_index("ivfpq", memmap, rows, rerank_source="external")``, re-ranking
+from the memmap. Data as in bench_scale.py: a mixture of 2,000 Gaussians in 384-d with 1 %
+planted near-duplicates. Queries are 1,000 fresh draws; recall@10 is against exact search
+over the memmap. RSS: peak resident set of the process after each stage (file pages of the
+memmap that were read count too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lookalike.analyse.clusters import kmeans  # noqa: E402
+from lookalike.index import build_index  # noqa: E402
+from lookalike.knn import knn_graph  # noqa: E402
+
+DIM = 384
+CENTRES = 2000
+DUPLICATE_FRACTION = 0.01
+CHUNK = 262_144
+
+
+def peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def mixture(rng: np.random.Generator, centres: np.ndarray, count: int) -> np.ndarray:
+    rows = centres[rng.integers(0, len(centres), count)]
+    rows = rows + rng.standard_normal((count, DIM), dtype=np.float32) / math.sqrt(DIM)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def make_data(path: Path, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(float16 memmap [n, 384], planted pairs [p, 2], queries float32 [1000, 384])."""
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((CENTRES, DIM)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    copies = int(n * DUPLICATE_FRACTION)
+    pairs = np.stack([np.arange(copies) * 2, np.arange(copies) * 2 + 1], axis=1)
+    pairs = (pairs * (n // (2 * copies))).astype(np.int64)  # spread over the whole file
+    if not path.exists():
+        data = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), mode="w+",
+                                         dtype=np.float16, shape=(n, DIM))
+        for start in range(0, n, CHUNK):
+            data[start:start + CHUNK] = mixture(rng, centres, min(CHUNK, n - start))
+        noise = rng.standard_normal((copies, DIM), dtype=np.float32) * (0.1 / math.sqrt(DIM))
+        twins = data[pairs[:, 0]].astype(np.float32) + noise
+        data[pairs[:, 1]] = twins / np.linalg.norm(twins, axis=1, keepdims=True)
+        data.flush()
+        del data
+        path.with_suffix(".tmp.npy").rename(path)
+    queries = mixture(np.random.default_rng(1), centres, 1000)
+    return np.load(path, mmap_mode="r"), pairs, queries
+
+
+def exact_top10(data: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    best_scores = np.full((len(queries), 10), -np.inf, dtype=np.float32)
+    best = np.full((len(queries), 10), -1, dtype=np.int64)
+    for start in range(0, len(data), CHUNK):
+        block = np.asarray(data[start:start + CHUNK], dtype=np.float32)
+        scores, found = faiss.knn(queries, block, 10, metric=faiss.METRIC_INNER_PRODUCT)
+        scores = np.concatenate([best_scores, scores], axis=1)
+        found = np.concatenate([best, found + start], axis=1)
+        order = np.argsort(-scores, axis=1)[:, :10]
+        best_scores = np.take_along_axis(scores, order, 1)
+        best = np.take_along_axis(found, order, 1)
+    return best
+
+
+def run_one(n: int, work: Path) -> dict[str, Any]:
+    result: dict[str, Any] = {"n": n}
+
+    def stage(name: str, started: float) -> None:
+        result[f"{name}_s"] = round(time.perf_counter() - started, 1)
+        result[f"{name}_peak_gb"] = round(peak_gb(), 2)
+        print(json.dumps({"n": n, "stage": name, "seconds": result[f"{name}_s"],
+                          "peak_gb": result[f"{name}_peak_gb"]}), flush=True)
+
+    started = time.perf_counter()
+    data, pairs, queries = make_data(work / f"vectors-{n}.npy", n)
+    stage("data", started)
+
+    started = time.perf_counter()
+    index = build_index("ivfpq", data, np.arange(n), rerank_source="external")
+    index.attach(data)
+    stage("ivfpq_build", started)
+    result["ivfpq_params"] = index.params
+
+    truth = exact_top10(data, queries)
+    for nprobe in (16, 32, 64):
+        index.nprobe = nprobe
+        index.search(queries[:20], 10)  # warm the memmap pages the first queries touch
+        times, found = [], []
+        for query in queries:
+            tick = time.perf_counter()
+            _, keys = index.search(query[None], 10)
+            times.append(time.perf_counter() - tick)
+            found.append(keys[0])
+        hits = [len(set(a) & set(b)) for a, b in zip(found, truth)]
+        ms = np.asarray(times) * 1000
+        result[f"nprobe{nprobe}"] = {"p50_ms": round(float(np.percentile(ms, 50)), 2),
+                                     "p99_ms": round(float(np.percentile(ms, 99)), 2),
+                                     "recall10": round(float(np.mean(hits)) / 10, 4)}
+        print(json.dumps({"n": n, "nprobe": nprobe, **result[f"nprobe{nprobe}"]}), flush=True)
+    result["search_peak_gb"] = round(peak_gb(), 2)
+    del index
+
+    started = time.perf_counter()
+    graph = knn_graph(data, 10)
+    stage("graph", started)
+    a, b = pairs[:, 0], pairs[:, 1]
+    found = graph.is_mutual(a, b)
+    cos = (np.asarray(data[a], np.float32) * np.asarray(data[b], np.float32)).sum(1)
+    result["duplicate_recall"] = round(float((found & (cos >= 0.95)).mean()), 4)
+    print(json.dumps({"n": n, "duplicate_recall": result["duplicate_recall"]}), flush=True)
+    del graph
+
+    started = time.perf_counter()
+    clustering = kmeans(data, 1000, seed=0)
+    stage("kmeans", started)
+    result["empty_clusters"] = int((np.bincount(clustering.labels, minlength=1000) == 0).sum())
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 3_000_000,
+                                                                  10_000_000])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/lookalike-bench-large"))
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.one:
+        result = run_one(args.one, args.work)
+        (args.work / f"result-{args.one}.json").write_text(json.dumps(result))
+        return
+    for n in args.sizes:
+        subprocess.run([sys.executable, __file__, "--one", str(n), "--work", str(args.work)],
+                       check=True)
+    print("\n| n | IVF-PQ build s | peak GB | nprobe | p50 ms | p99 ms | recall@10 | graph s "
+          "| dup recall | k-means s | peak GB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n in args.sizes:
+        r = json.loads((args.work / f"result-{n}.json").read_text())
+        for nprobe in (16, 32, 64):
+            q = r[f"nprobe{nprobe}"]
+            print(f"| {n:,} | {r['ivfpq_build_s']} | {r['search_peak_gb']} | {nprobe} | "
+                  f"{q['p50_ms']} | {q['p99_ms']} | {q['recall10']} | {r['graph_s']} | "
+                  f"{r['duplicate_recall']} | {r['kmeans_s']} | {r['kmeans_peak_gb']} |")
+
+
+if __name__ == "__main__":
+    main()
