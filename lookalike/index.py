@@ -265,7 +265,8 @@ class IVFPQIndex(VectorIndex):
     per vector, half of what a flat index holds, and lossless when the store's embeddings
     are float16 themselves. ``rerank=0`` at build time drops that copy for the smallest
     memory (then raise ``m``, e.g. to dim / 2, to keep recall); the returned scores are then
-    PQ approximations. ``nprobe`` may be changed at any time; ``rerank`` is fixed at build.
+    PQ approximations. ``nprobe`` and ``rerank`` may be changed at any time (``rerank``
+    only on an index built with re-ranking).
 
     ``rerank_source="external"`` keeps no copy at all: candidates are re-scored from an
     array the caller attaches (:meth:`attach`), row ``key`` holding the vector of key
@@ -302,10 +303,14 @@ class IVFPQIndex(VectorIndex):
         m: int | None = None,
         nbits: int | None = None,
         nprobe: int = 64,
-        rerank: int = 100,
+        rerank: int = 400,
         rerank_source: str = "copy",
     ) -> IVFPQIndex:
         """An empty index whose quantisers are trained on (a sample of) ``vectors``.
+
+        ``rerank`` = 400: on 1M clustered 384-d vectors (benchmarks/bench_large.py) 48-byte
+        PQ puts 87 % of the true top 10 among its best 100, 97 % among 200 and 99.9 %
+        among 400, and exact re-scoring of 400 rows costs ~0.3 ms.
 
         Defaults: ``nlist`` = 4 sqrt(n), at most n / 39 and ``_MAX_NLIST``; ``m`` = the
         largest divisor of dim not above dim / 8 (48 bytes at 384-d); ``nbits`` = 8, or fewer
@@ -343,6 +348,17 @@ class IVFPQIndex(VectorIndex):
                 )
             )
         return cls(ivf, exact, nprobe, rerank, external=rerank_source == "external")
+
+    @property
+    def rerank(self) -> int:
+        """Candidates re-scored exactly per query; changeable unless built with 0."""
+        return self._rerank
+
+    @rerank.setter
+    def rerank(self, value: int) -> None:
+        if value < 1 or not self._rerank:
+            raise ValueError("rerank must be at least 1, on an index built with re-ranking")
+        self._rerank = int(value)
 
     @property
     def nprobe(self) -> int:
