@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import faiss
 import numpy as np
 
-from .index import VectorIndex, build_index
+from .index import VectorIndex, build_index, faiss_gpus
 
 BATCH = 4096
 # From here on the cell builder: at 100k x 384 it takes 3.4 s against 48 s for exact
@@ -131,7 +132,8 @@ def cell_knn_graph(
     rng = np.random.default_rng(seed)
     sample = vectors[np.sort(rng.choice(n, min(n, 64 * nlist), replace=False))]
     coarse = faiss.Kmeans(
-        dim, nlist, niter=10, spherical=True, seed=seed, max_points_per_centroid=64
+        dim, nlist, niter=10, spherical=True, seed=seed, max_points_per_centroid=64,
+        **({"gpu": True} if faiss_gpus() else {}),
     )
     coarse.train(np.ascontiguousarray(sample, dtype=np.float32))
     centroids = faiss.IndexFlatIP(dim)
@@ -153,11 +155,10 @@ def cell_knn_graph(
             continue
         parts = [held[held_starts[c] : held_starts[c + 1]] for c in nearest_cells[cell]]
         candidates = np.unique(np.concatenate(parts))
-        found_scores, found = faiss.knn(
+        found_scores, found = _exact_knn(
             np.ascontiguousarray(vectors[rows], dtype=np.float32),
             np.ascontiguousarray(vectors[candidates], dtype=np.float32),
             min(k + 1, len(candidates)),
-            metric=faiss.METRIC_INNER_PRODUCT,
         )
         found = np.where(found >= 0, candidates[np.clip(found, 0, None)], -1)
         own = found == rows[:, None]
@@ -176,6 +177,21 @@ def _by_cell(cell: np.ndarray, nlist: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of ``cell`` grouped by cell, and the start offset of every cell."""
     order = np.argsort(cell, kind="stable")
     return order, np.searchsorted(cell[order], np.arange(nlist + 1))
+
+
+def _exact_knn(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inner-product top ``k`` of every query in ``base``: one matrix product, on a GPU
+    when FAISS has one."""
+    if faiss_gpus():
+        global _GPU_RESOURCES
+        if _GPU_RESOURCES is None:
+            _GPU_RESOURCES = faiss.StandardGpuResources()
+        return faiss.knn_gpu(_GPU_RESOURCES, queries, base, k,
+                             metric=faiss.METRIC_INNER_PRODUCT)
+    return faiss.knn(queries, base, k, metric=faiss.METRIC_INNER_PRODUCT)
+
+
+_GPU_RESOURCES: Any = None
 
 
 def _position_lookup(keys: np.ndarray) -> np.ndarray:

@@ -18,6 +18,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 
+from ..index import faiss_gpus
+
 _CHUNK_ROWS = 65_536
 # Below this many training rows x centroids k-means++ seeding is cheap (it costs one pass
 # over the data per centroid); above it, FAISS' random seeding plus more data does as well.
@@ -143,6 +145,7 @@ def kmeans(
         seed=seed,
         max_points_per_centroid=max_points_per_centroid,
         min_points_per_centroid=1,  # small n is fine for us: no warning noise
+        **({"gpu": True} if faiss_gpus() else {}),
     )
     # k-means++ seeding arrived in FAISS 1.12; older ones seed at random.
     plus_plus = getattr(faiss, "ClusteringInitMethod_KMEANS_PLUS_PLUS", None)
