@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .decode import decode_file, parallel_ordered
+from .decode import DRAFT_SLACK, decode_file, parallel_ordered
 from .discover import discover
 from .embed import load_backbone
 from .embed.base import Backbone, cache_dir
@@ -165,7 +165,9 @@ def embed_set(
     identity = json.dumps(backbone.identity(), sort_keys=True)
     cache = Path(cache) if cache is not None else default_cache()
     slug = re.sub(r"[^a-z0-9]+", "-", f"{labelled.root.name}-{model.short}".lower()).strip("-")
-    digest = hashlib.sha1(f"{labelled.root}\n{identity}".encode()).hexdigest()[:12]
+    # the decoder's settings shape the pixels the model sees, so they key the cache too
+    digest = hashlib.sha1(f"{labelled.root}\n{identity}\ndraft {DRAFT_SLACK}".encode()
+                          ).hexdigest()[:12]
     file = cache / f"{slug[-60:]}-{digest}.npz"
     stamps = [_stamp(labelled.root / p) for p in labelled.paths]
     known: dict[str, tuple[str, np.ndarray]] = {}
