@@ -407,15 +407,18 @@ class Collection:
                     if index is not None:
                         self._save_index(index, path, record, kind, transform)
             if index is None:
-                matrix = self.embedding_matrix(record)
-                # all rows live (the usual case after a compaction): no gathered copy
-                vectors = matrix if np.array_equal(rows, np.arange(len(matrix))) else matrix[rows]
                 params = {"rerank_source": "external"} if kind == "ivfpq" else {}
-                index = build_index(kind, vectors, rows, **params)
+                index = build_index(kind, self._live_matrix(record, rows), rows, **params)
                 self._attach_rerank(index, record)
                 self._save_index(index, path, record, kind, transform)
             self._index, self._index_version = index, version
             return index
+
+    def _live_matrix(self, record: ModelRecord, rows: np.ndarray) -> np.ndarray:
+        """The embeddings of ``rows``: the matrix itself when every row is live (the usual
+        case after a compaction), so a memmap is never gathered into one big copy."""
+        matrix = self.embedding_matrix(record)
+        return matrix if np.array_equal(rows, np.arange(len(matrix))) else matrix[rows]
 
     def _attach_rerank(self, index: VectorIndex, record: ModelRecord) -> None:
         """IVF-PQ re-ranks from the store's memory-mapped embeddings, not a copy in RAM."""
@@ -451,7 +454,7 @@ class Collection:
                 if np.array_equal(saved["stamp"], stamp):
                     return saved["file_ids"], KnnGraph(saved["neighbours"], saved["scores"])
         file_ids, rows = self.store.live_rows(record.key)
-        vectors = np.asarray(self.embedding_matrix(record)[rows], dtype=np.float32)
+        vectors = self._live_matrix(record, rows)  # float16 memmap: read block by block
         graph = knn_graph(vectors, k, progress=progress)
         cache.parent.mkdir(exist_ok=True)
         temporary = cache.with_suffix(".tmp.npz")
