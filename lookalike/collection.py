@@ -34,10 +34,12 @@ from .embed import Backbone, Preprocess, load_backbone, resolve_auto
 from .embed.transform import TransformChain
 from .index import (
     INDEX_KINDS,
+    HNSWIndex,
     IVFPQIndex,
     VectorIndex,
     build_index,
     choose_kind,
+    default_ef_search,
     ivfpq_trainable,
     load_index,
 )
@@ -404,6 +406,8 @@ class Collection:
                 self._attach_rerank(index, record)
                 if state.get("version") != record.version:
                     index = _sync(index, self.embedding_matrix(record), rows)
+                    if isinstance(index, HNSWIndex):  # grown: keep the recall up
+                        index.ef_search = max(index.ef_search, default_ef_search(len(index)))
                     if index is not None:
                         self._save_index(index, path, record, kind, transform)
             if index is None:

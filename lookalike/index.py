@@ -63,6 +63,13 @@ def faiss_gpus() -> int:
     return int(count()) if count is not None else 0
 
 
+def default_ef_search(n: int) -> int:
+    """HNSW ``ef_search`` for ``n`` vectors: the smallest power of two reaching
+    recall@10 >= 0.95 with a margin in benchmarks/bench_search.py. 64 up to 200k (0.990 at
+    100k, 0.26 ms); 128 above (0.965 at 1M, where 64 gives 0.91)."""
+    return 64 if n <= 200_000 else 128
+
+
 def choose_kind(n: int) -> str:
     """The kind ``"auto"`` resolves to for ``n`` vectors.
 
@@ -219,9 +226,8 @@ class HNSWIndex(_IdMapIndex):
     """HNSW graph over full float32 vectors (``IndexHNSWFlat``, inner product).
 
     ``ef_search`` (candidate-list size per query) trades speed for recall and may be changed
-    at any time. Its default, 128, is the smallest power of two reaching recall@10 >= 0.95
-    on 1M x 384 in benchmarks/bench_search.py (64 gave 0.91), at under 1.5 ms per query.
-    FAISS HNSW cannot delete nodes, hence no ``remove``.
+    at any time; ``build_index`` sets :func:`default_ef_search` for the size. FAISS HNSW
+    cannot delete nodes, hence no ``remove``.
     """
 
     kind = "hnsw"
@@ -606,7 +612,7 @@ def build_index(kind: str, vectors: np.ndarray, keys: np.ndarray, **params: Any)
     if kind == "flat":
         index = FlatIndex.create(dim, **params)
     elif kind == "hnsw":
-        index = HNSWIndex.create(dim, **params)
+        index = HNSWIndex.create(dim, **{"ef_search": default_ef_search(n), **params})
     else:
         index = IVFPQIndex.train(vectors, **params)
     for chunk, chunk_keys in _float32_chunks(vectors, keys):
