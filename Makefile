@@ -34,7 +34,8 @@ run: install
 	@echo "report: $(DEMO)/report/index.html (opens from disk)"
 
 test: install
-	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) \
+		|| echo "chromium could not be installed: the browser tests will be skipped"
 	$(BIN)/python -m pytest -q
 
 lint: install

