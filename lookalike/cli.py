@@ -77,6 +77,20 @@ def friendly_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def parse_size(text: str) -> int:
+    """``6G``, ``512M``, ``1.5GB``, ``2000000`` -> bytes (powers of 1024)."""
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    cleaned = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = cleaned.rstrip("KMGT"), cleaned[len(cleaned.rstrip("KMGT")):]
+    try:
+        value = float(number) * units[unit]
+    except (ValueError, KeyError):
+        raise ValueError(f"not a size: {text!r} (e.g. 6G, 512M)") from None
+    if value <= 0:
+        raise ValueError(f"size must be positive: {text!r}")
+    return int(value)
+
+
 def _to_json(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {key: _to_json(item) for key, item in dataclasses.asdict(value).items()}
@@ -144,6 +158,9 @@ def index(
     ray: Annotated[str | None, typer.Option(
         "--ray", help="Embed on a Ray cluster: its address, auto (the running cluster, or a "
         "local one) or local; --workers is then the number of model actors.")] = None,
+    max_memory: Annotated[str | None, typer.Option(
+        "--max-memory", help="Most RAM the auto index may hold, e.g. 6G (remembered); "
+        "beyond it the index is IVF-PQ, re-ranking from the store on disk.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Index FOLDER into a collection; re-running embeds only new or changed files."""
@@ -159,7 +176,8 @@ def index(
         collection, report = Collection.index_folder(
             folder, db, model=model, weights=weights, output=output, pretrained=not random_init,
             border_crop=crop_borders, flip=flip, index_kind=index_kind, rebuild=rebuild,
-            workers=workers, batch_size=batch_size, progress=progress, ray=ray, **options,
+            workers=workers, batch_size=batch_size, progress=progress, ray=ray,
+            max_memory=parse_size(max_memory) if max_memory else None, **options,
         )
     if as_json:
         _print_json({**_to_json(report), "collection": str(collection.directory),

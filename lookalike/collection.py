@@ -196,6 +196,7 @@ class Collection:
         progress: Progress | None = None,
         ray: str | None = None,
         device_decode: bool | None = None,
+        max_memory: int | None = None,
     ) -> IndexReport:
         """Bring the collection up to date with its folder: only new or changed files
         are embedded, deleted ones are dropped, then the vector index is synced.
@@ -203,7 +204,9 @@ class Collection:
         ``ray``: embed on a Ray cluster (an address, ``auto`` or ``local``; see
         :mod:`lookalike.pipeline_ray`) instead of in this process; ``workers`` is then
         the number of model actors. ``device_decode``: decode JPEGs on the model's device
-        (:mod:`lookalike.pipeline_gpu`); by default whenever the model runs on CUDA."""
+        (:mod:`lookalike.pipeline_gpu`); by default whenever the model runs on CUDA.
+        ``max_memory`` (bytes, remembered): the most RAM the ``auto`` index may hold;
+        beyond it the index is IVF-PQ re-ranking from the store on disk."""
         started = time.perf_counter()
         record = self.model
         options = _load_options(weights, preprocess, output, pretrained, border_crop, flip)
@@ -227,6 +230,8 @@ class Collection:
             record = self._start_model(backbone, spec, options)
         else:
             backbone = self.backbone
+        if max_memory is not None:
+            self.store.set_meta("max_memory", str(int(max_memory)))
         if index_kind is not None:
             if index_kind != "auto" and index_kind not in INDEX_KINDS:
                 raise ValueError(f"index kind must be auto or one of {', '.join(INDEX_KINDS)}")
@@ -391,7 +396,9 @@ class Collection:
                 return self._index
             kind_setting = self.store.meta("index_kind") or "auto"
             file_ids, rows = self.store.live_rows(record.key)
-            kind = choose_kind(len(rows)) if kind_setting == "auto" else kind_setting
+            budget = self.store.meta("max_memory")
+            kind = (choose_kind(len(rows), record.dim, int(budget) if budget else None)
+                    if kind_setting == "auto" else kind_setting)
             path = self.directory / "index" / f"{record.key}.{kind}"
             state = json.loads(self.store.meta(f"index:{record.key}") or "null") or {}
             index = None

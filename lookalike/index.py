@@ -70,22 +70,33 @@ def default_ef_search(n: int) -> int:
     return 64 if n <= 200_000 else 128
 
 
-def choose_kind(n: int) -> str:
-    """The kind ``"auto"`` resolves to for ``n`` vectors.
+def choose_kind(n: int, dim: int = 384, max_memory: int | None = None) -> str:
+    """The kind ``"auto"`` resolves to for ``n`` vectors of ``dim`` dimensions.
 
     Exact search is a memory scan: one query over 100k x 272 takes ~20 ms on one core,
     too slow for a server answering many clients, so exact stops at 50k vectors (~10 ms).
     HNSW (recall@10 0.998 at 100k, 0.965 at 1M, under 1.5 ms) is the best speed/recall
     trade-off while a float32 copy of everything fits in RAM (5M x 384 is 7.7 GB); above
-    that IVF-PQ keeps the candidate search in compact codes.
+    that IVF-PQ keeps the candidate search in compact codes. ``max_memory`` (bytes) moves
+    to IVF-PQ (about 56 bytes per vector, re-ranking from the store) as soon as the
+    choice would hold more than that in RAM.
     """
     if n < 0:
         raise ValueError(f"n must be non-negative, not {n}")
-    if n < FLAT_MAX:
-        return "flat"
-    if n <= HNSW_MAX:
-        return "hnsw"
-    return "ivfpq"
+    kind = "flat" if n < FLAT_MAX else "hnsw" if n <= HNSW_MAX else "ivfpq"
+    if max_memory is not None and kind != "ivfpq" and ivfpq_trainable(n):
+        if index_memory(kind, n, dim) > max_memory:
+            kind = "ivfpq"
+    return kind
+
+
+def index_memory(kind: str, n: int, dim: int) -> int:
+    """Bytes of RAM an index of ``n`` x ``dim`` vectors holds (estimate): flat and HNSW
+    keep float32 vectors and 8-byte ids, HNSW adds ~64 links of 4 bytes per vector at
+    m = 32; IVF-PQ keeps 48-byte codes and ids, re-ranking from the store on disk."""
+    per_vector = {"flat": 4 * dim + 8, "hnsw": 4 * dim + 8 + 64 * 4, "ivfpq": 56,
+                  "annoy": 4 * dim + 8}[kind]
+    return n * per_vector
 
 
 class VectorIndex(ABC):

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -145,3 +146,16 @@ def test_sort_by_examples_moves_lookalikes_and_undo_restores(photo_folder: Path,
     assert result.exit_code == 0, result.output
     assert _tree(photo_folder) == before
     assert not any(p.is_file() for p in dest.rglob("*"))
+
+
+def test_sizes_parse_in_powers_of_1024() -> None:
+    from lookalike.cli import parse_size
+
+    assert parse_size("6G") == 6 * 2**30
+    assert parse_size("512m") == 512 * 2**20
+    assert parse_size("1.5GB") == int(1.5 * 2**30)
+    assert parse_size("2GiB") == 2 * 2**30
+    assert parse_size("2000") == 2000
+    for bad in ("", "G", "six", "-1G"):
+        with pytest.raises(ValueError):
+            parse_size(bad)

@@ -288,20 +288,18 @@ def test_concurrent_index_saves_never_leave_a_mismatched_pair(photo_folder: Path
     assert [child.wait(timeout=120) for child in children] == [0, 0, 0]
 
 
-def test_ivfpq_collection_reranks_from_the_store(photo_folder: Path) -> None:
-    """An IVF-PQ collection index keeps no float copy: it re-ranks from the store's
-    memory-mapped embeddings, also after reopening and after new rows arrive."""
+def add_synthetic_rows(collection: Collection, count: int) -> None:
+    """``count`` catalogue rows with clustered unit vectors and no files behind them (as
+    an index run would commit them), so index choices can be tested at size."""
     import itertools
 
     from lookalike.discover import Candidate, discover
     from lookalike.store import EmbeddedFile
 
-    collection, _ = Collection.index_folder(photo_folder, model="classic", index_kind="ivfpq")
-    assert collection.vector_index().kind == "flat"  # 10 vectors cannot train IVF-PQ
     store, record = collection.store, collection.model
     synthetic = (Candidate(Path(f"synthetic/img{i:05d}.jpg"), 1000 + i, i, "JPEG")
-                 for i in range(3000))
-    store.sync_files(itertools.chain(discover(photo_folder), synthetic))
+                 for i in range(count))
+    store.sync_files(itertools.chain(discover(collection.root), synthetic))
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((30, record.dim)).astype(np.float32)
     pending = [f.id for f in store.files_to_embed(record.key)]
@@ -310,6 +308,29 @@ def test_ivfpq_collection_reranks_from_the_store(photo_folder: Path) -> None:
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     store.commit_batch(record.key, [EmbeddedFile(i, f"{i:032x}", 64, 48, "JPEG")
                                     for i in pending], vectors)
+
+
+def test_max_memory_is_remembered_and_picks_ivfpq(photo_folder: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lookalike.cli import app
+
+    result = CliRunner().invoke(app, ["index", str(photo_folder), "--model", "classic",
+                                      "--max-memory", "100K"])
+    assert result.exit_code == 0, result.output
+    collection = Collection.open(photo_folder)
+    assert collection.vector_index().kind == "flat"  # 10 vectors: too few for IVF-PQ
+    add_synthetic_rows(collection, 1000)  # 1010 x 272 float32 is 1.1 MB > 100 KiB
+    assert collection.store.meta("max_memory") == str(100 * 2**10)
+    assert collection.vector_index().kind == "ivfpq"
+
+
+def test_ivfpq_collection_reranks_from_the_store(photo_folder: Path) -> None:
+    """An IVF-PQ collection index keeps no float copy: it re-ranks from the store's
+    memory-mapped embeddings, also after reopening and after new rows arrive."""
+    collection, _ = Collection.index_folder(photo_folder, model="classic", index_kind="ivfpq")
+    assert collection.vector_index().kind == "flat"  # 10 vectors cannot train IVF-PQ
+    add_synthetic_rows(collection, 3000)
     assert collection.vector_index().kind == "ivfpq"  # outgrew its flat stand-in
     reopened = Collection.open(photo_folder)
     index = reopened.vector_index()

@@ -265,3 +265,14 @@ def test_large_nlist_routes_through_an_hnsw_quantizer(monkeypatch, vectors, quer
     assert isinstance(faiss.downcast_index(routed._ivf.quantizer), faiss.IndexHNSWFlat)
     assert recall(routed.search(queries, 10)[1], true_keys) >= recall(
         scanned.search(queries, 10)[1], true_keys) - 0.02
+
+
+def test_max_memory_moves_auto_to_ivfpq() -> None:
+    from lookalike.index import index_memory
+
+    assert choose_kind(1_000_000, 384) == "hnsw"
+    assert index_memory("hnsw", 1_000_000, 384) > 1.5e9
+    assert choose_kind(1_000_000, 384, max_memory=2 * 2**30) == "hnsw"
+    assert choose_kind(1_000_000, 384, max_memory=1 * 2**30) == "ivfpq"
+    assert choose_kind(30_000, 384, max_memory=10 * 2**20) == "ivfpq"  # even below 50k
+    assert choose_kind(100, 384, max_memory=1) == "flat"  # too few to train IVF-PQ
