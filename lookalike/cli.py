@@ -1033,16 +1033,12 @@ def learn(
         if collection is None or method != "pca":
             raise ValueError("give a labelled DATASET (only --method pca with --db fits on "
                              "the collection's own images)")
-        from .embed.transform import chain_for
+        from .eval_job import fit_collection_pca
 
-        _, vectors = collection.vectors(raw=True)
-        chain = chain_for("pca", dim=dim, whiten=whiten).fit(vectors)
-        chain.info = {"model": model, "dataset": str(collection.directory),
-                      "fitted_on": len(vectors), "input_dim": int(vectors.shape[1])}
-        collection.set_transform(chain)
-        console.print(f"fitted {chain.description} on the collection's {len(vectors)} "
-                      f"embeddings ({vectors.shape[1]} -> "
-                      f"{chain.transform(vectors[:1]).shape[1]} dimensions); applied to "
+        chain = fit_collection_pca(collection, dim=dim, whiten=whiten)
+        console.print(f"fitted {chain.description} on the collection's "
+                      f"{chain.info['fitted_on']} embeddings ({chain.info['input_dim']} -> "
+                      f"{chain.info['output_dim']} dimensions); applied to "
                       f"{collection.directory}")
         return
     (configuration,) = _configurations([model], preprocess, crop_borders, flip, "concat")

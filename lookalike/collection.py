@@ -45,6 +45,7 @@ from .index import (
 )
 from .knn import KnnGraph, knn_graph
 from .pipeline import EmbedReport, Progress, embed_pending
+from .pipeline_gpu import embed_pending_on_device, gpu_decode_available
 from .store import CatalogueChanges, FileRecord, ModelRecord, Store, StoreError
 
 DEFAULT_DIRNAME = ".lookalike"
@@ -242,9 +243,7 @@ class Collection:
 
             report = embed_pending_ray(self.store, record.key, address=ray, workers=workers,
                                        progress=progress)
-        elif device_decode or (device_decode is None and _on_cuda(backbone)):
-            from .pipeline_gpu import embed_pending_on_device
-
+        elif device_decode or (device_decode is None and gpu_decode_available(backbone)):
             report = embed_pending_on_device(self.store, record.key, backbone,
                                              workers=workers, batch_size=batch_size,
                                              progress=progress)
@@ -528,11 +527,10 @@ class Collection:
             return self.store.row_for_file(record.key, found.id) if found else None
         return None
 
-    def embed_file(self, path: str | os.PathLike[str], *, raw: bool = False) -> np.ndarray:
+    def embed_file(self, path: str | os.PathLike[str]) -> np.ndarray:
         """Embed one image file with the collection's model (decode guards included),
-        projected by the learned transform when one is set, unless ``raw``."""
-        vector = self._embed_raw(path)
-        return vector if raw else self.project(vector[None])[0]
+        projected by the learned transform when one is set."""
+        return self.project(self._embed_raw(path)[None])[0]
 
     def _embed_raw(self, path: str | os.PathLike[str]) -> np.ndarray:
         backbone = self.backbone
@@ -673,15 +671,6 @@ def _load_options(
     if flip:
         options["flip"] = True
     return options
-
-
-def _on_cuda(backbone: Backbone) -> bool:
-    """Whether JPEG decoding should move to the model's GPU (torch + torchvision on CUDA)."""
-    if not str(getattr(backbone, "device", "")).startswith("cuda"):
-        return False
-    from .pipeline_gpu import gpu_decode_available
-
-    return gpu_decode_available(backbone)
 
 
 def _augment_text(options: dict[str, Any]) -> str:

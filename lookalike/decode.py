@@ -136,15 +136,19 @@ def decode_file(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Decoded:
     """Read and decode one file; a vanished or unreadable file is a :class:`DecodeError`."""
+    return decode_bytes(read_file(path), min_side=min_side, max_pixels=max_pixels)
+
+
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """A file's bytes; a vanished or unreadable file is a :class:`DecodeError`."""
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise DecodeError("file disappeared before it could be read") from None
     except IsADirectoryError:
         raise DecodeError("is a directory") from None
     except OSError as error:
         raise DecodeError(f"cannot read file: {error.strerror or error}") from None
-    return decode_bytes(data, min_side=min_side, max_pixels=max_pixels)
 
 
 T = TypeVar("T")

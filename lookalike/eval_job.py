@@ -30,6 +30,7 @@ from .embed.ensemble import concatenate, parse_ensemble
 
 if TYPE_CHECKING:
     from .collection import Collection
+    from .embed.transform import TransformChain
 
 Progress = Callable[[int, int], None]
 
@@ -290,14 +291,13 @@ def parse_configuration(
         if options is not None and not spec.startswith(("onnx:",)):
             options = None  # preprocessing settings only apply to ONNX models
         members.append((ModelSpec(spec, options, border_crop, flip), weight))
-    normalised = tuple(members)
     label = "+".join(m.short if len(members) == 1 or w == 1 / len(members) else
-                     f"{m.short}:{w:g}" for m, w in normalised)
+                     f"{m.short}:{w:g}" for m, w in members)
     if fusion not in ("concat", "rrf"):
         raise ValueError(f"fusion must be concat or rrf, not {fusion!r}")
     if fusion == "rrf" and len(members) > 1:
         label += " (rrf)"
-    return Configuration(label, normalised, fusion if len(members) > 1 else "concat")
+    return Configuration(label, tuple(members), fusion if len(members) > 1 else "concat")
 
 
 @dataclass
@@ -348,36 +348,31 @@ def collection_vectors(
     """Embeddings of ``labelled`` as ``collection`` sees them: stored vectors for images it
     holds, its model (and learned transform, unless ``raw``) for the others. Nothing is
     embedded twice and the numbers describe exactly what ``search`` ranks with."""
-    from .decode import DecodeError
-
     record = collection.model
     if record is None:
         raise ValueError("the collection has no embeddings yet: run lookalike index first")
     file_ids, stored = collection.vectors(raw=raw)
     row_of = {path: row for row, path in enumerate(collection.paths(file_ids))}
-    root = collection.root
-    width = stored.shape[1]
-    vectors = np.zeros((len(labelled), width), dtype=np.float32)
-    valid = np.ones(len(labelled), dtype=bool)
-    embedded, seconds = 0, 0.0
+    vectors = np.zeros((len(labelled), stored.shape[1]), dtype=np.float32)
+    missing: list[int] = []
     for position, relative in enumerate(labelled.paths):
-        absolute = (labelled.root / relative).resolve()
         try:
-            inside = absolute.relative_to(root).as_posix()
+            inside = (labelled.root / relative).resolve().relative_to(collection.root)
         except ValueError:
             inside = None
-        if inside in row_of:
-            vectors[position] = stored[row_of[inside]]
+        if inside is not None and inside.as_posix() in row_of:
+            vectors[position] = stored[row_of[inside.as_posix()]]
         else:
-            started = time.perf_counter()
-            try:
-                vectors[position] = collection.embed_file(absolute, raw=raw)
-                embedded += 1
-            except (DecodeError, OSError):
-                valid[position] = False
-            seconds += time.perf_counter() - started
-        if progress:
-            progress(position + 1, len(labelled))
+            missing.append(position)
+    valid = np.ones(len(labelled), dtype=bool)
+    seconds = 0.0
+    if missing:  # embedded as eval embeds any set: threaded decode, batched model
+        fresh, failed, seconds = _embed_files(
+            collection.backbone, labelled.root, [labelled.paths[i] for i in missing],
+            progress, None)
+        vectors[missing] = fresh if raw else collection.project(fresh)
+        valid[[missing[i] for i in failed]] = False
+    embedded = len(missing)
     label = record.spec if record.spec == "classic" else ModelSpec(record.spec).short
     transform = None if raw else collection.transform
     if transform is not None:
@@ -672,6 +667,25 @@ def run_eval(
 
 
 # -- learn ------------------------------------------------------------------------------------
+
+
+def fit_collection_pca(
+    collection: Collection, *, dim: int | None = None, whiten: float = 0.0
+) -> TransformChain:
+    """PCA (``dim``, ``whiten``) fitted on the collection's own embeddings, no labels
+    needed, and set on the collection."""
+    from .embed.transform import chain_for
+
+    record = collection.model
+    if record is None:
+        raise ValueError("the collection has no embeddings yet: run lookalike index first")
+    _, vectors = collection.vectors(raw=True)
+    chain = chain_for("pca", dim=dim, whiten=whiten).fit(vectors)
+    chain.info = {"model": record.spec, "dataset": str(collection.directory),
+                  "fitted_on": len(vectors), "input_dim": int(vectors.shape[1]),
+                  "output_dim": int(chain.transform(vectors[:1]).shape[1])}
+    collection.set_transform(chain)
+    return chain
 
 
 def learn_transform(

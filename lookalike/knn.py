@@ -9,6 +9,7 @@ items into cells and searches each cell exactly against its neighbouring cells.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -183,15 +184,15 @@ def _exact_knn(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarra
     """Inner-product top ``k`` of every query in ``base``: one matrix product, on a GPU
     when FAISS has one."""
     if faiss_gpus():
-        global _GPU_RESOURCES
-        if _GPU_RESOURCES is None:
-            _GPU_RESOURCES = faiss.StandardGpuResources()
-        return faiss.knn_gpu(_GPU_RESOURCES, queries, base, k,
+        return faiss.knn_gpu(_gpu_resources(), queries, base, k,
                              metric=faiss.METRIC_INNER_PRODUCT)
     return faiss.knn(queries, base, k, metric=faiss.METRIC_INNER_PRODUCT)
 
 
-_GPU_RESOURCES: Any = None
+@functools.cache
+def _gpu_resources() -> Any:
+    """FAISS's GPU scratch memory, made once and shared by every graph block."""
+    return faiss.StandardGpuResources()
 
 
 def _position_lookup(keys: np.ndarray) -> np.ndarray:

@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -34,6 +36,21 @@ class EmbedReport:
         return self.embedded / self.seconds if self.seconds else 0.0
 
 
+Prepared = TypeVar("Prepared")
+# What embedding one batch gives: the files embedded, their vectors, and files that failed
+# only now (a decoder on the model's device can still reject a file).
+BatchResult = tuple[list[EmbeddedFile], np.ndarray, list[tuple[int, str]]]
+
+
+def prepare_file(path: Path | str, file_id: int,
+                 backbone: Backbone) -> tuple[EmbeddedFile, np.ndarray]:
+    """Decode one file and preprocess it for ``backbone`` (runs in worker threads)."""
+    decoded = decode_file(path, min_side=backbone.decode_size)
+    item = EmbeddedFile(file_id, decoded.content_hash, decoded.width, decoded.height,
+                        decoded.format)
+    return item, backbone.preprocess(decoded.image)
+
+
 def embed_pending(
     store: Store,
     model_key: str,
@@ -48,56 +65,71 @@ def embed_pending(
     Each batch is committed atomically; a file that fails to decode is marked ``skipped``
     with its reason in the same commit.
     """
-    todo = store.files_to_embed(model_key)
     root = store.root
-    batch_size = batch_size or backbone.batch_size
-    report = EmbedReport()
-    started = time.perf_counter()
 
     def prepare(record: FileRecord) -> tuple[EmbeddedFile, np.ndarray]:
-        decoded = decode_file(root / record.path, min_side=backbone.decode_size)
-        item = EmbeddedFile(record.id, decoded.content_hash, decoded.width, decoded.height,
-                            decoded.format)
-        return item, backbone.preprocess(decoded.image)
+        return prepare_file(root / record.path, record.id, backbone)
 
-    ready: list[EmbeddedFile] = []
-    inputs: list[np.ndarray] = []
+    def embed(batch: list[tuple[EmbeddedFile, np.ndarray]]) -> BatchResult:
+        return [item for item, _ in batch], backbone.embed(np.stack([a for _, a in batch])), []
+
+    return run_batches(store, model_key, prepare, embed, workers=workers,
+                       batch_size=batch_size or backbone.batch_size,
+                       concurrency=backbone.concurrency, progress=progress)
+
+
+def run_batches(
+    store: Store,
+    model_key: str,
+    prepare: Callable[[FileRecord], Prepared],
+    embed: Callable[[list[Prepared]], BatchResult],
+    *,
+    batch_size: int,
+    workers: int | None = None,
+    concurrency: int = 1,
+    progress: Progress | None = None,
+) -> EmbedReport:
+    """The loop every local pipeline shares: ``prepare`` each file still to embed in a
+    thread pool (a :class:`~lookalike.decode.DecodeError` skips the file with its reason),
+    ``embed`` full batches (``concurrency`` at once), commit them in file order."""
+    todo = store.files_to_embed(model_key)
+    paths = {record.id: record.path for record in todo}
+    dim = store.model(model_key).dim
+    report = EmbedReport()
+    started = time.perf_counter()
+    batch: list[Prepared] = []
     failed: list[tuple[int, str]] = []
-    concurrency = max(1, backbone.concurrency)
-    # Batches being embedded, oldest first; they are committed in this order.
-    in_flight: deque[tuple[list[EmbeddedFile], list[tuple[int, str]], Future[np.ndarray]]]
-    in_flight = deque()
+    concurrency = max(1, concurrency)
+    # Batches being embedded, oldest first, with the files that failed before them.
+    in_flight: deque[tuple[list[tuple[int, str]], Future[BatchResult]]] = deque()
 
     def commit_oldest() -> None:
-        items, failures, vectors = in_flight.popleft()
-        store.commit_batch(model_key, items, vectors.result(), failures)
+        failures, future = in_flight.popleft()
+        items, vectors, late = future.result()
+        store.commit_batch(model_key, items, vectors, failures + late)
         report.embedded += len(items)
+        report.skipped.extend((paths[file_id], reason) for file_id, reason in late)
 
     def flush(model: ThreadPoolExecutor) -> None:
-        if inputs:
-            future = model.submit(backbone.embed, np.stack(inputs))
+        if batch:
+            future = model.submit(embed, batch.copy())
         else:
             future = Future()
-            future.set_result(np.zeros((0, backbone.dim), dtype=np.float32))
-        in_flight.append((ready.copy(), failed.copy(), future))
-        ready.clear()
-        inputs.clear()
+            future.set_result(([], np.zeros((0, dim), dtype=np.float32), []))
+        in_flight.append((failed.copy(), future))
+        batch.clear()
         failed.clear()
         while len(in_flight) > concurrency:
             commit_oldest()
 
-    done = 0
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="lookalike-model") as model:
-        for outcome in parallel_ordered(prepare, todo, workers=workers):
+        for done, outcome in enumerate(parallel_ordered(prepare, todo, workers=workers), 1):
             if outcome.error is not None:
                 failed.append((outcome.item.id, outcome.error))
                 report.skipped.append((outcome.item.path, outcome.error))
             else:
-                item, array = outcome.value
-                ready.append(item)
-                inputs.append(array)
-            done += 1
-            if len(ready) >= batch_size or len(failed) >= batch_size:
+                batch.append(outcome.value)
+            if len(batch) >= batch_size or len(failed) >= batch_size:
                 flush(model)
             if progress:
                 progress(done, len(todo))

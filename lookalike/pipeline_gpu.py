@@ -23,7 +23,6 @@ which is how the tests check it against the standard pipeline on machines withou
 from __future__ import annotations
 
 import io
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -31,10 +30,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .decode import DEFAULT_MAX_PIXELS, DecodeError, content_hash, decode_bytes, parallel_ordered
+from .decode import DEFAULT_MAX_PIXELS, DecodeError, content_hash, decode_bytes, read_file
 from .embed.base import Preprocess, l2_normalize
 from .embed.torch_hub import TorchBackbone
-from .pipeline import EmbedReport, Progress
+from .pipeline import BatchResult, EmbedReport, Progress, run_batches
 from .store import EmbeddedFile, FileRecord, Store
 
 
@@ -73,48 +72,16 @@ def embed_pending_on_device(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> EmbedReport:
     """Like :func:`lookalike.pipeline.embed_pending`, decoding JPEGs on the model's device."""
-    todo = store.files_to_embed(model_key)
     root = store.root
-    batch_size = batch_size or max(backbone.batch_size, 256 if backbone.device != "cpu" else 32)
-    report = EmbedReport()
-    started = time.perf_counter()
 
     def read(record: FileRecord) -> _Read:
-        try:
-            data = (root / record.path).read_bytes()
-        except FileNotFoundError:
-            raise DecodeError("file disappeared before it could be read") from None
-        except OSError as error:
-            raise DecodeError(f"cannot read file: {error.strerror or error}") from None
-        return _read_header(record, data, max_pixels)
+        return _read_header(record, read_file(root / record.path), max_pixels)
 
-    batch: list[_Read] = []
-    failed: list[tuple[int, str]] = []
-
-    def flush() -> None:
-        items, vectors, errors = _embed_batch(batch, backbone, max_pixels)
-        store.commit_batch(model_key, items, vectors, failed + errors)
-        report.embedded += len(items)
-        by_id = {item.record.id: item.record.path for item in batch}
-        report.skipped.extend((by_id[file_id], reason) for file_id, reason in errors)
-        batch.clear()
-        failed.clear()
-
-    done = 0
-    for outcome in parallel_ordered(read, todo, workers=workers):
-        if outcome.error is not None:
-            failed.append((outcome.item.id, outcome.error))
-            report.skipped.append((outcome.item.path, outcome.error))
-        else:
-            batch.append(outcome.value)
-        done += 1
-        if len(batch) >= batch_size or len(failed) >= batch_size:
-            flush()
-        if progress:
-            progress(done, len(todo))
-    flush()
-    report.seconds = time.perf_counter() - started
-    return report
+    return run_batches(
+        store, model_key, read, lambda batch: _embed_batch(batch, backbone, max_pixels),
+        batch_size=batch_size or max(backbone.batch_size, 256 if backbone.device != "cpu"
+                                     else 32),
+        workers=workers, progress=progress)
 
 
 def _read_header(record: FileRecord, data: bytes, max_pixels: int) -> _Read:
@@ -142,9 +109,7 @@ def _read_header(record: FileRecord, data: bytes, max_pixels: int) -> _Read:
     return _Read(record, data, content_hash(data), image_format, width, height, decodable)
 
 
-def _embed_batch(
-    batch: list[_Read], backbone: TorchBackbone, max_pixels: int
-) -> tuple[list[EmbeddedFile], np.ndarray, list[tuple[int, str]]]:
+def _embed_batch(batch: list[_Read], backbone: TorchBackbone, max_pixels: int) -> BatchResult:
     torch = _torch()
     device = backbone.device
     tensors: dict[int, Any] = {}  # batch position -> normalised CHW tensor on the device

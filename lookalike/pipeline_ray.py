@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from .decode import DecodeError, decode_file
+from .decode import parallel_ordered
 from .embed import load_backbone
-from .pipeline import EmbedReport, Progress
+from .pipeline import EmbedReport, Progress, prepare_file
 from .store import EmbeddedFile, Store
 
 log = logging.getLogger(__name__)
@@ -86,20 +86,23 @@ class _Embedder:
             "error": [""] * count,
         }
         inputs, good = [], []
-        for position, relative in enumerate(block["path"]):
-            try:
-                decoded = decode_file(os.path.join(self.root, str(relative)),
-                                      min_side=backbone.decode_size)
-                inputs.append(backbone.preprocess(decoded.image))
-            except DecodeError as error:
-                out["error"][position] = str(error)
+
+        def prepare(position: int) -> tuple[EmbeddedFile, np.ndarray]:
+            path = os.path.join(self.root, str(block["path"][position]))
+            return prepare_file(path, int(block["id"][position]), backbone)
+
+        # one worker: the actor has one CPU; the outcomes carry the same skip reasons as a
+        # local run's
+        for outcome in parallel_ordered(prepare, range(count), workers=1):
+            position = outcome.item
+            if outcome.error is not None:
+                out["error"][position] = outcome.error
                 continue
-            except Exception as error:  # noqa: BLE001 - a bad file must never stop the run
-                out["error"][position] = f"unexpected {type(error).__name__}: {error}"
-                continue
-            out["hash"][position] = decoded.content_hash
-            out["width"][position], out["height"][position] = decoded.width, decoded.height
-            out["format"][position] = decoded.format
+            item, array = outcome.value
+            out["hash"][position] = item.content_hash
+            out["width"][position], out["height"][position] = item.width, item.height
+            out["format"][position] = item.format
+            inputs.append(array)
             good.append(position)
         vectors = np.zeros((count, backbone.dim), dtype=np.float32)
         for start in range(0, len(good), backbone.batch_size):

@@ -4,6 +4,7 @@ every query, persisted, removable; duplicates keep using the model's own space."
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,12 @@ def test_learned_transform_changes_search_and_persists(two_marks: Path) -> None:
     scored = evaluation["results"][0]
     assert scored["label"] == "collection: classic [lda]"
     assert scored["summary"]["top-1"] == 1.0 and scored["summary"]["mAP@3"] == 1.0
+    # images the collection does not hold are embedded with its model and projected too
+    outside = two_marks.parent / "outside"
+    shutil.copytree(two_marks, outside, ignore=shutil.ignore_patterns(".lookalike"))
+    evaluation = json.loads(invoke("eval", outside, "--db", two_marks, "-k", "3",
+                                   "--json").stdout)
+    assert evaluation["results"][0]["summary"]["top-1"] == 1.0
 
     assert invoke("learn", two_marks, "--db", two_marks, "--clear").exit_code == 0
     cleared = Collection.open(two_marks)
