@@ -133,7 +133,7 @@ def _embed_batch(batch: list[_Read], backbone: TorchBackbone, max_pixels: int) -
         except DecodeError as error:
             errors.append((item.record.id, str(error)))
             continue
-        pixels = torch.from_numpy(np.asarray(decoded.image)).permute(2, 0, 1)
+        pixels = torch.from_numpy(np.array(decoded.image)).permute(2, 0, 1)
         tensors[n] = _prepare(pixels.to(device), backbone.spec)
         facts[n] = (decoded.width, decoded.height, decoded.format)
     order = sorted(tensors)

@@ -74,6 +74,9 @@ class TorchBackbone(Backbone):
     model: Any = field(default=None, repr=False)
     spec: Preprocess = field(default_factory=Preprocess)
     device: str = "cpu"
+    # bf16 on a CPU with native bf16 units (AMX / AVX512-BF16): ~3x faster, cosine > .999
+    # to fp32. Not part of identity(): collections stay portable across machines.
+    cpu_bf16: bool = False
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return to_tensor(image, self.spec)
@@ -100,7 +103,20 @@ class TorchBackbone(Backbone):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         if self._kind == "mps":
             return torch.autocast("mps", dtype=torch.float16)
-        return torch.autocast("cpu", enabled=False)
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cpu_bf16)
+
+
+def cpu_bf16_default() -> bool:
+    """bf16 on CPU when the CPU computes it natively; ``LOOKALIKE_CPU_BF16=0|1`` overrides.
+
+    Without AMX or AVX512-BF16, bf16 is emulated and slower than fp32, so it stays off.
+    """
+    forced = os.environ.get("LOOKALIKE_CPU_BF16")
+    if forced is not None:
+        return forced.strip().lower() not in {"0", "false", "no", "off", ""}
+    cpu = _require("torch").cpu
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(cpu, check, lambda: False)() for check in checks)
 
 
 @dataclass(eq=False)
@@ -165,6 +181,7 @@ def load_torch_backbone(
         model=model,
         spec=spec,
         device=device,
+        cpu_bf16=kind == "cpu" and cpu_bf16_default(),
         **extra,
     )
     zeros = np.zeros((1, 3, spec.size, spec.size), dtype=np.float32)

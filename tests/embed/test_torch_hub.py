@@ -34,6 +34,12 @@ def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def fp32_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fp32, so outputs compare tightly with the torch module's own (bf16 has its test)."""
+    monkeypatch.setenv("LOOKALIKE_CPU_BF16", "0")
+
+
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """No network: name resolution and connections fail at once, as on a machine offline."""
@@ -55,6 +61,7 @@ def own_features(module: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
 
 def test_random_timm_model_embeds_normalised_deterministic_rows() -> None:
     backbone = load_torch_backbone("timm:resnet10t", pretrained=False, device="cpu")
+    assert not backbone.cpu_bf16
     assert backbone.dim == 512 and not backbone.embeds_text
     # timm's data config: 176 px, crop_pct 0.875, bicubic
     assert (backbone.spec.size, backbone.spec.resize) == (176, round(176 / 0.875))
@@ -75,6 +82,27 @@ def test_random_timm_model_embeds_normalised_deterministic_rows() -> None:
     assert identity["pretrained"] == "random-init" and identity["library"] == "timm"
     assert identity["version"] == timm.__version__
     assert identity["preprocess"] == backbone.spec.to_dict()
+
+
+def test_cpu_bf16_matches_fp32_rankings_and_leaves_identity_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """bf16 on CPU (forced here, native or not) changes vectors by rounding, not meaning."""
+    monkeypatch.setenv("LOOKALIKE_CPU_BF16", "1")
+    fast = load_torch_backbone("timm:vit_tiny_patch16_224", pretrained=False, device="cpu")
+    monkeypatch.setenv("LOOKALIKE_CPU_BF16", "0")
+    exact = load_torch_backbone("timm:vit_tiny_patch16_224", pretrained=False, device="cpu")
+    assert fast.cpu_bf16 and not exact.cpu_bf16
+    exact.model.load_state_dict(fast.model.state_dict())
+    images = IMAGES + [scene(seed) for seed in range(3, 9)]
+    batch = np.stack([exact.preprocess(image) for image in images])
+    rounded, reference = fast.embed(batch), exact.embed(batch)
+    assert rounded.dtype == np.float32
+    assert not np.array_equal(rounded, reference)  # bf16 really ran
+    assert np.min(np.sum(rounded * reference, axis=1)) > 0.99
+    # the crop of scene 0 finds scene 0 first, whichever precision ran
+    assert np.argsort(-(rounded @ rounded[1]))[1] == np.argsort(-(reference @ reference[1]))[1]
+    assert fast.identity() == exact.identity()
 
 
 def test_aliases_name_the_intended_models() -> None:
