@@ -39,7 +39,7 @@ from .analyse.layout import map_2d
 from .analyse.outliers import top_outliers
 from .collection import DEFAULT_DIRNAME, Collection, SearchHit, locate
 from .decode import DecodeError
-from .discover import discover
+from .discover import discover, is_remote
 from .embed import ModelUnavailable, list_backbones
 from .pipeline_ray import RayUnavailable
 from .store import StoreError
@@ -98,7 +98,7 @@ def _to_json(value: Any) -> Any:
         return {str(key): _to_json(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_to_json(item) for item in value]
-    if isinstance(value, Path):
+    if isinstance(value, Path) or is_remote(value):
         return str(value)
     return value
 
@@ -129,7 +129,9 @@ def _find_collection(db: Path | None, *hints: Path | None) -> Path:
 @app.command()
 @friendly_errors
 def index(
-    folder: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
+    folder: Annotated[str, typer.Argument(
+        help="Folder of images (searched recursively), or an fsspec URL such as "
+             "s3://bucket/photos (then --db DIR is required).")],
     db: DbOption = None,
     model: Annotated[str, typer.Option(help="Backbone: auto, classic, onnx:PATH, dinov2-small, "
                                        "clip-vit-b-32, resnet50, ... (see lookalike models)")]

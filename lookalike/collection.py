@@ -28,7 +28,7 @@ from .analyse.exemplars import assign_to_exemplars
 from .analyse.groups import Group, threshold_groups
 from .analyse.outliers import outlier_scores
 from .decode import decode_file
-from .discover import discover
+from .discover import Root, as_root, discover, is_remote
 from .duplicates_job import DuplicateReport, find_duplicates
 from .embed import Backbone, Preprocess, load_backbone, resolve_auto
 from .embed.transform import TransformChain
@@ -111,6 +111,17 @@ def locate(path: str | os.PathLike[str]) -> Path:
     raise StoreError(f"no collection at {path} (create one with: lookalike index FOLDER)")
 
 
+def _is_folder(root: Root) -> bool:
+    """``root.is_dir()``, with a remote store's own errors (no such bucket, no credentials)
+    turned into a :class:`StoreError` that says which."""
+    try:
+        return root.is_dir()
+    except OSError:
+        return False
+    except Exception as error:  # botocore, gcsfs... errors are not OSErrors
+        raise StoreError(f"cannot reach {root}: {error}") from None
+
+
 def model_key(identity: dict[str, Any]) -> str:
     """A short, file-name-safe key for the model that produced a set of embeddings."""
     slug = re.sub(r"[^a-z0-9]+", "-", str(identity.get("name", "model")).lower()).strip("-")
@@ -138,18 +149,25 @@ class Collection:
     @classmethod
     def index_folder(
         cls,
-        root: str | os.PathLike[str],
+        root: str | os.PathLike[str] | Root,
         db: str | os.PathLike[str] | None = None,
         **options: Any,
     ) -> tuple[Collection, IndexReport]:
-        """Open (or create) the collection for ``root`` and bring it up to date."""
-        root = Path(root).expanduser().absolute()
-        if not root.is_dir():
+        """Open (or create) the collection for ``root`` and bring it up to date.
+
+        ``root`` may be an fsspec URL (``s3://bucket/photos``); the collection itself is
+        then local and ``db`` is required.
+        """
+        root = as_root(root)
+        if is_remote(root) and db is None:
+            raise StoreError(f"{root} is on object storage: pass --db DIR for the collection "
+                             "(its catalogue and embeddings are local files)")
+        if not _is_folder(root):
             raise StoreError(f"{root} is not a folder")
         directory = Path(db).expanduser().absolute() if db else root / DEFAULT_DIRNAME
         if (directory / Store.CATALOGUE).is_file():
             collection = cls(Store.open(directory, writable=True))
-            if collection.root != root.resolve():
+            if str(collection.root) != str(root if is_remote(root) else root.resolve()):
                 raise StoreError(
                     f"the collection at {directory} indexes {collection.root}, not {root}"
                 )
@@ -167,7 +185,8 @@ class Collection:
         self.close()
 
     @property
-    def root(self) -> Path:
+    def root(self) -> Root:
+        """The image folder: a local :class:`Path`, or a :class:`UPath` on object storage."""
         return self.store.root
 
     @property
@@ -517,7 +536,7 @@ class Collection:
     def _own_row(self, record: ModelRecord, query: object) -> int | None:
         if isinstance(query, (int, np.integer)):
             return self.store.row_for_file(record.key, int(query))
-        if isinstance(query, (str, os.PathLike)):
+        if isinstance(query, (str, os.PathLike)) and not is_remote(self.root):
             path = Path(query).expanduser().absolute()
             try:
                 relative = path.resolve().relative_to(self.root).as_posix()

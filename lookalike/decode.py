@@ -20,6 +20,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from upath import UPath
 
 try:  # HEIC/HEIF support is optional.
     import pillow_heif
@@ -132,23 +133,29 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def decode_file(
-    path: str | os.PathLike[str], min_side: int | None = None,
+    path: str | os.PathLike[str] | UPath, min_side: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Decoded:
     """Read and decode one file; a vanished or unreadable file is a :class:`DecodeError`."""
     return decode_bytes(read_file(path), min_side=min_side, max_pixels=max_pixels)
 
 
-def read_file(path: str | os.PathLike[str]) -> bytes:
-    """A file's bytes; a vanished or unreadable file is a :class:`DecodeError`."""
+def read_file(path: str | os.PathLike[str] | UPath) -> bytes:
+    """A file's bytes, local or on an fsspec filesystem (a :class:`UPath`); a vanished or
+    unreadable file is a :class:`DecodeError`."""
+    source = path if isinstance(path, UPath) else Path(path)
     try:
-        return Path(path).read_bytes()
+        return source.read_bytes()
     except FileNotFoundError:
         raise DecodeError("file disappeared before it could be read") from None
     except IsADirectoryError:
         raise DecodeError("is a directory") from None
     except OSError as error:
         raise DecodeError(f"cannot read file: {error.strerror or error}") from None
+    except Exception as error:  # remote backends raise their own types (botocore, aiohttp)
+        if isinstance(source, Path):
+            raise
+        raise DecodeError(f"cannot read file: {error}") from None
 
 
 T = TypeVar("T")

@@ -1,11 +1,20 @@
-"""Discover: walk folders and find image files by their content, not their extension."""
+"""Discover: walk folders and find image files by their content, not their extension.
+
+A root is a local folder or an fsspec URL (``s3://bucket/photos``, ``gs://…``): see
+:func:`as_root`. Remote roots are :class:`upath.UPath` objects, so ``root / relative``
+and ``.read_bytes()`` work the same on both.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeAlias
+
+from upath import UPath
 
 # Magic numbers of the formats we decode. HEIC/HEIF/AVIF live in an ISO-BMFF box.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -18,10 +27,37 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"MM\x00*", "TIFF"),
 )
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis", b"avif"}
-IMAGE_EXTENSIONS = {
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".dib", ".tif", ".tiff",
-    ".webp", ".heic", ".heif", ".avif",
+_FORMAT_BY_EXTENSION = {
+    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG",
+    ".gif": "GIF", ".bmp": "BMP", ".dib": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
+    ".webp": "WEBP", ".heic": "HEIF", ".heif": "HEIF", ".avif": "HEIF",
 }
+IMAGE_EXTENSIONS = set(_FORMAT_BY_EXTENSION)
+
+Root: TypeAlias = Path | UPath
+
+
+def as_root(location: str | os.PathLike[str]) -> Root:
+    """A local folder as an absolute :class:`Path`; an fsspec URL as a :class:`UPath`.
+
+    ``file://`` URLs become local paths. Credentials and endpoints for remote stores come
+    from the backend's usual configuration (``~/.aws``, ``GOOGLE_APPLICATION_CREDENTIALS``)
+    or fsspec's ``FSSPEC_<PROTOCOL>_<OPTION>`` variables, e.g. ``FSSPEC_S3_ENDPOINT_URL``.
+    """
+    if is_remote(location):
+        return location
+    text = os.fspath(location)
+    if "://" in text:
+        remote = UPath(text)
+        if remote.protocol not in ("file", "local"):
+            return remote
+        text = remote.path
+    return Path(text).expanduser().absolute()
+
+
+def is_remote(path: object) -> bool:
+    """Whether ``path`` lives on an fsspec filesystem rather than the local disk."""
+    return isinstance(path, UPath) and not isinstance(path, Path)
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -54,7 +90,15 @@ def discover(root: Path, exclude: tuple[str, ...] = (".lookalike",)) -> Iterator
     ``.jpg``, a zero-byte file, an unreadable file) are yielded with a ``reason`` so they
     can be reported instead of silently dropped. Symlinked directories are followed once:
     a loop, or a link back to a folder already walked, is not entered twice.
+
+    On a remote root one listing call returns every object with its size and time, and
+    images are recognised by extension: reading each object's header would cost one
+    request per object on every run. An object whose content is not an image is then
+    reported when it is decoded, with the same reason as a local one.
     """
+    if is_remote(root):
+        yield from _discover_remote(root, exclude)
+        return
     root = Path(root)
     seen_dirs: set[tuple[int, int]] = set()
     yield from _walk(root, root, exclude, seen_dirs)
@@ -114,3 +158,37 @@ def _inspect(root: Path, path: Path) -> Candidate | None:
         return None
     reason = "empty file" if info.st_size == 0 else "not an image (content is not a known format)"
     return Candidate(relative, info.st_size, info.st_mtime_ns, None, reason)
+
+
+def _discover_remote(root: UPath, exclude: tuple[str, ...]) -> Iterator[Candidate]:
+    base = root.path.rstrip("/")
+    listing = root.fs.find(base, detail=True)
+    for name in sorted(listing):
+        info = listing[name]
+        relative = PurePosixPath(name.lstrip("/")).relative_to(base.lstrip("/"))
+        if info.get("type") == "directory" or set(relative.parts) & set(exclude):
+            continue
+        image_format = _FORMAT_BY_EXTENSION.get(relative.suffix.lower())
+        if image_format is None:
+            continue
+        size = int(info.get("size") or 0)
+        if size == 0:
+            yield Candidate(Path(relative), 0, _modified_ns(info), None, "empty file")
+        else:
+            yield Candidate(Path(relative), size, _modified_ns(info), image_format)
+
+
+def _modified_ns(info: dict[str, Any]) -> int:
+    """An object's modification time in ns from whichever key its filesystem reports."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "modified", "created"):
+        value = info.get(key)
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+        if isinstance(value, datetime):
+            return int(value.timestamp() * 1e9)
+        if isinstance(value, (int, float)):
+            return int(value * 1e9)
+    return 0

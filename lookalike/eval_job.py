@@ -356,9 +356,9 @@ def collection_vectors(
     vectors = np.zeros((len(labelled), stored.shape[1]), dtype=np.float32)
     missing: list[int] = []
     for position, relative in enumerate(labelled.paths):
-        try:
+        try:  # a labelled set is local; a collection on object storage never holds it
             inside = (labelled.root / relative).resolve().relative_to(collection.root)
-        except ValueError:
+        except (ValueError, TypeError):
             inside = None
         if inside is not None and inside.as_posix() in row_of:
             vectors[position] = stored[row_of[inside.as_posix()]]

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+from upath import UPath
 
 from .decode import decode_file, parallel_ordered
+from .discover import is_remote
 from .embed.base import Backbone
 from .store import EmbeddedFile, FileRecord, Store
 
@@ -42,13 +44,18 @@ Prepared = TypeVar("Prepared")
 BatchResult = tuple[list[EmbeddedFile], np.ndarray, list[tuple[int, str]]]
 
 
-def prepare_file(path: Path | str, file_id: int,
+def prepare_file(path: Path | UPath | str, file_id: int,
                  backbone: Backbone) -> tuple[EmbeddedFile, np.ndarray]:
     """Decode one file and preprocess it for ``backbone`` (runs in worker threads)."""
     decoded = decode_file(path, min_side=backbone.decode_size)
     item = EmbeddedFile(file_id, decoded.content_hash, decoded.width, decoded.height,
                         decoded.format)
     return item, backbone.preprocess(decoded.image)
+
+
+# Threads reading from object storage: each spends most of its time waiting 20-50 ms for
+# an object's first byte, so many more than cores are needed to keep the model busy.
+REMOTE_READERS = 32
 
 
 def embed_pending(
@@ -92,6 +99,8 @@ def run_batches(
     """The loop every local pipeline shares: ``prepare`` each file still to embed in a
     thread pool (a :class:`~lookalike.decode.DecodeError` skips the file with its reason),
     ``embed`` full batches (``concurrency`` at once), commit them in file order."""
+    if workers is None and is_remote(store.root):
+        workers = REMOTE_READERS
     todo = store.files_to_embed(model_key)
     paths = {record.id: record.path for record in todo}
     dim = store.model(model_key).dim

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from typing import Any
 
 import numpy as np
 
 from .decode import parallel_ordered
+from .discover import as_root
 from .embed import load_backbone
 from .pipeline import EmbedReport, Progress, prepare_file
 from .store import EmbeddedFile, Store
@@ -70,7 +70,7 @@ class _Embedder:
     """A Ray actor: decodes and embeds blocks of files with one loaded model."""
 
     def __init__(self, root: str, spec: str, options: dict[str, Any], identity: str) -> None:
-        self.root = root
+        self.root = as_root(root)  # a local folder or an fsspec URL, read on the worker
         self.backbone = load_backbone(spec, **options)
         if _canonical(self.backbone.identity()) != identity:
             raise RuntimeError(
@@ -88,7 +88,7 @@ class _Embedder:
         inputs, good = [], []
 
         def prepare(position: int) -> tuple[EmbeddedFile, np.ndarray]:
-            path = os.path.join(self.root, str(block["path"][position]))
+            path = self.root / str(block["path"][position])
             return prepare_file(path, int(block["id"][position]), backbone)
 
         # one worker: the actor has one CPU; the outcomes carry the same skip reasons as a

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .discover import Candidate
+from .discover import Candidate, Root, as_root, is_remote
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -136,16 +136,19 @@ class Store:
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
-    def create(cls, directory: str | os.PathLike[str], root: str | os.PathLike[str]) -> Store:
+    def create(cls, directory: str | os.PathLike[str], root: str | os.PathLike[str] | Root
+               ) -> Store:
         directory = Path(directory).expanduser().absolute()
         if (directory / cls.CATALOGUE).exists():
             raise StoreError(f"a collection already exists at {directory}")
         directory.mkdir(parents=True, exist_ok=True)
         store = cls(directory, _connect(directory / cls.CATALOGUE))
-        root = Path(root).expanduser().absolute()
+        root = as_root(root)
+        # a local root is stored relative to the collection, a remote one as its URL
+        stored_root = str(root) if is_remote(root) else os.path.relpath(root, directory)
         with store.transaction() as db:
             db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            db.execute("INSERT INTO meta VALUES ('root', ?)", (os.path.relpath(root, directory),))
+            db.execute("INSERT INTO meta VALUES ('root', ?)", (stored_root,))
             db.execute("INSERT INTO meta VALUES ('created_at', ?)", (str(time.time()),))
         return store
 
@@ -169,9 +172,13 @@ class Store:
             self._db.close()
 
     @functools.cached_property
-    def root(self) -> Path:
-        """The image folder; stored relative to the collection so both can move together."""
-        return (self.directory / self.meta("root")).resolve()
+    def root(self) -> Root:
+        """The image folder: a local one is stored relative to the collection, so both can
+        move together; a remote one (an fsspec URL) as its URL."""
+        stored = self.meta("root") or "."
+        if "://" in stored:
+            return as_root(stored)
+        return (self.directory / stored).resolve()
 
     def meta(self, key: str) -> str | None:
         row = self._query_one("SELECT value FROM meta WHERE key = ?", (key,))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
@@ -56,6 +59,25 @@ def photo_folder(tmp_path: Path) -> Path:
     crop(scene(0)).save(folder / "sub" / "scene0-crop.jpg", quality=90)
     flip(scene(1)).save(folder / "sub" / "scene1-flip.png")
     return folder
+
+
+def upload_to_memory(folder: Path) -> str:
+    """Copy ``folder`` to fsspec's in-memory filesystem; its URL (what ``s3://...`` is to
+    lookalike: a remote root read through fsspec)."""
+    base = f"/{uuid.uuid4().hex}/{folder.name}"
+    memory = fsspec.filesystem("memory")
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            memory.pipe(f"{base}/{path.relative_to(folder).as_posix()}", path.read_bytes())
+    return f"memory://{base}"
+
+
+@pytest.fixture
+def remote_folder(photo_folder: Path) -> Iterator[str]:
+    """``photo_folder`` on the in-memory fsspec filesystem, removed afterwards."""
+    url = upload_to_memory(photo_folder)
+    yield url
+    fsspec.filesystem("memory").rm(url[len("memory://"):].rsplit("/", 1)[0], recursive=True)
 
 
 def shared_model(name: str) -> Path:

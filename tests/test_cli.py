@@ -159,3 +159,19 @@ def test_sizes_parse_in_powers_of_1024() -> None:
     for bad in ("", "G", "six", "-1G"):
         with pytest.raises(ValueError):
             parse_size(bad)
+
+
+def test_index_an_fsspec_url_needs_db_and_then_searches(remote_folder: str,
+                                                        tmp_path: Path) -> None:
+    refused = runner.invoke(app, ["index", remote_folder, "--model", "classic"])
+    assert refused.exit_code != 0 and "--db" in refused.output
+    db = tmp_path / "remote.lookalike"
+    result = invoke("index", remote_folder, "--db", db, "--model", "classic", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["embed"]["embedded"] == 10
+    query = tmp_path / "q.jpg"
+    crop(scene(4)).save(query)
+    result = invoke("search", query, "--db", db, "-k", "1", "--json")
+    assert json.loads(result.stdout)[0]["results"][0]["path"] == "scene4.jpg"
+    info = json.loads(invoke("info", "--db", db, "--json").stdout)
+    assert info["root"] == remote_folder.replace(":///", "://")

@@ -341,3 +341,53 @@ def test_ivfpq_collection_reranks_from_the_store(photo_folder: Path) -> None:
         hits = reopened.search(int(ids[position]), k=5)
         assert [h.id for h in hits][:3] == [int(i) for i in ids[exact[:3]]]
         assert abs(hits[0].score - float(stored[exact[0]] @ stored[position])) < 1e-3
+
+
+def test_collection_of_images_on_object_storage(
+    photo_folder: Path, remote_folder: str, tmp_path: Path
+) -> None:
+    """A root read through fsspec (in-memory here; s3:// or gs:// for users) gives the same
+    collection as the local folder, updates incrementally and reports bad objects."""
+    import fsspec
+
+    from lookalike.act.sort import SortError, plan_sort
+    from lookalike.discover import as_root
+
+    with pytest.raises(StoreError, match="--db"):
+        Collection.index_folder(remote_folder, model="classic")
+    memory = fsspec.filesystem("memory")
+    base = remote_folder[len("memory://"):]
+    memory.pipe(f"{base}/notes.jpg", b"a text file named like a photo")
+    remote, report = Collection.index_folder(remote_folder, tmp_path / "remote.lookalike",
+                                             model="classic")
+    assert str(remote.root) == str(as_root(remote_folder))
+    assert report.embed.embedded == 10
+    # on object storage the bad object is found at decode, not by sniffing its header
+    assert [path for path, _ in report.skipped] == ["notes.jpg"]
+    assert dict(report.skipped)["notes.jpg"].startswith("not an image")
+
+    local, _ = Collection.index_folder(photo_folder, model="classic")
+    local_ids, local_vectors = local.vectors()
+    remote_ids, remote_vectors = remote.vectors()
+    assert local.paths(local_ids) == remote.paths(remote_ids)
+    np.testing.assert_array_equal(local_vectors, remote_vectors)
+    query = tmp_path / "q.jpg"
+    crop(scene(3)).save(query)
+    assert remote.search(query, k=1)[0].path == "scene3.jpg"
+    duplicates = remote.duplicates()  # verification reads the objects' pixels
+    assert [sorted(duplicates.paths[m] for m in group.members) for group in duplicates.near] == \
+        [sorted(local.duplicates().paths[m] for m in group.members)
+         for group in local.duplicates().near]
+
+    memory.rm(f"{base}/scene7.jpg")
+    with memory.open(f"{base}/scene6.jpg", "wb") as handle:  # same name, new picture
+        scene(21).save(handle, "JPEG")
+    again = Collection.index_folder(remote_folder, tmp_path / "remote.lookalike")[1]
+    assert (again.changes.added, again.changes.changed, again.changes.removed) == (0, 1, 1)
+    assert again.embed.embedded == 1
+    crop(scene(21)).save(query)
+    assert remote.search(query, k=1)[0].path == "scene6.jpg"
+
+    sources = {remote.root / "scene0.jpg": "kept"}
+    with pytest.raises(SortError, match="object storage"):
+        plan_sort(sources, tmp_path / "sorted")

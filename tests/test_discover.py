@@ -3,9 +3,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lookalike.discover import discover, sniff_format
+import fsspec
+
+from lookalike.discover import as_root, discover, is_remote, sniff_format
 from tests import bad_files
-from tests.conftest import scene
+from tests.conftest import scene, upload_to_memory
 
 
 def test_sniff_format_reads_magic_numbers() -> None:
@@ -54,3 +56,32 @@ def test_collection_directory_is_excluded(tmp_path: Path) -> None:
     scene(1).save(tmp_path / ".lookalike" / "thumb.jpg")
     scene(2).save(tmp_path / "photo.jpg")
     assert [c.path.name for c in discover(tmp_path)] == ["photo.jpg"]
+
+
+def test_roots_are_local_paths_or_fsspec_urls(tmp_path: Path) -> None:
+    assert as_root(tmp_path) == tmp_path and not is_remote(as_root(tmp_path))
+    assert as_root(f"file://{tmp_path}") == tmp_path
+    remote = as_root("memory://bucket/photos")
+    assert is_remote(remote) and remote.protocol == "memory"
+    assert str(remote / "a" / "b.jpg") == "memory://bucket/photos/a/b.jpg"
+
+
+def test_remote_root_lists_images_with_sizes_and_times(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    (folder / "b" / "c").mkdir(parents=True)
+    (folder / ".lookalike").mkdir()
+    scene(1).save(folder / "b" / "c" / "deep.webp")
+    scene(2).save(folder / "a.png")
+    scene(3).save(folder / ".lookalike" / "inside-a-collection.jpg")
+    bad_files.zero_bytes(folder)
+    (folder / "readme.txt").write_text("not named like an image")
+    url = upload_to_memory(folder)
+    try:
+        found = {c.path.as_posix(): c for c in discover(as_root(url))}
+    finally:
+        fsspec.filesystem("memory").rm(url[len("memory://"):].rsplit("/", 1)[0], recursive=True)
+    assert list(found) == ["a.png", "b/c/deep.webp", "empty.jpg"]
+    assert found["a.png"].size == (folder / "a.png").stat().st_size
+    assert found["a.png"].format == "PNG" and found["b/c/deep.webp"].format == "WEBP"
+    assert found["a.png"].mtime_ns > 0  # the memory filesystem's creation time
+    assert (found["empty.jpg"].format, found["empty.jpg"].reason) == (None, "empty file")

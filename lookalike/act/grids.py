@@ -11,6 +11,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from ..decode import DecodeError, decode_file
+from ..discover import Root
 
 TILE = 192
 LABEL = 34
@@ -21,7 +22,7 @@ GAP = 6
 class Tile:
     """One cell of a sheet: an image file and two caption lines."""
 
-    path: Path
+    path: Root  # a local file or an object on storage read through fsspec
     title: str
     subtitle: str = ""
     highlight: bool = False

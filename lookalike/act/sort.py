@@ -41,6 +41,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..discover import is_remote
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no journal locking
@@ -141,6 +143,10 @@ def plan_sort(
     """
     if mode not in MODES:
         raise SortError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    remote = next((source for source in assignments if is_remote(source)), None)
+    if remote is not None:
+        raise SortError(f"sorting moves local files only; {remote} is on object storage: "
+                        "copy the images to a local folder first and index that")
     root = Path(destination).expanduser().absolute()
     if os.path.lexists(root) and not root.is_dir():
         raise SortError(f"{root} exists and is not a folder")

@@ -19,7 +19,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from ..decode import DecodeError
+from ..decode import DecodeError, read_file
+from ..discover import is_remote
 from ..embed import ModelUnavailable
 from ..store import FileRecord, StoreError
 from . import schemas
@@ -322,15 +323,19 @@ def create_app(directory: str | Path, *, token: str | None = None,
                             headers={"cache-control": "private, max-age=86400"})
 
     @app.get("/image/{file_id:int}", response_class=FileResponse, responses=ERRORS)
-    def original(file_id: int) -> FileResponse:
+    def original(file_id: int) -> Response:
         record = record_or_404(file_id)
         path = service.original(record)
         if path is None:
             raise HTTPException(404, f"image {file_id} is no longer in the folder")
         media = CONTENT_TYPES.get(record.format or "", "application/octet-stream")
-        return FileResponse(path, media_type=media,
-                            headers={"cache-control": "private, max-age=3600",
-                                     "x-content-type-options": "nosniff"})
+        headers = {"cache-control": "private, max-age=3600", "x-content-type-options": "nosniff"}
+        if not is_remote(path):
+            return FileResponse(path, media_type=media, headers=headers)
+        try:  # object storage: relayed through the server, which holds the credentials
+            return Response(read_file(path), media_type=media, headers=headers)
+        except DecodeError as error:
+            raise HTTPException(404, f"image {file_id}: {error}") from None
 
     return app
 

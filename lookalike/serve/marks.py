@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..discover import Root
+
 DECISIONS = ("keep", "discard", "not-duplicate")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS marks (
@@ -91,7 +93,7 @@ class MarkStore:
         with self._lock:
             return dict(self._db.execute("SELECT file_id, decision FROM marks").fetchall())
 
-    def to_csv(self, root: Path) -> str:
+    def to_csv(self, root: Root) -> str:
         """``file_id,path,absolute_path,decision,group,note,updated_at`` (ISO time, UTC)."""
         out = io.StringIO()
         writer = csv.writer(out)

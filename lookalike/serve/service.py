@@ -23,6 +23,7 @@ from ..analyse.layout import TSNE_MAX, map_2d
 from ..analyse.outliers import top_outliers
 from ..collection import Collection, CollectionInfo, locate
 from ..decode import DEFAULT_MAX_PIXELS, DecodeError, decode_bytes
+from ..discover import Root, is_remote
 from ..embed import Backbone
 from ..store import FileRecord, Store
 from .batching import SearchBatcher
@@ -91,14 +92,16 @@ class Service:
         """A catalogue file by id, read fresh (never a stale cached row)."""
         return self.collection.store.file(file_id)
 
-    def original(self, record: FileRecord) -> Path | None:
+    def original(self, record: FileRecord) -> Root | None:
         """The original file of a catalogue record, or None when it is not safely inside
         the collection's folder any more (the catalogue path is relative; never absolute,
         never climbing out with ``..``)."""
         relative = Path(record.path)
         if relative.is_absolute() or ".." in relative.parts:
             return None
-        path = self.root / relative
+        path = self.root / relative.as_posix()
+        if is_remote(path):
+            return path  # one request, not two: a missing object fails when it is read
         return path if path.is_file() else None
 
     def thumbnail(self, record: FileRecord, size: int) -> Path:

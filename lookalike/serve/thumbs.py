@@ -14,6 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..decode import decode_file
+from ..discover import Root
 from ..store import FileRecord
 
 SIZES = (96, 160, 256, 384, 640)
@@ -30,7 +31,7 @@ def thumb_path(cache: Path, record: FileRecord, size: int) -> Path:
     return cache / str(size) / f"{record.id % 256:02x}" / f"{record.id}-{stamp}.webp"
 
 
-def thumbnail(cache: Path, root: Path, record: FileRecord, size: int) -> Path:
+def thumbnail(cache: Path, root: Root, record: FileRecord, size: int) -> Path:
     """The cached thumbnail of ``record`` at ``size`` px (longest side), made if needed.
 
     Raises :class:`~lookalike.decode.DecodeError` when the original cannot be decoded.

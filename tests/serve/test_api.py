@@ -121,6 +121,31 @@ def test_original_and_thumbnail(client: TestClient, served_folder: Path) -> None
     assert client.get(f"/thumb/{file_id(client, 'broken.jpg')}").status_code == 422
 
 
+def test_collection_on_object_storage_serves_originals_and_thumbnails(
+    photo_folder: Path, remote_folder: str, tmp_path: Path
+) -> None:
+    """Images read through fsspec: the server relays originals and makes thumbnails."""
+    import fsspec
+
+    from lookalike import Collection
+
+    Collection.index_folder(remote_folder, tmp_path / "remote.lookalike", model="classic")
+    with TestClient(create_app(tmp_path / "remote.lookalike")) as remote:
+        jpeg = remote.get(f"/image/{file_id(remote, 'scene0.jpg')}")
+        assert jpeg.status_code == 200 and jpeg.headers["content-type"] == "image/jpeg"
+        assert jpeg.content == (photo_folder / "scene0.jpg").read_bytes()
+        thumb = remote.get(f"/thumb/{file_id(remote, 'sub/scene1-flip.png')}",
+                           params={"size": 100})
+        assert Image.open(io.BytesIO(thumb.content)).format == "WEBP"
+        similar = remote.get(f"/api/images/{file_id(remote, 'scene0.jpg')}/similar",
+                             params={"k": 1}).json()
+        assert similar["hits"][0]["image"]["path"] == "sub/scene0-crop.jpg"
+        gone = file_id(remote, "scene5.jpg")
+        fsspec.filesystem("memory").rm(f"{remote_folder[len('memory://'):]}/scene5.jpg")
+        missing = remote.get(f"/image/{gone}")
+        assert missing.status_code == 404 and "disappeared" in missing.json()["detail"]
+
+
 def test_analyses(client: TestClient) -> None:
     duplicates = client.get("/api/duplicates").json()
     sets = [{m["image"]["path"] for m in g["members"]} for g in duplicates["groups"]]
