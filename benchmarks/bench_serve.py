@@ -1,10 +1,11 @@
 """Serving a 100k-image collection: startup time and /similar latency under load.
 
-    python benchmarks/bench_serve.py --n 100000 --clients 50 --seconds 60 [--index hnsw]
+    python benchmarks/bench_serve.py --n 100000 --clients 50 --seconds 60 [--workers 2]
 
 Builds a collection of ``--real`` generated images indexed with the classic model plus
-synthetic catalogue rows with random unit vectors up to ``--n`` (as
-bench_store_memory.py does), builds its vector index (as an ``index`` run leaves it),
+synthetic catalogue rows up to ``--n`` whose unit vectors are clustered like real
+embeddings (``--vectors mixture``, bench_search.py's mixture) or uniform (``uniform``),
+builds its vector index (as an ``index`` run leaves it),
 then starts ``lookalike serve`` in a subprocess on 127.0.0.1. Reported: time from launch
 to the first answered /api/stats, the first /similar (loads the index), then ``--clients``
 concurrent clients (raw asyncio HTTP/1.1 keep-alive, one loop) each requesting
@@ -31,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.bench_search import Mixture  # noqa: E402
 from lookalike import Collection  # noqa: E402
 from lookalike.discover import Candidate, discover  # noqa: E402
 from lookalike.store import EmbeddedFile  # noqa: E402
@@ -38,13 +40,19 @@ from tests.conftest import scene  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its children (``serve --workers``)."""
+    total = 0.0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+            total += int(line.split()[1]) / 1024
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += rss_mb(int(child))
+    return total
 
 
-def build(root: Path, n: int, real: int, index_kind: str = "auto") -> list[int]:
+def build(root: Path, n: int, real: int, index_kind: str = "auto",
+          vectors_kind: str = "mixture") -> list[int]:
     root.mkdir(parents=True)
     for seed in range(real):
         scene(seed).save(root / f"real{seed:04d}.jpg", quality=85)
@@ -57,10 +65,14 @@ def build(root: Path, n: int, real: int, index_kind: str = "auto") -> list[int]:
     store.sync_files(itertools.chain(discover(root), synthetic))
     pending = [f.id for f in store.files_to_embed(record.key)]
     rng = np.random.default_rng(0)
+    mixture = Mixture(record.dim, clusters=1000, cos_to_centre=0.7, decay=1.0, seed=0)
     for start in range(0, len(pending), 4096):
         ids = pending[start:start + 4096]
-        vectors = rng.standard_normal((len(ids), record.dim)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        if vectors_kind == "uniform":
+            vectors = rng.standard_normal((len(ids), record.dim)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        else:
+            vectors = mixture.sample(len(ids), seed=start)
         store.commit_batch(record.key, [EmbeddedFile(i, f"{i:032x}", 640, 480, "JPEG")
                                         for i in ids], vectors)
     store.set_meta("index_kind", index_kind)
@@ -131,17 +143,23 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--index", default="auto", help="auto (flat below 50k), hnsw, ...")
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument("--vectors", choices=["mixture", "uniform"], default="mixture",
+                        help="synthetic embeddings: clustered like real ones (bench_search's "
+                        "Gaussian mixture) or uniform on the sphere (no structure: HNSW's "
+                        "worst case)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary) / "images"
-        ids = build(root, args.n, args.real, args.index)
+        ids = build(root, args.n, args.real, args.index, args.vectors)
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         url = f"http://127.0.0.1:{port}"
         started = time.perf_counter()
         server = subprocess.Popen(
-            [sys.executable, "-m", "lookalike.cli", "serve", str(root), "--port", str(port)],
+            [sys.executable, "-m", "lookalike.cli", "serve", str(root), "--port", str(port),
+             "--workers", str(args.workers)],
             stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
             while True:

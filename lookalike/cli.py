@@ -790,6 +790,9 @@ def serve(
     token: Annotated[str | None, typer.Option(
         help="Require this token on every request (header, cookie, or ?token= for the page).",
         envvar="LOOKALIKE_TOKEN")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Server processes sharing the port: more requests per second on a "
+        "busy server, one vector index in RAM per process.")] = 1,
 ) -> None:
     """A web page and HTTP API over a collection (OpenAPI docs at /docs); never deletes or
     moves a file."""
@@ -804,7 +807,7 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     console.print(f"serving {directory} at http://{shown}:{port}/"
                   + ("?token=..." if token else "") + "  (API docs: /docs)  Ctrl+C stops")
-    run_server(directory, host=host, port=port, token=token)
+    run_server(directory, host=host, port=port, token=token, workers=workers)
 
 
 def _size(n: int) -> str:

@@ -184,6 +184,13 @@ class Store:
         row = self._query_one("SELECT value FROM meta WHERE key = ?", (key,))
         return row[0] if row else None
 
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits (SQLite's
+        ``data_version``): one cheap check tells a reader whether anything it cached from
+        the catalogue may be stale. This connection's own commits do not change it."""
+        row = self._query_one("PRAGMA data_version")
+        return int(row[0]) if row else 0
+
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

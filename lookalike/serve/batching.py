@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..collection import Collection
-from ..store import FileRecord, StoreError
+from ..index import VectorIndex
+from ..store import FileRecord, ModelRecord, StoreError
 
 MAX_BATCH = 16
 
@@ -44,6 +45,7 @@ class SearchBatcher:
                  workers: int | None = None) -> None:
         self.collection = collection
         self.max_batch = max_batch
+        self._cached: tuple[int, ModelRecord, VectorIndex, np.ndarray] | None = None
         self._queue: queue.SimpleQueue[_Query | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._run, name=f"lookalike-search-{n}", daemon=True)
@@ -109,13 +111,24 @@ class SearchBatcher:
             else:
                 item.future.set_result(result)
 
-    def _search(self, batch: list[_Query]) -> list[list[Neighbour] | Exception]:
-        collection, store = self.collection, self.collection.store
+    def _state(self) -> tuple[ModelRecord, VectorIndex, np.ndarray]:
+        """The model, index and embeddings, re-read only after another process (an
+        ``index`` run) committed: a dozen catalogue reads per batch become one."""
+        collection = self.collection
+        version = collection.store.data_version()
+        cached = self._cached
+        if cached is not None and cached[0] == version:
+            return cached[1:]
         record = collection.model
         if record is None:
             raise StoreError("the collection has no embeddings yet: run lookalike index first")
-        index = collection.vector_index()
-        matrix = collection.embedding_matrix(record)
+        state = (record, collection.vector_index(), collection.embedding_matrix(record))
+        self._cached = (version, *state)
+        return state
+
+    def _search(self, batch: list[_Query]) -> list[list[Neighbour] | Exception]:
+        collection, store = self.collection, self.collection.store
+        record, index, matrix = self._state()
         vectors: list[np.ndarray] = []
         own: list[int | None] = []
         positions: list[int] = []  # batch position of each query that is searched

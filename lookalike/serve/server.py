@@ -1,14 +1,21 @@
-"""Run the app with uvicorn: one process serves the API, thumbnails and the page."""
+"""Run the app with uvicorn: one process serves the API, thumbnails and the page; or
+several, sharing the port, for more throughput than one Python interpreter gives."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 import socket
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from .app import create_app
+
+# How worker processes learn what to serve: uvicorn starts them from an import string.
+_SETTINGS = "LOOKALIKE_SERVE_SETTINGS"
 
 
 def is_loopback(host: str) -> bool:
@@ -25,9 +32,24 @@ def is_loopback(host: str) -> bool:
 
 
 def run(directory: str | Path, *, host: str = "127.0.0.1", port: int = 8765,
-        token: str | None = None, log_level: str = "warning") -> None:
+        token: str | None = None, workers: int = 1, log_level: str = "warning") -> None:
     """Serve until interrupted. The collection is opened lazily: the vector index is
-    loaded by the first search, thumbnails are made on first request."""
-    app = create_app(directory, token=token)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=5)
+    loaded by the first search, thumbnails are made on first request.
+
+    ``workers`` > 1 runs that many processes on one port. Each holds its own copy of the
+    vector index; embeddings are memory-mapped, so they are shared. Marks and
+    thumbnails are written atomically, so processes can share them.
+    """
+    options = {"host": host, "port": port, "log_level": log_level, "access_log": False,
+               "timeout_graceful_shutdown": 5}
+    if workers <= 1:
+        uvicorn.run(create_app(directory, token=token), **options)
+        return
+    os.environ[_SETTINGS] = json.dumps({"directory": str(directory), "token": token})
+    uvicorn.run(f"{__name__}:app_from_settings", factory=True, workers=workers, **options)
+
+
+def app_from_settings() -> FastAPI:
+    """The app of one worker process, from the settings :func:`run` left for it."""
+    settings = json.loads(os.environ[_SETTINGS])
+    return create_app(settings["directory"], token=settings["token"])

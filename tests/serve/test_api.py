@@ -48,6 +48,26 @@ def test_image_metadata_and_skip_reason(client: TestClient) -> None:
     assert client.get("/api/images/999999").status_code == 404
 
 
+def test_search_routes_answer_in_their_documented_schema(client: TestClient) -> None:
+    """The search routes write their JSON directly (the hot path); it must still be exactly
+    what the OpenAPI document promises."""
+    from lookalike.serve.schemas import SearchResult
+
+    similar = client.get(f"/api/images/{file_id(client, 'scene3.jpg')}/similar",
+                         params={"k": 3})
+    assert similar.headers["content-type"] == "application/json"
+    parsed = SearchResult.model_validate_json(similar.content)
+    assert parsed.model_dump(mode="json") == similar.json()
+    assert parsed.query.startswith("id:") and len(parsed.hits) == 3
+    uploaded = client.post("/api/search", files={"file": ("q.png", png_bytes(scene(3)))},
+                           data={"k": "2"})
+    assert SearchResult.model_validate_json(uploaded.content).hits[0].image.path == "scene3.jpg"
+    paths = client.get("/openapi.json").json()["paths"]
+    for route, method in (("/api/images/{file_id}/similar", "get"), ("/api/search", "post")):
+        ok = paths[route][method]["responses"]["200"]["content"]["application/json"]
+        assert ok["schema"] == {"$ref": "#/components/schemas/SearchResult"}
+
+
 def test_similar_ranks_the_edited_copy_first(client: TestClient) -> None:
     found = client.get(f"/api/images/{file_id(client, 'scene0.jpg')}/similar",
                        params={"k": 5}).json()
