@@ -167,6 +167,25 @@ def run_one(n: int, work: Path) -> dict[str, Any]:
     return result
 
 
+def run_graph_only(n: int, work: Path) -> None:
+    """The graph stage alone, built in RAM and then on disk (``knn_graph(out=...)``, what
+    a collection does when the graph would take over a quarter of ``--max-memory``)."""
+    data, pairs, _ = make_data(work / f"vectors-{n}.npy", n)
+    memory = MemoryWatch()
+    for where in ("ram", "disk"):
+        memory.reset()
+        started = time.perf_counter()
+        out = work / f"graph-{n}" if where == "disk" else None
+        graph = knn_graph(data, 10, out=out)
+        seconds = time.perf_counter() - started
+        found = graph.is_mutual(pairs[:, 0], pairs[:, 1])
+        print(json.dumps({"n": n, "graph": where, "seconds": round(seconds, 1),
+                          "peak_anon_gb": round(memory.anon, 2),
+                          "peak_file_gb": round(memory.file, 2),
+                          "mutual_planted": round(float(found.mean()), 4)}), flush=True)
+        del graph
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 3_000_000,
@@ -174,10 +193,15 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/lookalike-bench-large"))
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--make", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--graph-only", action="store_true",
+                        help="only the k-NN graph, built in RAM and then on disk")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.make:
         make_data(args.work / f"vectors-{args.make}.npy", args.make)
+        return
+    if args.one and args.graph_only:
+        run_graph_only(args.one, args.work)
         return
     if args.one:
         result = run_one(args.one, args.work)
@@ -185,8 +209,10 @@ def main() -> None:
         return
     for n in args.sizes:
         for step in ("--make", "--one"):  # data written by its own process: not in the RSS
-            subprocess.run([sys.executable, __file__, step, str(n), "--work", str(args.work)],
-                           check=True)
+            subprocess.run([sys.executable, __file__, step, str(n), "--work", str(args.work),
+                            *(["--graph-only"] if args.graph_only else [])], check=True)
+    if args.graph_only:
+        return
     print("\n| n | IVF-PQ build s | build / search anon GB | nprobe | p50 ms | p99 ms "
           "| recall@10 | graph s | graph anon GB | dup recall | k-means s |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -472,23 +473,38 @@ class Collection:
         Exact below ``knn.CELL_MIN`` images, by cells above (not through the search index:
         a whole-collection graph is faster and more exact as blocked matrix products), and
         cached on disk until the embeddings change, so successive analyses (duplicates,
-        groups, outliers...) share one graph.
+        groups, outliers...) share one graph. The cache is memory-mapped when read. When
+        the graph (12 bytes per neighbour) would take over a quarter of the collection's
+        ``max_memory``, it is also built on disk rather than in RAM.
         """
         record = self._require_model()
-        cache = self.directory / "index" / f"{record.key}.knn{k}.npz"
+        cache = self.directory / "index" / f"{record.key}.knn{k}"
         transform = int(self._transform_stamp(record) or "0", 16)
         stamp = np.array([record.version, int(record.file.split(".")[-2]), transform])
-        if cache.exists():
-            with np.load(cache) as saved:
-                if np.array_equal(saved["stamp"], stamp):
-                    return saved["file_ids"], KnnGraph(saved["neighbours"], saved["scores"])
+        try:
+            if np.array_equal(np.load(cache / "stamp.npy"), stamp):
+                return np.load(cache / "file_ids.npy"), KnnGraph(
+                    np.load(cache / "neighbours.npy", mmap_mode="r"),
+                    np.load(cache / "scores.npy", mmap_mode="r"))
+        except (OSError, ValueError):  # no cache yet, or one being replaced
+            pass
         file_ids, rows = self.store.live_rows(record.key)
         vectors = self._live_matrix(record, rows)  # float16 memmap: read block by block
-        graph = knn_graph(vectors, k, progress=progress)
-        cache.parent.mkdir(exist_ok=True)
-        temporary = cache.with_suffix(".tmp.npz")
-        np.savez(temporary, stamp=stamp, file_ids=file_ids, neighbours=graph.neighbours,
-                 scores=graph.scores)
+        temporary = cache.with_name(f".{cache.name}.{os.getpid()}-{threading.get_ident()}")
+        shutil.rmtree(temporary, ignore_errors=True)
+        budget = self.store.meta("max_memory")
+        on_disk = budget is not None and len(rows) * k * 12 > int(budget) // 4
+        graph = knn_graph(vectors, k, out=temporary if on_disk else None, progress=progress)
+        temporary.mkdir(parents=True, exist_ok=True)
+        if not on_disk:
+            np.save(temporary / "neighbours.npy", graph.neighbours)
+            np.save(temporary / "scores.npy", graph.scores)
+        else:
+            for part in (graph.neighbours, graph.scores):
+                part.flush()
+        np.save(temporary / "file_ids.npy", file_ids)
+        np.save(temporary / "stamp.npy", stamp)  # written last: marks the cache complete
+        shutil.rmtree(cache, ignore_errors=True)  # open memmaps of it stay valid
         os.replace(temporary, cache)
         return file_ids, graph
 

@@ -13,6 +13,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faiss
@@ -21,6 +22,7 @@ import numpy as np
 from .index import VectorIndex, build_index, faiss_gpus
 
 BATCH = 4096
+PAIRS_BLOCK = 1 << 20  # graph rows per block when listing edges
 # From here on the cell builder: at 100k x 384 it takes 3.4 s against 48 s for exact
 # batched search, with recall@10 0.989; at 1M 84 s against 456 s for HNSW (recall 1.000
 # against 0.987). Figures: BENCHMARKS.md, "Analyses at scale".
@@ -43,14 +45,24 @@ class KnnGraph:
         return int(self.neighbours.shape[0])
 
     def pairs(self, min_score: float = -1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Unique undirected edges ``(i, j, score)`` with i < j and score >= ``min_score``."""
-        rows = np.repeat(np.arange(len(self)), self.k)
-        cols = self.neighbours.ravel()
-        scores = self.scores.ravel()
-        keep = (cols >= 0) & (scores >= min_score)
-        low = np.minimum(rows[keep], cols[keep])
-        high = np.maximum(rows[keep], cols[keep])
-        scores = scores[keep]
+        """Unique undirected edges ``(i, j, score)`` with i < j and score >= ``min_score``.
+
+        Read in blocks of rows, so a graph on disk (a memmap) is never loaded whole: memory
+        is that of the edges kept.
+        """
+        lows, highs, kept = [], [], []
+        for start in range(0, len(self), PAIRS_BLOCK):
+            cols = np.asarray(self.neighbours[start:start + PAIRS_BLOCK]).ravel()
+            scores = np.asarray(self.scores[start:start + PAIRS_BLOCK]).ravel()
+            rows = np.repeat(np.arange(start, start + len(cols) // max(self.k, 1)), self.k)
+            keep = (cols >= 0) & (scores >= min_score)
+            lows.append(np.minimum(rows[keep], cols[keep]))
+            highs.append(np.maximum(rows[keep], cols[keep]))
+            kept.append(scores[keep])
+        if not lows:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty.copy(), np.zeros(0, dtype=np.float32)
+        low, high, scores = np.concatenate(lows), np.concatenate(highs), np.concatenate(kept)
         order = np.lexsort((-scores, high, low))
         low, high, scores = low[order], high[order], scores[order]
         first = np.ones(len(low), dtype=bool)
@@ -70,25 +82,26 @@ def knn_graph(
     *,
     index: VectorIndex | None = None,
     keys: np.ndarray | None = None,
+    out: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> KnnGraph:
     """The ``k`` nearest neighbours of every row of ``vectors`` (itself excluded).
 
     ``index``: an existing index holding these vectors under ``keys`` to query; without
     one, the graph is exact below ``CELL_MIN`` items and built by :func:`cell_knn_graph`
-    from there on.
+    from there on. ``out``: a folder to build the graph in, as memory-mapped
+    ``neighbours.npy`` and ``scores.npy`` (12 bytes per neighbour on disk, not in RAM).
     """
     n = len(vectors)
     if keys is None:
         keys = np.arange(n, dtype=np.int64)
     if index is None:
         if n >= CELL_MIN:
-            return cell_knn_graph(vectors, k, progress=progress)
+            return cell_knn_graph(vectors, k, out=out, progress=progress)
         index = build_index("flat", vectors, keys)
     position = _position_lookup(keys)
     k_query = min(k + 1, max(len(index), 1))
-    neighbours = np.full((n, k), -1, dtype=np.int64)
-    scores = np.full((n, k), -np.inf, dtype=np.float32)
+    neighbours, scores = _empty_graph(n, k, out)
     for start in range(0, n, BATCH):
         stop = min(start + BATCH, n)
         found_scores, found_keys = index.search(
@@ -115,6 +128,7 @@ def cell_knn_graph(
     nlist: int | None = None,
     probe: int = 4,
     seed: int = 0,
+    out: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> KnnGraph:
     """The k-NN graph of all ``vectors`` by blocks of exact matrix products (BLAS).
@@ -139,7 +153,7 @@ def cell_knn_graph(
     coarse.train(np.ascontiguousarray(sample, dtype=np.float32))
     centroids = faiss.IndexFlatIP(dim)
     centroids.add(coarse.centroids)
-    cells = np.empty((n, min(2, nlist)), dtype=np.int64)
+    cells = np.empty((n, min(2, nlist)), dtype=np.int32)
     for start in range(0, n, BATCH):
         block = np.ascontiguousarray(vectors[start : start + BATCH], dtype=np.float32)
         cells[start : start + len(block)] = centroids.search(block, cells.shape[1])[1]
@@ -147,8 +161,8 @@ def cell_knn_graph(
     queries, query_starts = _by_cell(cells[:, 0], nlist)
     held, held_starts = _by_cell(cells.ravel(), nlist)
     held //= cells.shape[1]  # flat index in ``cells`` -> item position
-    neighbours = np.full((n, k), -1, dtype=np.int64)
-    scores = np.full((n, k), -np.inf, dtype=np.float32)
+    del cells
+    neighbours, scores = _empty_graph(n, k, out)
     done = 0
     for cell in range(nlist):
         rows = queries[query_starts[cell] : query_starts[cell + 1]]
@@ -172,6 +186,22 @@ def cell_knn_graph(
         if progress:
             progress(done, n)
     return KnnGraph(neighbours, scores)
+
+
+def _empty_graph(n: int, k: int, out: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbour ids (-1) and scores (-inf) to fill: in RAM, or as .npy memmaps in ``out``."""
+    if out is None:
+        return (np.full((n, k), -1, dtype=np.int64),
+                np.full((n, k), -np.inf, dtype=np.float32))
+    out.mkdir(parents=True, exist_ok=True)
+    neighbours = np.lib.format.open_memmap(out / "neighbours.npy", mode="w+",
+                                           dtype=np.int64, shape=(n, k))
+    scores = np.lib.format.open_memmap(out / "scores.npy", mode="w+", dtype=np.float32,
+                                       shape=(n, k))
+    for start in range(0, n, PAIRS_BLOCK):  # page by page: never the whole graph in RAM
+        neighbours[start:start + PAIRS_BLOCK] = -1
+        scores[start:start + PAIRS_BLOCK] = -np.inf
+    return neighbours, scores
 
 
 def _by_cell(cell: np.ndarray, nlist: int) -> tuple[np.ndarray, np.ndarray]:

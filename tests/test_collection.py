@@ -325,6 +325,31 @@ def test_max_memory_is_remembered_and_picks_ivfpq(photo_folder: Path) -> None:
     assert collection.vector_index().kind == "ivfpq"
 
 
+def test_max_memory_builds_the_graph_on_disk_with_the_same_analyses(photo_folder: Path,
+                                                                     tmp_path: Path) -> None:
+    """Over a quarter of --max-memory, the k-NN graph is built in memory-mapped files; the
+    analyses read it from there and find what the in-RAM graph finds."""
+    copy = tmp_path / "copy"
+    shutil.copytree(photo_folder, copy)
+    in_ram, _ = Collection.index_folder(photo_folder, model="classic")
+    bounded, _ = Collection.index_folder(copy, model="classic", max_memory=2**10)
+    ram_ids, ram_graph = in_ram.knn_graph(4)
+    disk_ids, disk_graph = bounded.knn_graph(4)  # 10 x 4 x 12 bytes > 1 KiB / 4
+    assert not isinstance(ram_graph.neighbours, np.memmap)
+    assert isinstance(disk_graph.neighbours, np.memmap)
+    np.testing.assert_array_equal(ram_ids, disk_ids)
+    np.testing.assert_array_equal(ram_graph.neighbours, disk_graph.neighbours)
+    cached = in_ram.knn_graph(4)[1]  # the second call reads the cache, memory-mapped
+    assert isinstance(cached.neighbours, np.memmap)
+    np.testing.assert_array_equal(cached.scores, ram_graph.scores)
+    groups = [sorted(g.members.tolist()) for g in in_ram.groups(0.9)[1]]
+    assert groups and groups == [sorted(g.members.tolist()) for g in bounded.groups(0.9)[1]]
+    # the cache follows the embeddings
+    (photo_folder / "scene7.jpg").unlink()
+    in_ram.index()
+    assert len(in_ram.knn_graph(4)[0]) == 9
+
+
 def test_ivfpq_collection_reranks_from_the_store(photo_folder: Path) -> None:
     """An IVF-PQ collection index keeps no float copy: it re-ranks from the store's
     memory-mapped embeddings, also after reopening and after new rows arrive."""

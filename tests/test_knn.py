@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from lookalike.index import build_index
 from lookalike.knn import cell_knn_graph, knn_graph
@@ -88,7 +89,33 @@ def test_large_inputs_take_the_cell_path(monkeypatch) -> None:
     calls = []
     monkeypatch.setattr(knn, "CELL_MIN", 1000)
     monkeypatch.setattr(knn, "cell_knn_graph",
-                        lambda vectors, k, progress=None: calls.append(len(vectors)))
+                        lambda vectors, k, **options: calls.append(len(vectors)))
     knn.knn_graph(clustered(999), 5)
     knn.knn_graph(clustered(1000), 5)
     assert calls == [1000]
+
+
+@pytest.mark.parametrize("cell_min", [50_000, 500])
+def test_graph_built_on_disk_equals_the_one_in_ram(tmp_path, monkeypatch, cell_min) -> None:
+    import lookalike.knn as knn
+
+    monkeypatch.setattr(knn, "CELL_MIN", cell_min)  # 500: the cell builder runs
+    vectors = clustered(2000)
+    in_ram = knn.knn_graph(vectors, 6)
+    on_disk = knn.knn_graph(vectors, 6, out=tmp_path / "graph")
+    assert isinstance(on_disk.neighbours, np.memmap) and isinstance(on_disk.scores, np.memmap)
+    assert sorted(p.name for p in (tmp_path / "graph").iterdir()) == ["neighbours.npy",
+                                                                      "scores.npy"]
+    np.testing.assert_array_equal(on_disk.neighbours, in_ram.neighbours)
+    np.testing.assert_array_equal(on_disk.scores, in_ram.scores)
+
+
+def test_pairs_read_in_blocks_equal_pairs_read_whole(monkeypatch) -> None:
+    import lookalike.knn as knn
+
+    graph = knn.knn_graph(clustered(3000), 8)
+    whole = graph.pairs(0.5)
+    monkeypatch.setattr(knn, "PAIRS_BLOCK", 7)
+    for got, expected in zip(graph.pairs(0.5), whole):
+        np.testing.assert_array_equal(got, expected)
+    assert len(whole[0]) > 3000  # the threshold keeps a real share of the edges
