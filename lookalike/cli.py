@@ -161,8 +161,9 @@ def index(
         "--ray", help="Embed on a Ray cluster: its address, auto (the running cluster, or a "
         "local one) or local; --workers is then the number of model actors.")] = None,
     max_memory: Annotated[str | None, typer.Option(
-        "--max-memory", help="Most RAM the auto index may hold, e.g. 6G (remembered); "
-        "beyond it the index is IVF-PQ, re-ranking from the store on disk.")] = None,
+        "--max-memory", help="RAM budget, e.g. 6G (remembered): beyond it the auto index "
+        "is IVF-PQ, re-ranking from the store on disk, and a k-NN graph over a quarter of "
+        "it is built in memory-mapped files.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Index FOLDER into a collection; re-running embeds only new or changed files."""
