@@ -111,12 +111,27 @@ def cpu_bf16_default() -> bool:
 
     Without AMX or AVX512-BF16, bf16 is emulated and slower than fp32, so it stays off.
     """
-    forced = os.environ.get("LOOKALIKE_CPU_BF16")
-    if forced is not None:
-        return forced.strip().lower() not in {"0", "false", "no", "off", ""}
     cpu = _require("torch").cpu
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(cpu, check, lambda: False)() for check in checks)
+    native = any(getattr(cpu, check, lambda: False)() for check in checks)
+    return _env_flag("LOOKALIKE_CPU_BF16", default=native)
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() not in {"0", "false", "no", "off", ""}
+
+
+def _compiled(torch: Any, model: Any) -> Any:
+    """``torch.compile`` of the image tower (``LOOKALIKE_TORCH_COMPILE=1``): worth it for
+    long GPU runs; the first batch of each new size waits for compilation (seconds to a
+    minute). The vectors match the eager model's; so does the identity."""
+    if hasattr(model, "visual"):  # open_clip: encode_image runs model.visual
+        model.visual = torch.compile(model.visual)
+        return model
+    return torch.compile(model)
 
 
 @dataclass(eq=False)
@@ -174,6 +189,8 @@ def load_torch_backbone(
         model = model.to(memory_format=torch.channels_last)
     if kind == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
+    if _env_flag("LOOKALIKE_TORCH_COMPILE", default=False):
+        model = _compiled(torch, model)
     backbone = cls(
         name=name,
         dim=0,

@@ -105,6 +105,20 @@ def test_cpu_bf16_matches_fp32_rankings_and_leaves_identity_alone(
     assert fast.identity() == exact.identity()
 
 
+def test_torch_compile_gives_the_eager_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``LOOKALIKE_TORCH_COMPILE=1`` (inductor; about half a minute here on CPU)."""
+    monkeypatch.setenv("LOOKALIKE_TORCH_COMPILE", "1")
+    compiled = load_torch_backbone("timm:resnet10t", pretrained=False, device="cpu")
+    monkeypatch.setenv("LOOKALIKE_TORCH_COMPILE", "0")
+    eager = load_torch_backbone("timm:resnet10t", pretrained=False, device="cpu")
+    assert type(compiled.model).__name__ == "OptimizedModule"
+    assert type(eager.model).__name__ != "OptimizedModule"
+    eager.model.load_state_dict(compiled.model._orig_mod.state_dict())
+    batch = np.stack([eager.preprocess(image) for image in IMAGES])
+    np.testing.assert_allclose(compiled.embed(batch), eager.embed(batch), atol=1e-4)
+    assert compiled.identity() == eager.identity()
+
+
 def test_aliases_name_the_intended_models() -> None:
     assert TIMM_ALIASES == {
         "dinov2-small": "vit_small_patch14_dinov2.lvd142m",
