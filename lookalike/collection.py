@@ -505,7 +505,11 @@ class Collection:
         np.save(temporary / "file_ids.npy", file_ids)
         np.save(temporary / "stamp.npy", stamp)  # written last: marks the cache complete
         shutil.rmtree(cache, ignore_errors=True)  # open memmaps of it stay valid
-        os.replace(temporary, cache)
+        try:
+            os.replace(temporary, cache)
+        except OSError:  # another process saved its graph there meanwhile: keep that one
+            shutil.rmtree(temporary, ignore_errors=True)
+        (cache.parent / f"{cache.name}.npz").unlink(missing_ok=True)  # older versions' cache
         return file_ids, graph
 
     # -- search ----------------------------------------------------------------------------
