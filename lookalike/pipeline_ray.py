@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from .decode import parallel_ordered
-from .discover import as_root
+from .discover import as_root, is_remote
 from .embed import load_backbone
-from .pipeline import EmbedReport, Progress, prepare_file
+from .pipeline import REMOTE_READERS, EmbedReport, Progress, prepare_file
 from .store import EmbeddedFile, Store
 
 log = logging.getLogger(__name__)
@@ -91,9 +91,10 @@ class _Embedder:
             path = self.root / str(block["path"][position])
             return prepare_file(path, int(block["id"][position]), backbone)
 
-        # one worker: the actor has one CPU; the outcomes carry the same skip reasons as a
-        # local run's
-        for outcome in parallel_ordered(prepare, range(count), workers=1):
+        # One thread for the actor's one CPU, or many that mostly wait on object storage;
+        # the outcomes carry the same skip reasons as a local run's.
+        readers = REMOTE_READERS if is_remote(self.root) else 1
+        for outcome in parallel_ordered(prepare, range(count), workers=readers):
             position = outcome.item
             if outcome.error is not None:
                 out["error"][position] = outcome.error
