@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lookalike.analyse.clusters import kmeans  # noqa: E402
-from lookalike.index import build_index  # noqa: E402
+from lookalike.index import build_index, load_index  # noqa: E402
 from lookalike.knn import knn_graph  # noqa: E402
 
 DIM = 384
@@ -186,6 +186,48 @@ def run_graph_only(n: int, work: Path) -> None:
         del graph
 
 
+def rss_now_gb() -> tuple[float, float]:
+    """(anonymous, file-backed) resident GB of this process now."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("RssAnon", "RssFile"):
+            fields[name] = int(value.split()[0]) / 2**20
+    return fields.get("RssAnon", 0.0), fields.get("RssFile", 0.0)
+
+
+def run_loading(n: int, work: Path, mode: str) -> None:
+    """A saved IVF-PQ index opened in RAM or memory-mapped (``load_index(mmap=True)``,
+    what a collection with ``--max-memory`` does): resident memory and query latency."""
+    data, _, queries = make_data(work / f"vectors-{n}.npy", n)
+    path = work / f"ivfpq-{n}.index"
+    if not path.exists():
+        built = build_index("ivfpq", data, np.arange(n), rerank_source="external")
+        built.save(path)
+        del built
+    truth = exact_top10(data, queries)
+    anon_before, file_before = rss_now_gb()
+    index = load_index(path, mmap=mode == "mmap")
+    index.attach(data)
+    anon_loaded, _ = rss_now_gb()
+    times, found = [], []
+    for query in queries:
+        tick = time.perf_counter()
+        found.append(index.search(query[None], 10)[1][0])
+        times.append(time.perf_counter() - tick)
+    anon_after, file_after = rss_now_gb()
+    ms = np.asarray(times) * 1000
+    print(json.dumps({
+        "n": n, "load": mode, "rerank": index.params["rerank"],
+        "anon_gb_for_index": round(anon_loaded - anon_before, 3),
+        "anon_gb_after_queries": round(anon_after - anon_before, 3),
+        "file_gb_read_by_queries": round(file_after - file_before, 3),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "recall10": round(float(np.mean([len(set(a) & set(b)) for a, b in
+                                         zip(found, truth)])) / 10, 4)}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 3_000_000,
@@ -195,6 +237,9 @@ def main() -> None:
     parser.add_argument("--make", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--graph-only", action="store_true",
                         help="only the k-NN graph, built in RAM and then on disk")
+    parser.add_argument("--loading", action="store_true",
+                        help="only a saved IVF-PQ index, opened in RAM and memory-mapped")
+    parser.add_argument("--load", choices=["ram", "mmap"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.make:
@@ -202,6 +247,17 @@ def main() -> None:
         return
     if args.one and args.graph_only:
         run_graph_only(args.one, args.work)
+        return
+    if args.one and args.load:
+        run_loading(args.one, args.work, args.load)
+        return
+    if args.loading:  # each way in a fresh process, after the data (and index) exist
+        for n in args.sizes:
+            subprocess.run([sys.executable, __file__, "--make", str(n), "--work",
+                            str(args.work)], check=True)
+            for mode in ("ram", "mmap", "ram", "mmap"):
+                subprocess.run([sys.executable, __file__, "--one", str(n), "--load", mode,
+                                "--work", str(args.work)], check=True)
         return
     if args.one:
         result = run_one(args.one, args.work)

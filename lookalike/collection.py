@@ -426,11 +426,15 @@ class Collection:
                 len(rows))
             reusable = (state.get("requested") == kind and state.get("file") == record.file
                         and state.get("transform") == transform and not outgrown)
+            # Under a memory budget an IVF-PQ index is searched memory-mapped: its inverted
+            # lists stay in the page cache. Changes are made on a loaded copy, then saved.
+            mapped = kind == "ivfpq" and budget is not None
             if reusable and path.exists():
+                stale = state.get("version") != record.version
                 with _index_files_lock(path.parent, shared=True):
-                    index = load_index(path)
+                    index = load_index(path, mmap=mapped and not stale)
                 self._attach_rerank(index, record)
-                if state.get("version") != record.version:
+                if stale:
                     index = _sync(index, self.embedding_matrix(record), rows)
                     if isinstance(index, HNSWIndex):  # grown: keep the recall up
                         index.ef_search = max(index.ef_search, default_ef_search(len(index)))
@@ -441,6 +445,10 @@ class Collection:
                 index = build_index(kind, self._live_matrix(record, rows), rows, **params)
                 self._attach_rerank(index, record)
                 self._save_index(index, path, record, kind, transform)
+            if mapped and isinstance(index, IVFPQIndex) and not index.memory_mapped:
+                with _index_files_lock(path.parent, shared=True):
+                    index = load_index(path, mmap=True)  # the copy built in RAM goes
+                self._attach_rerank(index, record)
             self._index, self._index_version = index, version
             return index
 

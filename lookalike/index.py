@@ -302,7 +302,7 @@ class IVFPQIndex(VectorIndex):
     supports_remove = True
 
     def __init__(self, ivf: Any, exact: Any | None, nprobe: int, rerank: int,
-                 external: bool = False) -> None:
+                 external: bool = False, memory_mapped: bool = False) -> None:
         super().__init__(ivf.d)
         self._ivf = ivf
         self._exact = exact
@@ -310,6 +310,10 @@ class IVFPQIndex(VectorIndex):
         self._external = external
         self._source: np.ndarray | None = None
         self.nprobe = nprobe
+        # codes and ids read from the page cache (``load_index(..., mmap=True)``): RAM holds
+        # only the quantizers, but FAISS aborts the process on any change, so none is let
+        # through
+        self.memory_mapped = memory_mapped
 
     def attach(self, source: np.ndarray) -> None:
         """The array to re-rank from (``rerank_source="external"``): ``source[key]`` is the
@@ -424,11 +428,13 @@ class IVFPQIndex(VectorIndex):
         return int(self._ivf.ntotal)
 
     def _add_chunk(self, vectors: np.ndarray, keys: np.ndarray) -> None:
+        self._refuse_if_mapped()
         self._ivf.add_with_ids(vectors, keys)
         if self._exact is not None:
             self._exact.add_with_ids(vectors, keys)
 
     def remove(self, keys: np.ndarray) -> None:
+        self._refuse_if_mapped()
         selector = faiss.IDSelectorBatch(_as_keys(keys))
         self._ivf.remove_ids(selector)
         if self._exact is not None:
@@ -465,15 +471,24 @@ class IVFPQIndex(VectorIndex):
         scores[~found] = -np.inf
         return scores
 
+    def _refuse_if_mapped(self) -> None:
+        if self.memory_mapped:
+            raise RuntimeError("this IVF-PQ index is memory-mapped read-only: load it with "
+                               "mmap=False to change it")
+
     def _write(self, path: Path) -> None:
         parts = [self._ivf] if self._exact is None else [self._ivf, self._exact]
         _atomic_write(path, lambda tmp: _write_faiss(tmp, *parts))
 
     @classmethod
-    def _read(cls, path: Path, meta: dict[str, Any]) -> IVFPQIndex:
+    def _read(cls, path: Path, meta: dict[str, Any], mmap: bool = False) -> IVFPQIndex:
         params = meta["params"]
         external = params.get("rerank_source") == "external"
         copy = bool(params["rerank"]) and not external
+        if mmap and not copy:  # one FAISS index in the file: FAISS can map it by name
+            ivf = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            return cls(ivf, None, params["nprobe"], params["rerank"], external=external,
+                       memory_mapped=True)
         parts = _read_faiss(path, count=2 if copy else 1)
         exact = parts[1] if copy else None
         if exact is not None and exact.ntotal != parts[0].ntotal:
@@ -631,13 +646,21 @@ def build_index(kind: str, vectors: np.ndarray, keys: np.ndarray, **params: Any)
     return index
 
 
-def load_index(path: Path) -> VectorIndex:
-    """Open an index written by ``VectorIndex.save``; its sidecar says which kind it is."""
+def load_index(path: Path, mmap: bool = False) -> VectorIndex:
+    """Open an index written by ``VectorIndex.save``; its sidecar says which kind it is.
+
+    ``mmap``: an IVF-PQ index that re-ranks from external vectors is opened read-only from
+    the page cache (its inverted lists stay on disk; RAM holds only the quantizers); other
+    kinds load as usual. A memory-mapped index refuses ``add`` and ``remove``.
+    """
     path = Path(path)
     meta = json.loads(_sidecar(path).read_text())
     if meta.get("kind") not in _CLASSES:
         raise ValueError(f"{_sidecar(path)}: unknown index kind {meta.get('kind')!r}")
-    index = _CLASSES[meta["kind"]]._read(path, meta)
+    if meta["kind"] == IVFPQIndex.kind:
+        index: VectorIndex = IVFPQIndex._read(path, meta, mmap=mmap)
+    else:
+        index = _CLASSES[meta["kind"]]._read(path, meta)
     if index.dim != meta["dim"] or len(index) != meta["count"]:
         raise ValueError(
             f"{path} holds {len(index)} x {index.dim} but its sidecar says "

@@ -310,7 +310,7 @@ def add_synthetic_rows(collection: Collection, count: int) -> None:
                                     for i in pending], vectors)
 
 
-def test_max_memory_is_remembered_and_picks_ivfpq(photo_folder: Path) -> None:
+def test_max_memory_is_remembered_and_picks_ivfpq(photo_folder: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from lookalike.cli import app
@@ -322,7 +322,17 @@ def test_max_memory_is_remembered_and_picks_ivfpq(photo_folder: Path) -> None:
     assert collection.vector_index().kind == "flat"  # 10 vectors: too few for IVF-PQ
     add_synthetic_rows(collection, 1000)  # 1010 x 272 float32 is 1.1 MB > 100 KiB
     assert collection.store.meta("max_memory") == str(100 * 2**10)
-    assert collection.vector_index().kind == "ivfpq"
+    index = collection.vector_index()
+    assert index.kind == "ivfpq" and index.memory_mapped  # lists in the page cache
+    query = tmp_path / "q.jpg"
+    crop(scene(2)).save(query)
+    assert collection.search(query, k=1)[0].path == "scene2.jpg"
+    # a commit (as an index run makes) changes a memory-mapped index: a copy is loaded,
+    # synced and saved, and the saved one is mapped again
+    add_synthetic_rows(collection, 1001)
+    index = collection.vector_index()
+    assert index.kind == "ivfpq" and index.memory_mapped and len(index) == 1011
+    assert collection.search(query, k=1)[0].path == "scene2.jpg"
 
 
 def test_max_memory_builds_the_graph_on_disk_with_the_same_analyses(photo_folder: Path,

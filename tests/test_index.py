@@ -254,6 +254,19 @@ def test_ivfpq_reranks_from_an_attached_memmap(vectors, queries, tmp_path: Path)
     loaded.attach(np.load(tmp_path / "rows.npy", mmap_mode="r"))
     np.testing.assert_array_equal(loaded.search(queries, 10)[1], keys)
 
+    # memory-mapped: the same answers from the page cache, and no change let through
+    # (FAISS would abort the whole process on one)
+    mapped = load_index(tmp_path / "index", mmap=True)
+    assert mapped.memory_mapped and not loaded.memory_mapped
+    mapped.attach(np.load(tmp_path / "rows.npy", mmap_mode="r"))
+    np.testing.assert_array_equal(mapped.search(queries, 10)[1], keys)
+    np.testing.assert_array_equal(mapped.keys(), np.sort(KEYS))
+    with pytest.raises(RuntimeError, match="read-only"):
+        mapped.add(vectors[:1], np.array([10**9]))
+    with pytest.raises(RuntimeError, match="read-only"):
+        mapped.remove(KEYS[:1])
+    assert len(mapped) == len(KEYS)
+
 
 def test_large_nlist_routes_through_an_hnsw_quantizer(monkeypatch, vectors, queries) -> None:
     import faiss
