@@ -5,7 +5,9 @@ images/s with DINOv2-S in bf16; 16 CPU processes decode ~2,300 JPEGs/s), so here
 only reads files and checks headers, in a thread pool that stays ahead of the GPU:
 
 1. **read** (threads): file bytes, content hash, and the header (format, size, EXIF
-   orientation) without decoding a pixel; the decompression-bomb guard applies here;
+   orientation) without decoding a pixel; the decompression-bomb guard applies here.
+   Files the device cannot decode are decoded here too, by the CPU decoder (``draft()``
+   for JPEGs), so they never hold up the model thread;
 2. **decode on the device**: upright baseline/progressive JPEGs of a batch go to nvJPEG
    in one ``torchvision.io.decode_jpeg(list, device=...)`` call; anything else (PNG,
    WebP, rotated or odd JPEGs, a JPEG nvJPEG rejects) is decoded by the CPU path of
@@ -33,7 +35,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .decode import DEFAULT_MAX_PIXELS, DecodeError, content_hash, decode_bytes, read_file
+from .decode import (
+    DEFAULT_MAX_PIXELS,
+    Decoded,
+    DecodeError,
+    content_hash,
+    decode_bytes,
+    read_file,
+)
 from .embed.base import Preprocess, l2_normalize
 from .embed.torch_hub import TorchBackbone
 from .pipeline import BatchResult, EmbedReport, Progress, run_batches
@@ -51,6 +60,7 @@ class _Read:
     width: int
     height: int
     device_decodable: bool
+    decoded: Decoded | None = None  # files the device cannot decode: decoded by the reader
 
 
 def gpu_decode_available(backbone: object) -> bool:
@@ -78,7 +88,11 @@ def embed_pending_on_device(
     root = store.root
 
     def read(record: FileRecord) -> _Read:
-        return _read_header(record, read_file(root / record.path), max_pixels)
+        item = _read_header(record, read_file(root / record.path), max_pixels)
+        if not item.device_decodable:  # PNG, WebP, rotated JPEGs...: in the reader threads
+            item.decoded = decode_bytes(item.data, min_side=backbone.decode_size,
+                                        max_pixels=max_pixels)
+        return item
 
     on_cuda = backbone.device.startswith("cuda")
 
@@ -151,9 +165,10 @@ def _embed_batch(batch: list[_Read], backbone: TorchBackbone, max_pixels: int) -
     for n, item in enumerate(batch):
         if n in tensors:
             continue
-        try:  # the CPU path, with its precise error messages and colour handling
-            decoded = decode_bytes(item.data, min_side=backbone.decode_size,
-                                   max_pixels=max_pixels)
+        try:  # the CPU path, with its precise error messages and colour handling; here
+            # only for the rare JPEG the device rejected
+            decoded = item.decoded or decode_bytes(item.data, min_side=backbone.decode_size,
+                                                   max_pixels=max_pixels)
         except DecodeError as error:
             errors.append((item.record.id, str(error)))
             continue
