@@ -119,6 +119,9 @@ def _is_folder(root: Root) -> bool:
         return root.is_dir()
     except OSError:
         return False
+    except ImportError as error:  # the fsspec backend of this protocol is not installed
+        raise StoreError(f"{root}: {error} (the fsspec backends: pip install s3fs, gcsfs "
+                         "or adlfs)") from None
     except Exception as error:  # botocore, gcsfs... errors are not OSErrors
         raise StoreError(f"cannot reach {root}: {error}") from None
 
