@@ -162,6 +162,7 @@ def _inspect(root: Path, path: Path) -> Candidate | None:
 
 def _discover_remote(root: UPath, exclude: tuple[str, ...]) -> Iterator[Candidate]:
     base = root.path.rstrip("/")
+    root.fs.invalidate_cache(base)  # a long-lived process must see other writers' changes
     listing = root.fs.find(base, detail=True)
     for name in sorted(listing):
         info = listing[name]
