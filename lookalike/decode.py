@@ -80,11 +80,7 @@ def decode_bytes(
             if image_format not in SUPPORTED_FORMATS:
                 raise DecodeError(f"unsupported image format {image_format}")
             width, height = image.size
-            if width * height > max_pixels:
-                raise DecodeError(
-                    f"too many pixels ({width} x {height} = {width * height:,}; limit "
-                    f"{max_pixels:,}): possible decompression bomb, not decoded"
-                )
+            check_pixels(width, height, max_pixels)
             orientation = image.getexif().get(0x0112, 1)
             if orientation in _ROTATING_ORIENTATIONS:
                 width, height = height, width
@@ -106,6 +102,13 @@ def decode_bytes(
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as error:
         raise DecodeError(f"corrupt or truncated image: {error}") from None
     return Decoded(rgb, width, height, image_format, digest)
+
+
+def check_pixels(width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """The decompression-bomb guard, from the header's size, before any pixel is decoded."""
+    if width * height > max_pixels:
+        raise DecodeError(f"too many pixels ({width} x {height} = {width * height:,}; limit "
+                          f"{max_pixels:,}): possible decompression bomb, not decoded")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

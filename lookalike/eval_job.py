@@ -15,7 +15,9 @@ import json
 import os
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -158,7 +160,6 @@ def embed_set(
     cache: Path | None = None,
     *,
     progress: Progress | None = None,
-    workers: int | None = None,
 ) -> Embedded:
     """Embeddings of every image of ``labelled`` with ``model``, from the cache where the
     file (path, size, mtime) is unchanged; only the missing ones are embedded and added."""
@@ -182,8 +183,7 @@ def embed_set(
             if p not in known or known[p][0] != s]
     if todo:
         fresh, failed, seconds = _embed_files(backbone, labelled.root,
-                                              [labelled.paths[i] for i in todo], progress,
-                                              workers)
+                                              [labelled.paths[i] for i in todo], progress)
         for i, vector in zip(todo, fresh):
             known[labelled.paths[i]] = (stamps[i], vector)
         for i in failed:
@@ -207,37 +207,43 @@ def _stamp(path: Path) -> str:
 
 def _embed_files(
     backbone: Backbone, root: Path, paths: list[str], progress: Progress | None,
-    workers: int | None,
 ) -> tuple[np.ndarray, list[int], float]:
-    """``(vectors, failed positions, seconds)``: decode in threads, embed in batches.
-    Failed images get a zero row here (the caller marks them)."""
+    """``(vectors, failed positions, seconds)``: decode in threads, embed in batches
+    (``backbone.concurrency`` at once, as indexing does: CPU ONNX sessions are
+    single-threaded). Failed images get a zero row here (the caller marks them)."""
     started = time.perf_counter()
     out = np.zeros((len(paths), backbone.dim), dtype=np.float32)
     failed: list[int] = []
     batch: list[np.ndarray] = []
     slots: list[int] = []
+    concurrency = max(1, backbone.concurrency)
+    in_flight: deque[tuple[list[int], Future[np.ndarray]]] = deque()
 
     def prepare(position: int) -> np.ndarray:
         decoded = decode_file(root / paths[position], min_side=backbone.decode_size)
         return backbone.preprocess(decoded.image)
 
-    def flush() -> None:
+    def flush(model: ThreadPoolExecutor, keep: int) -> None:
         if batch:
-            out[slots] = backbone.embed(np.stack(batch))
+            in_flight.append((slots.copy(), model.submit(backbone.embed, np.stack(batch))))
         batch.clear()
         slots.clear()
+        while len(in_flight) > keep:
+            rows, vectors = in_flight.popleft()
+            out[rows] = vectors.result()
 
-    for done, outcome in enumerate(parallel_ordered(prepare, range(len(paths)), workers), 1):
-        if outcome.error is not None:
-            failed.append(outcome.item)
-        else:
-            batch.append(outcome.value)
-            slots.append(outcome.item)
-        if len(batch) >= backbone.batch_size:
-            flush()
-        if progress:
-            progress(done, len(paths))
-    flush()
+    with ThreadPoolExecutor(max_workers=concurrency) as model:
+        for done, outcome in enumerate(parallel_ordered(prepare, range(len(paths))), 1):
+            if outcome.error is not None:
+                failed.append(outcome.item)
+            else:
+                batch.append(outcome.value)
+                slots.append(outcome.item)
+            if len(batch) >= backbone.batch_size:
+                flush(model, concurrency)
+            if progress:
+                progress(done, len(paths))
+        flush(model, 0)
     return out, failed, time.perf_counter() - started
 
 
@@ -369,11 +375,11 @@ def collection_vectors(
     if missing:  # embedded as eval embeds any set: threaded decode, batched model
         fresh, failed, seconds = _embed_files(
             collection.backbone, labelled.root, [labelled.paths[i] for i in missing],
-            progress, None)
+            progress)
         vectors[missing] = fresh if raw else collection.project(fresh)
         valid[[missing[i] for i in failed]] = False
     embedded = len(missing)
-    label = record.spec if record.spec == "classic" else ModelSpec(record.spec).short
+    label = ModelSpec(record.spec).short
     transform = None if raw else collection.transform
     if transform is not None:
         label += f" [{transform.description}]"
@@ -479,15 +485,15 @@ def evaluate_vectors(
         query_parts, query_labels, loo = parts, labels, True
         protocol = "leave-one-out over all images"
     chain = options.transform
-    if options.learn is not None:
+    if vectors.fusion == "rrf" and (chain is not None or options.learn is not None):
+        raise ValueError("learned transforms apply to concatenated ensembles, not rrf")
+    if options.learn is not None:  # checked first: fitting (an MLP) can take minutes
         chain = options.learn()
         from .embed.transform import fit_chain
 
         combined_train = _combine([p[train_index] for p in parts], vectors)
         fit_chain(chain, combined_train, labels[train_index])
     if vectors.fusion == "rrf":
-        if chain is not None:
-            raise ValueError("learned transforms apply to concatenated ensembles, not rrf")
         depth = min(len(gallery_index) - (1 if loo else 0), max(options.rrf_depth,
                                                                options.k * 10))
         rankings = [rank(q, p[gallery_index], depth,
@@ -817,8 +823,7 @@ def evaluate_duplicates(
         if where is not None:
             truth[where] = int(row["group"])
             edits[where] = row.get("edit") or row.get("kind") or ""
-    groups = [group.members for group in report.exact + report.near]
-    groups = _disjoint(groups)
+    groups = report.groups()
 
     def as_dict(scores: Any) -> dict[str, float]:
         return {"precision": scores.precision, "recall": scores.recall, "f1": scores.f1,
@@ -833,18 +838,3 @@ def evaluate_duplicates(
                          time.perf_counter() - started)
 
 
-def _disjoint(groups: Sequence[Sequence[int]]) -> list[list[int]]:
-    """Merge groups that share members (exact groups may sit inside near ones)."""
-    from .analyse.duplicates import components
-
-    members = sorted({m for g in groups for m in g})
-    if not members:
-        return []
-    index = {m: i for i, m in enumerate(members)}
-    i = np.array([index[g[0]] for g in groups for _ in g[1:]], dtype=np.int64)
-    j = np.array([index[m] for g in groups for m in g[1:]], dtype=np.int64)
-    labels = components(len(members), i, j)
-    out: dict[int, list[int]] = {}
-    for member, label in zip(members, labels.tolist()):
-        out.setdefault(label, []).append(member)
-    return [g for g in out.values() if len(g) > 1]

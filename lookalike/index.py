@@ -135,8 +135,9 @@ class VectorIndex(ABC):
 
     @classmethod
     @abstractmethod
-    def _read(cls, path: Path, meta: dict[str, Any]) -> VectorIndex:
-        """Open what ``_write`` wrote, with the sidecar's ``meta``."""
+    def _read(cls, path: Path, meta: dict[str, Any], mmap: bool = False) -> VectorIndex:
+        """Open what ``_write`` wrote, with the sidecar's ``meta``; ``mmap``: read-only
+        from the page cache where the kind supports it (others load as usual)."""
 
     def add(self, vectors: np.ndarray, keys: np.ndarray) -> None:
         """Add ``vectors`` ([n, dim], float16/32/64) under ``keys`` not already present."""
@@ -229,7 +230,7 @@ class FlatIndex(_IdMapIndex):
         self._index.remove_ids(faiss.IDSelectorBatch(_as_keys(keys)))
 
     @classmethod
-    def _read(cls, path: Path, meta: dict[str, Any]) -> FlatIndex:
+    def _read(cls, path: Path, meta: dict[str, Any], mmap: bool = False) -> FlatIndex:
         return cls(_read_faiss(path)[0])
 
 
@@ -275,7 +276,7 @@ class HNSWIndex(_IdMapIndex):
         }
 
     @classmethod
-    def _read(cls, path: Path, meta: dict[str, Any]) -> HNSWIndex:
+    def _read(cls, path: Path, meta: dict[str, Any], mmap: bool = False) -> HNSWIndex:
         return cls(_read_faiss(path)[0], meta["params"]["ef_search"])
 
 
@@ -369,7 +370,7 @@ class IVFPQIndex(VectorIndex):
         # route the search (and re-ranking forgives a slightly off cell), at 1/4 of the time;
         # for the largest nlist 39 (FAISS' minimum), to keep training near 10 minutes.
         per_cell = 64 if nlist <= _HNSW_QUANTIZER_NLIST else _MIN_POINTS_PER_CENTROID
-        ivf.train(_sample_rows(vectors, max(per_cell * nlist, 256 * 2**nbits)))
+        ivf.train(sample_rows(vectors, max(per_cell * nlist, 256 * 2**nbits)))
         if isinstance(quantizer, faiss.IndexHNSWFlat):
             quantizer.hnsw.efSearch = 64
         exact = None
@@ -594,7 +595,7 @@ class AnnoyIndex(VectorIndex):
         _atomic_write(path, lambda tmp: self._forest.save(str(tmp)))
 
     @classmethod
-    def _read(cls, path: Path, meta: dict[str, Any]) -> AnnoyIndex:
+    def _read(cls, path: Path, meta: dict[str, Any], mmap: bool = False) -> AnnoyIndex:
         forest = annoy.AnnoyIndex(meta["dim"], "angular")
         forest.load(str(path))
         keys = np.load(_keys_path(path))
@@ -657,10 +658,7 @@ def load_index(path: Path, mmap: bool = False) -> VectorIndex:
     meta = json.loads(_sidecar(path).read_text())
     if meta.get("kind") not in _CLASSES:
         raise ValueError(f"{_sidecar(path)}: unknown index kind {meta.get('kind')!r}")
-    if meta["kind"] == IVFPQIndex.kind:
-        index: VectorIndex = IVFPQIndex._read(path, meta, mmap=mmap)
-    else:
-        index = _CLASSES[meta["kind"]]._read(path, meta)
+    index = _CLASSES[meta["kind"]]._read(path, meta, mmap=mmap)
     if index.dim != meta["dim"] or len(index) != meta["count"]:
         raise ValueError(
             f"{path} holds {len(index)} x {index.dim} but its sidecar says "
@@ -714,19 +712,17 @@ def _float32_chunks(
         yield np.ascontiguousarray(vectors[start:stop], dtype=np.float32), keys[start:stop]
 
 
-def _sample_rows(vectors: np.ndarray, size: int) -> np.ndarray:
-    """A reproducible random subset of at most ``size`` rows, as float32."""
+def sample_rows(vectors: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """A reproducible random subset of at most ``size`` rows (all when there are no more),
+    as float32 in row order; a memmap is read ``_CHUNK_ROWS`` rows at a time."""
     n = len(vectors)
     if size >= n:
         rows = np.arange(n)
     else:
-        rows = np.sort(np.random.default_rng(0).choice(n, size, replace=False))
-    return np.concatenate(
-        [
-            np.asarray(vectors[rows[start : start + _CHUNK_ROWS]], dtype=np.float32)
-            for start in range(0, len(rows), _CHUNK_ROWS)
-        ]
-    )
+        rows = np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+    chunks = [np.asarray(vectors[rows[start : start + _CHUNK_ROWS]], dtype=np.float32)
+              for start in range(0, len(rows), _CHUNK_ROWS)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, vectors.shape[1]), np.float32)
 
 
 def _write_faiss(path: Path, *indexes: Any) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from .index import VectorIndex, build_index, faiss_gpus
+from .index import VectorIndex, build_index, faiss_gpus, sample_rows
 
 BATCH = 4096
 PAIRS_BLOCK = 1 << 20  # graph rows per block when listing edges
@@ -144,13 +144,11 @@ def cell_knn_graph(
     """
     n, dim = vectors.shape
     nlist = nlist or max(1, min(int(2 * math.sqrt(n)), n // 39))
-    rng = np.random.default_rng(seed)
-    sample = vectors[np.sort(rng.choice(n, min(n, 64 * nlist), replace=False))]
     coarse = faiss.Kmeans(
         dim, nlist, niter=10, spherical=True, seed=seed, max_points_per_centroid=64,
         **({"gpu": True} if faiss_gpus() else {}),
     )
-    coarse.train(np.ascontiguousarray(sample, dtype=np.float32))
+    coarse.train(sample_rows(vectors, 64 * nlist, seed))
     centroids = faiss.IndexFlatIP(dim)
     centroids.add(coarse.centroids)
     cells = np.empty((n, min(2, nlist)), dtype=np.int32)

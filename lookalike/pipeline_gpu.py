@@ -39,11 +39,12 @@ from .decode import (
     DEFAULT_MAX_PIXELS,
     Decoded,
     DecodeError,
+    check_pixels,
     content_hash,
     decode_bytes,
     read_file,
 )
-from .embed.base import Preprocess, l2_normalize
+from .embed.base import Preprocess
 from .embed.torch_hub import TorchBackbone
 from .pipeline import BatchResult, EmbedReport, Progress, run_batches
 from .store import EmbeddedFile, FileRecord, Store
@@ -92,6 +93,7 @@ def embed_pending_on_device(
         if not item.device_decodable:  # PNG, WebP, rotated JPEGs...: in the reader threads
             item.decoded = decode_bytes(item.data, min_side=backbone.decode_size,
                                         max_pixels=max_pixels)
+            item.digest = item.decoded.content_hash
         return item
 
     on_cuda = backbone.device.startswith("cuda")
@@ -123,7 +125,8 @@ def _thread_stream(device: str) -> Any:
 
 
 def _read_header(record: FileRecord, data: bytes, max_pixels: int) -> _Read:
-    """Format, size and orientation from the header alone; the bomb guard applies."""
+    """Format, size and orientation from the header alone; the bomb guard applies. Only
+    a file the device will decode is hashed here (``decode_bytes`` hashes the others)."""
     if not data:
         raise DecodeError("empty file")
     try:
@@ -135,16 +138,15 @@ def _read_header(record: FileRecord, data: bytes, max_pixels: int) -> _Read:
                 orientation = image.getexif().get(0x0112, 1) if image_format == "JPEG" else 1
                 mode = image.mode
     except Exception:  # noqa: BLE001 - the CPU decoder gives the precise reason later
-        return _Read(record, data, content_hash(data), "unknown", 0, 0, False)
-    if width * height > max_pixels:
-        raise DecodeError(f"too many pixels ({width} x {height} = {width * height:,}; limit "
-                          f"{max_pixels:,}): possible decompression bomb, not decoded")
+        return _Read(record, data, "", "unknown", 0, 0, False)
+    check_pixels(width, height, max_pixels)
     # nvJPEG and libjpeg-turbo fill a truncated file with grey rather than failing; a JPEG
     # without its end marker goes to the CPU decoder, which reports it.
     complete = data.rstrip(b"\0").endswith(b"\xff\xd9")
     decodable = (image_format == "JPEG" and orientation in (None, 1) and mode in ("RGB", "L")
                  and complete)
-    return _Read(record, data, content_hash(data), image_format, width, height, decodable)
+    return _Read(record, data, content_hash(data) if decodable else "", image_format, width,
+                 height, decodable)
 
 
 def _embed_batch(batch: list[_Read], backbone: TorchBackbone, max_pixels: int) -> BatchResult:
@@ -180,12 +182,7 @@ def _embed_batch(batch: list[_Read], backbone: TorchBackbone, max_pixels: int) -
     order = sorted(tensors)
     if not order:
         return [], np.zeros((0, backbone.dim), dtype=np.float32), errors
-    pixels = torch.stack([tensors[n] for n in order])
-    if device.startswith("cuda"):
-        pixels = pixels.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), backbone._autocast(torch):
-        features = backbone._encode_images(pixels)
-    vectors = l2_normalize(features.float().cpu().numpy())
+    vectors = backbone.embed_tensor(torch.stack([tensors[n] for n in order]))
     for n in order:
         width, height, image_format = facts[n]
         items.append(EmbeddedFile(batch[n].record.id, batch[n].digest, width, height,

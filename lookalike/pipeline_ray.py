@@ -127,16 +127,16 @@ def embed_pending_ray(
     ``workers``: model actors (default: one per CPU of the cluster, or per GPU when
     ``gpus_per_worker`` is set).
     """
+    todo = store.files_to_embed(model_key)
+    report = EmbedReport()
+    if not todo:  # nothing to do: no cluster to start or join
+        return report
+    started = time.perf_counter()
     connect(address)
     import ray
     import ray.data
 
     record = store.model(model_key)
-    todo = store.files_to_embed(model_key)
-    report = EmbedReport()
-    started = time.perf_counter()
-    if not todo:
-        return report
     if workers is None:
         resources = ray.cluster_resources()
         workers = (int(resources.get("GPU", 0) / gpus_per_worker) if gpus_per_worker

@@ -301,9 +301,7 @@ def verify_pairs(
         return {int(p): pool.submit(cache.load, int(p)) for p in wanted if p not in cache}
 
     with _one_thread_per_call(), ThreadPoolExecutor(
-        max_workers=workers, thread_name_prefix="lookalike-verify",
-        initializer=faiss.omp_set_num_threads, initargs=(1,),
-    ) as pool:
+        max_workers=workers, thread_name_prefix="lookalike-verify") as pool:
         pending = submit(pool, starts[0]) if starts else {}
         for number, start in enumerate(starts):
             for position, future in pending.items():
@@ -322,8 +320,8 @@ def _one_thread_per_call() -> Iterator[None]:
     """OpenCV and faiss single-threaded inside (our pool gives one thread per core),
     restored afterwards. Nested thread pools oversubscribe the cores and their spin-waits
     make a small faiss search ten times slower (0.5 ms -> 4.9 ms for 200 x 200 on 2
-    cores). OpenCV's setting is process-wide; OpenMP's is per thread, so the pool's
-    workers also set it themselves (see verify_pairs)."""
+    cores). OpenCV's setting is process-wide; OpenMP's is per thread, which is enough:
+    the matching (faiss) runs on the calling thread, the pool only extracts features."""
     opencv, openmp = cv2.getNumThreads(), faiss.omp_get_max_threads()
     cv2.setNumThreads(1)
     faiss.omp_set_num_threads(1)

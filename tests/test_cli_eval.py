@@ -71,7 +71,7 @@ def test_eval_with_csv_queries_and_learned_transform(labelled: Path, tmp_path: P
     assert json.loads(result.stdout)["results"][0]["protocol"].startswith("18 separate")
 
     result = invoke("eval", labelled, "--model", "classic", "--learn", "lda", "--cache", cache)
-    assert result.exit_code == 1  # learning needs held-out queries
+    assert result.exit_code == 1 and "needs held-out queries" in result.output
 
     result = invoke("eval", labelled, "--model", "classic", "--learn", "lda", "--split", "0.5",
                     "--gallery", "held-out", "--cache", cache, "--json")

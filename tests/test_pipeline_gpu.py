@@ -93,3 +93,31 @@ def test_a_jpeg_the_device_decoder_rejects_falls_back(backbone, tmp_path: Path) 
     images = _decode_jpegs([good.read_bytes(), b"not a jpeg", good.read_bytes()], "cpu")
     assert images[1] is None  # the batch call failed; the others were decoded one by one
     assert all(tuple(images[n].shape) == (3, 240, 320) for n in (0, 2))
+
+
+def test_a_jpeg_the_device_rejects_gets_the_cpu_decoders_verdict(backbone,
+                                                                 tmp_path: Path) -> None:
+    """A JPEG whose header passes (RGB, end marker present) goes to the device decoder; it
+    rejects the file, and the CPU decoder's verdict is what the run reports, as in a
+    standard run."""
+    import io
+
+    from lookalike.pipeline_gpu import _decode_jpegs
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(3):
+        scene(seed).save(folder / f"photo{seed}.jpg", quality=90)
+    buffer = io.BytesIO()
+    scene(3).save(buffer, "JPEG", quality=90)
+    data = buffer.getvalue()
+    scan = data.index(b"\xff\xda") + 200  # a reserved marker inside the entropy-coded scan
+    broken = data[:scan] + b"\xff\xc8\x00\x04\x00\x00" + data[scan:]
+    (folder / "reserved-marker.jpg").write_bytes(broken)
+    assert _decode_jpegs([broken], "cpu") == [None]  # the device path refuses it
+
+    plain = index(folder, "plain", lambda s: embed_pending(s, "m", backbone))
+    device = index(folder, "device", lambda s: embed_pending_on_device(s, "m", backbone))
+    assert [p for p, _ in device.report.skipped] == ["reserved-marker.jpg"]
+    assert device.report.skipped == plain.report.skipped
+    assert "corrupt" in device.report.skipped[0][1] and device.report.embedded == 3

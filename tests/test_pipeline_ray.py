@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from lookalike import Collection
 from lookalike.cli import app
 from tests import bad_files
-from tests.conftest import scene
+from tests.conftest import crop, scene
 
 ray = pytest.importorskip("ray")
 
@@ -73,4 +73,6 @@ def test_ray_run_resumes_and_embeds_only_changes(cluster, tmp_path: Path) -> Non
     collection = Collection.open(folder)
     ids, _ = collection.vectors()
     assert sorted(collection.paths(ids)) == [f"img{s:03d}.jpg" for s in range(1, 14)]
-    assert collection.search(folder / "img012.jpg", k=1)[0].path != "img012.jpg"
+    query = folder.parent / "query.jpg"  # a crop of an image the Ray actors embedded
+    crop(scene(12, (160, 120))).save(query, quality=90)
+    assert collection.search(query, k=1)[0].path == "img012.jpg"

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 
-from ..index import faiss_gpus
+from ..index import faiss_gpus, sample_rows
 
 _CHUNK_ROWS = 65_536
 # Below this many training rows x centroids k-means++ seeding is cheap (it costs one pass
@@ -58,6 +57,12 @@ class Clustering:
     @property
     def k(self) -> int:
         return int(self.centroids.shape[0])
+
+    def members(self, cluster: int) -> np.ndarray:
+        """Positions of ``cluster``'s items, the most central (closest to the centroid)
+        first."""
+        inside = np.flatnonzero(self.labels == cluster)
+        return inside[np.argsort(-self.similarity[inside], kind="stable")]
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ def kmeans(
     n, dim = vectors.shape
     if not 1 <= k <= n:
         raise ValueError(f"k must be between 1 and the number of vectors ({n}), not {k}")
-    train = _training_sample(vectors, k * max_points_per_centroid, seed)
+    train = sample_rows(vectors, k * max_points_per_centroid, seed)
     projection = None
     if pca is not None:
         step = -(-len(train) // _PCA_SAMPLE)  # a random sample, so every step-th row is too
@@ -218,19 +223,6 @@ def _threads(count: int | None) -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
-def _training_sample(vectors: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """At most ``size`` rows (all when there are no more), float32, in row order."""
-    n = len(vectors)
-    if size >= n:
-        return np.ascontiguousarray(vectors, dtype=np.float32)
-    rows = np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
-    out = np.empty((size, vectors.shape[1]), dtype=np.float32)
-    for start in range(0, size, _CHUNK_ROWS):
-        chunk = rows[start : start + _CHUNK_ROWS]
-        out[start : start + len(chunk)] = vectors[chunk]
-    return out
-
-
 # -- choosing k --------------------------------------------------------------------------
 
 
@@ -268,7 +260,7 @@ def auto_k(
     n = len(vectors)
     if n < 3:
         raise ValueError(f"choosing k needs at least 3 vectors, not {n}")
-    data = _training_sample(vectors, min(sample, n), seed)
+    data = sample_rows(vectors, min(sample, n), seed)
     if pca is not None:
         data = pca_whitening(data, max(1, min(pca, len(data) - 1))).apply(data)
     candidates = np.array(sorted(set(ks)) if ks is not None else _default_ks(len(data)))
@@ -322,6 +314,8 @@ def cluster_accuracy(labels_true: np.ndarray, labels_pred: np.ndarray) -> float:
     table = contingency(labels_true, labels_pred)
     if not table.size:
         return 0.0
+    from scipy.optimize import linear_sum_assignment  # 0.3 s to import: not at start-up
+
     rows, cols = linear_sum_assignment(table, maximize=True)
     return float(table[rows, cols].sum() / table.sum())
 

@@ -70,6 +70,9 @@ class EnsembleBackbone(Backbone):
         return cls(name=name, dim=sum(m.dim for m, _ in members),
                    decode_size=max(m.decode_size for m, _ in members),
                    batch_size=min(m.batch_size for m, _ in members),
+                   # each member runs inside one embed call: as many calls at once as the
+                   # least parallel member allows (CPU ONNX sessions are single-threaded)
+                   concurrency=min(m.concurrency for m, _ in members),
                    embeds_text=all(m.embeds_text for m, _ in members),
                    details={"members": [[m.identity(), w] for m, w in members]},
                    members=members, _shapes=shapes)

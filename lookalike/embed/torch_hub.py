@@ -84,7 +84,12 @@ class TorchBackbone(Backbone):
     def embed(self, batch: np.ndarray) -> np.ndarray:
         torch = _require("torch")
         pixels = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-        pixels = pixels.to(self.device)
+        return self.embed_tensor(pixels.to(self.device))
+
+    def embed_tensor(self, pixels: Any) -> np.ndarray:
+        """Embed a preprocessed float batch already on the model's device (the GPU
+        pipeline prepares its batches there)."""
+        torch = _require("torch")
         if self._kind == "cuda":
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self._autocast(torch):

@@ -60,10 +60,8 @@ def search_response(query: str, k: int, found: list[Neighbour]) -> Response:
 def create_app(directory: str | Path, *, token: str | None = None,
                max_upload_bytes: int | None = None) -> FastAPI:
     """The app over the collection at ``directory`` (a collection dir or its image folder)."""
-    from ..collection import locate
-
     options = {} if max_upload_bytes is None else {"max_upload_bytes": max_upload_bytes}
-    service = Service(locate(directory), **options)
+    service = Service(directory, **options)
     # FastAPI's native OpenTelemetry stays off: checking per request whether a tracer is
     # configured cost ~3 % of the event loop's time, for spans nobody collects
     app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -71,7 +69,6 @@ def create_app(directory: str | Path, *, token: str | None = None,
                   description=f"Images in {service.root}: similarity search, duplicates, "
                   "groups, clusters, outliers. Read-only: the server never deletes or moves "
                   "a file; duplicate-review marks are only recorded.")
-    app.state.service = service
     app.router.add_event_handler("shutdown", service.close)
     if token:
         app.add_middleware(TokenMiddleware, token=token)
@@ -133,16 +130,15 @@ def create_app(directory: str | Path, *, token: str | None = None,
     ) -> schemas.ImagePage:
         table = service.files()
         records = table.records
-        if cluster is not None:
-            file_ids, clustering = service.clusters("auto")
-            members = np.flatnonzero(clustering.labels == cluster)
-            members = members[np.argsort(-clustering.similarity[members], kind="stable")]
-            records = [table.by_id[int(i)] for i in file_ids[members] if int(i) in table.by_id]
-        elif group is not None:
-            file_ids, found = service.groups(threshold)
-            if not 1 <= group <= len(found):
-                raise HTTPException(404, f"no group {group} at threshold {threshold}")
-            members = found[group - 1].members
+        if cluster is not None or group is not None:
+            if cluster is not None:
+                file_ids, clustering = service.clusters("auto")
+                members = clustering.members(cluster)
+            else:
+                file_ids, found = service.groups(threshold)
+                if not 1 <= group <= len(found):
+                    raise HTTPException(404, f"no group {group} at threshold {threshold}")
+                members = found[group - 1].members
             records = [table.by_id[int(i)] for i in file_ids[members] if int(i) in table.by_id]
         if status != "all":
             records = [r for r in records if r.status == status]
@@ -263,8 +259,7 @@ def create_app(directory: str | Path, *, token: str | None = None,
         by_id = service.files().by_id
         listed = []
         for c in range(result.k):
-            inside = np.flatnonzero(result.labels == c)
-            central = inside[np.argsort(-result.similarity[inside], kind="stable")][:members]
+            central = result.members(c)[:members]
             medoid = int(result.medoids[c])
             listed.append(schemas.Cluster(
                 cluster=c, size=int(result.sizes[c]),
@@ -328,10 +323,9 @@ def create_app(directory: str | Path, *, token: str | None = None,
              responses={**ERRORS, 200: {"content": {"image/webp": {}}}})
     def thumb(file_id: int, size: Annotated[int, Query(ge=16, le=2048)] = DEFAULT_SIZE
               ) -> FileResponse:
-        record = record_or_404(file_id)
-        if service.original(record) is None:
+        path = service.thumbnail(record_or_404(file_id), nearest_size(size))
+        if path is None:
             raise HTTPException(404, f"image {file_id} is no longer in the folder")
-        path = service.thumbnail(record, nearest_size(size))
         return FileResponse(path, media_type="image/webp",
                             headers={"cache-control": "private, max-age=86400"})
 

@@ -21,11 +21,11 @@ import numpy as np
 
 from ..analyse.layout import TSNE_MAX, map_2d
 from ..analyse.outliers import top_outliers
-from ..collection import Collection, CollectionInfo, locate
+from ..collection import Collection, CollectionInfo
 from ..decode import DEFAULT_MAX_PIXELS, DecodeError, decode_bytes
 from ..discover import Root, is_remote
 from ..embed import Backbone
-from ..store import FileRecord, Store
+from ..store import FileRecord
 from .batching import SearchBatcher
 from .marks import MarkStore
 from .thumbs import thumbnail
@@ -53,7 +53,7 @@ class FileTable:
 class Service:
     def __init__(self, directory: Path, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                  max_upload_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-        self.collection = Collection(Store.open(locate(directory)))
+        self.collection = Collection.open(directory)
         self.directory = self.collection.directory
         self.root = self.collection.root
         self.max_upload_bytes = max_upload_bytes
@@ -104,8 +104,11 @@ class Service:
             return path  # one request, not two: a missing object fails when it is read
         return path if path.is_file() else None
 
-    def thumbnail(self, record: FileRecord, size: int) -> Path:
-        return thumbnail(self.thumb_cache, self.root, record, size)
+    def thumbnail(self, record: FileRecord, size: int) -> Path | None:
+        """The record's thumbnail, or None when its file is not in the folder any more."""
+        original = self.original(record)
+        return None if original is None else thumbnail(self.thumb_cache, original, record,
+                                                       size)
 
     # -- model ---------------------------------------------------------------------------------
     def backbone(self) -> Backbone:

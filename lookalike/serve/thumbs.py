@@ -31,15 +31,16 @@ def thumb_path(cache: Path, record: FileRecord, size: int) -> Path:
     return cache / str(size) / f"{record.id % 256:02x}" / f"{record.id}-{stamp}.webp"
 
 
-def thumbnail(cache: Path, root: Root, record: FileRecord, size: int) -> Path:
-    """The cached thumbnail of ``record`` at ``size`` px (longest side), made if needed.
+def thumbnail(cache: Path, original: Root, record: FileRecord, size: int) -> Path:
+    """The cached thumbnail of ``record`` (whose file is ``original``) at ``size`` px
+    (longest side), made if needed.
 
     Raises :class:`~lookalike.decode.DecodeError` when the original cannot be decoded.
     """
     path = thumb_path(cache, record, size)
     if path.exists():
         return path
-    decoded = decode_file(root / record.path, min_side=size)
+    decoded = decode_file(original, min_side=size)
     image = decoded.image
     image.thumbnail((size, size), Image.Resampling.LANCZOS)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -136,8 +136,8 @@ def test_original_and_thumbnail(client: TestClient, served_folder: Path) -> None
     assert thumb.headers["content-type"] == "image/webp"
     image = Image.open(io.BytesIO(thumb.content))
     assert image.format == "WEBP" and max(image.size) == 96
-    cached = list((served_folder / ".lookalike" / "thumbs").rglob("*.webp"))
-    assert cached
+    scene0 = file_id(client, "scene0.jpg")  # cached on disk under its size and id
+    assert list((served_folder / ".lookalike" / "thumbs" / "96").rglob(f"{scene0}-*.webp"))
     assert client.get(f"/thumb/{file_id(client, 'broken.jpg')}").status_code == 422
 
 
@@ -178,6 +178,12 @@ def test_analyses(client: TestClient) -> None:
             assert keeper["image"]["path"] == "scene2.jpg"  # the larger copy
     groups = client.get("/api/groups", params={"threshold": 0.9}).json()
     assert groups["threshold"] == 0.9
+    grouped = {group["number"]: {member["path"] for member in group["members"]}
+               for group in groups["groups"]}
+    number = next(n for n, paths in grouped.items()
+                  if {"scene0.jpg", "sub/scene0-crop.jpg"} <= paths)
+    listed = client.get("/api/images", params={"group": number, "threshold": 0.9}).json()
+    assert {item["path"] for item in listed["items"]} == grouped[number]
     for group in groups["groups"]:
         assert group["members"][0]["id"] == group["medoid"]["id"]
     clusters = client.get("/api/clusters").json()
