@@ -16,7 +16,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +44,7 @@ from .index import (
     ivfpq_trainable,
     load_index,
 )
+from .index_disk import write_ivfpq
 from .knn import KnnGraph, knn_graph
 from .pipeline import EmbedReport, Progress, embed_pending
 from .pipeline_gpu import embed_pending_on_device, gpu_decode_available
@@ -429,31 +430,63 @@ class Collection:
                 len(rows))
             reusable = (state.get("requested") == kind and state.get("file") == record.file
                         and state.get("transform") == transform and not outgrown)
-            # Under a memory budget an IVF-PQ index is searched memory-mapped: its inverted
-            # lists stay in the page cache. Changes are made on a loaded copy, then saved.
+            # Under a memory budget an IVF-PQ index is built, changed and searched on disk:
+            # its codes never sit in RAM (index_disk), its lists stay in the page cache.
             mapped = kind == "ivfpq" and budget is not None
             if reusable and path.exists():
-                stale = state.get("version") != record.version
                 with _index_files_lock(path.parent, shared=True):
-                    index = load_index(path, mmap=mapped and not stale)
+                    index = load_index(path, mmap=mapped)
                 self._attach_rerank(index, record)
-                if stale:
-                    index = _sync(index, self.embedding_matrix(record), rows)
-                    if isinstance(index, HNSWIndex):  # grown: keep the recall up
-                        index.ef_search = max(index.ef_search, default_ef_search(len(index)))
-                    if index is not None:
-                        self._save_index(index, path, record, kind, transform)
+                if state.get("version") != record.version:
+                    index = self._update_index(index, path, record, kind, transform, rows)
             if index is None:
-                params = {"rerank_source": "external"} if kind == "ivfpq" else {}
-                index = build_index(kind, self._live_matrix(record, rows), rows, **params)
-                self._attach_rerank(index, record)
-                self._save_index(index, path, record, kind, transform)
-            if mapped and isinstance(index, IVFPQIndex) and not index.memory_mapped:
-                with _index_files_lock(path.parent, shared=True):
-                    index = load_index(path, mmap=True)  # the copy built in RAM goes
-                self._attach_rerank(index, record)
+                index = self._build_index(path, record, kind, transform, rows, mapped)
             self._index, self._index_version = index, version
             return index
+
+    def _build_index(self, path: Path, record: ModelRecord, kind: str,
+                     transform: str | None, rows: np.ndarray, mapped: bool) -> VectorIndex:
+        if mapped and ivfpq_trainable(len(rows)):
+            trained = IVFPQIndex.train(self._live_matrix(record, rows),
+                                       rerank_source="external")
+            self._save_index(path, record, kind, "ivfpq", transform, lambda: write_ivfpq(
+                path, trained, self.embedding_matrix(record), rows))
+            return self._open_mapped(path, record)
+        params = {"rerank_source": "external"} if kind == "ivfpq" else {}
+        index = build_index(kind, self._live_matrix(record, rows), rows, **params)
+        self._attach_rerank(index, record)
+        self._save_index(path, record, kind, index.kind, transform,
+                         lambda: index.save(path))
+        return index
+
+    def _update_index(self, index: VectorIndex, path: Path, record: ModelRecord, kind: str,
+                      transform: str | None, rows: np.ndarray) -> VectorIndex | None:
+        """``index`` brought to hold ``rows``; None when it must be rebuilt."""
+        matrix = self.embedding_matrix(record)
+        if isinstance(index, IVFPQIndex) and index.memory_mapped:
+            def rewrite() -> None:  # from the file as it is under the lock
+                base = load_index(path, mmap=True)
+                assert isinstance(base, IVFPQIndex)
+                held = base.keys()
+                add, remove = np.setdiff1d(rows, held), np.setdiff1d(held, rows)
+                if len(add) or len(remove):
+                    write_ivfpq(path, base, matrix, add, remove=remove)
+
+            self._save_index(path, record, kind, "ivfpq", transform, rewrite)
+            return self._open_mapped(path, record)
+        updated = _sync(index, matrix, rows)
+        if isinstance(updated, HNSWIndex):  # grown: keep the recall up
+            updated.ef_search = max(updated.ef_search, default_ef_search(len(updated)))
+        if updated is not None:
+            self._save_index(path, record, kind, updated.kind, transform,
+                             lambda: updated.save(path))
+        return updated
+
+    def _open_mapped(self, path: Path, record: ModelRecord) -> VectorIndex:
+        with _index_files_lock(path.parent, shared=True):
+            index = load_index(path, mmap=True)
+        self._attach_rerank(index, record)
+        return index
 
     def _live_matrix(self, record: ModelRecord, rows: np.ndarray) -> np.ndarray:
         """The embeddings of ``rows``: the matrix itself when every row is live (the usual
@@ -466,14 +499,14 @@ class Collection:
         if isinstance(index, IVFPQIndex) and index.params["rerank_source"] == "external":
             index.attach(self.embedding_matrix(record))
 
-    def _save_index(
-        self, index: VectorIndex, path: Path, record: ModelRecord, requested: str,
-        transform: str | None,
-    ) -> None:
+    def _save_index(self, path: Path, record: ModelRecord, requested: str, saved: str,
+                    transform: str | None, write: Callable[[], object]) -> None:
+        """Run ``write()``, which saves a ``saved`` index at ``path``, under the index
+        files' lock, then record what it was built from."""
         path.parent.mkdir(exist_ok=True)
         with _index_files_lock(path.parent, shared=False):
-            index.save(path)
-        state = {"requested": requested, "kind": index.kind, "file": record.file,
+            write()
+        state = {"requested": requested, "kind": saved, "file": record.file,
                  "version": record.version, "transform": transform}
         self.store.set_meta(f"index:{record.key}", json.dumps(state))
 

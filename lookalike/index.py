@@ -383,6 +383,11 @@ class IVFPQIndex(VectorIndex):
         return cls(ivf, exact, nprobe, rerank, external=rerank_source == "external")
 
     @property
+    def ivf(self) -> Any:
+        """The FAISS ``IndexIVFPQ`` holding the cells and codes (read-only use)."""
+        return self._ivf
+
+    @property
     def rerank(self) -> int:
         """Candidates re-scored exactly per query; changeable unless built with 0."""
         return self._rerank

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -7,13 +8,15 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lookalike import Collection, ModelMismatch, StoreError
-from lookalike.store import Store
+from lookalike.discover import Candidate, discover
+from lookalike.store import EmbeddedFile, Store
 from tests import bad_files
 from tests.conftest import REPO, crop, flip, scene
 
@@ -257,7 +260,7 @@ _SAVE_INDEX = textwrap.dedent("""
     index = build_index("flat", vectors[:count], np.arange(count))
     path = collection.directory / "index" / "race.flat"
     for _ in range(int(sys.argv[2])):
-        collection._save_index(index, path, record, "flat", None)
+        collection._save_index(path, record, "flat", "flat", None, lambda: index.save(path))
 """)
 
 _READ_INDEX = textwrap.dedent("""
@@ -288,18 +291,17 @@ def test_concurrent_index_saves_never_leave_a_mismatched_pair(photo_folder: Path
     assert [child.wait(timeout=120) for child in children] == [0, 0, 0]
 
 
+def synthetic_files(count: int) -> Iterator[Candidate]:
+    """Catalogue entries of ``count`` files that do not exist (the same ones every call)."""
+    return (Candidate(Path(f"synthetic/img{i:05d}.jpg"), 1000 + i, i, "JPEG")
+            for i in range(count))
+
+
 def add_synthetic_rows(collection: Collection, count: int) -> None:
     """``count`` catalogue rows with clustered unit vectors and no files behind them (as
     an index run would commit them), so index choices can be tested at size."""
-    import itertools
-
-    from lookalike.discover import Candidate, discover
-    from lookalike.store import EmbeddedFile
-
     store, record = collection.store, collection.model
-    synthetic = (Candidate(Path(f"synthetic/img{i:05d}.jpg"), 1000 + i, i, "JPEG")
-                 for i in range(count))
-    store.sync_files(itertools.chain(discover(collection.root), synthetic))
+    store.sync_files(itertools.chain(discover(collection.root), synthetic_files(count)))
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((30, record.dim)).astype(np.float32)
     pending = [f.id for f in store.files_to_embed(record.key)]
@@ -327,12 +329,19 @@ def test_max_memory_is_remembered_and_picks_ivfpq(photo_folder: Path, tmp_path: 
     query = tmp_path / "q.jpg"
     crop(scene(2)).save(query)
     assert collection.search(query, k=1)[0].path == "scene2.jpg"
-    # a commit (as an index run makes) changes a memory-mapped index: a copy is loaded,
-    # synced and saved, and the saved one is mapped again
+    # a commit (as an index run makes) changes a memory-mapped index: it is rewritten on
+    # disk (index_disk) and the new file is mapped
     add_synthetic_rows(collection, 1001)
     index = collection.vector_index()
     assert index.kind == "ivfpq" and index.memory_mapped and len(index) == 1011
     assert collection.search(query, k=1)[0].path == "scene2.jpg"
+    (photo_folder / "scene2.jpg").unlink()  # dropped from the catalogue, not compacted
+    collection.store.sync_files(itertools.chain(discover(collection.root),
+                                                synthetic_files(1001)))
+    index = collection.vector_index()
+    assert index.memory_mapped and len(index) == 1010
+    assert "scene2.jpg" not in [hit.path for hit in collection.search(query, k=5)]
+    assert Collection.open(photo_folder).vector_index().keys().tolist() == index.keys().tolist()
 
 
 def test_max_memory_builds_the_graph_on_disk_with_the_same_analyses(photo_folder: Path,
