@@ -25,6 +25,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
@@ -169,17 +170,24 @@ def index(
     """Index FOLDER into a collection; re-running embeds only new or changed files."""
     options = {} if preprocess is None else {"preprocess": _json_argument(preprocess)}
     quiet = as_json or not console.is_terminal
-    with Progress(TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-                  TimeRemainingColumn(), console=errors, disable=as_json) as bar:
-        task = bar.add_task("embed", total=None)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  RateColumn(), TimeRemainingColumn(), console=errors, disable=as_json) as bar:
+        embedding = bar.add_task("embedding", total=None)
+        indexing: list[TaskID] = []  # a second bar, once the vector index takes vectors
 
         def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            bar.update(embedding, completed=done, total=total)
+
+        def index_progress(done: int, total: int) -> None:
+            if not indexing:
+                indexing.append(bar.add_task("indexing", total=total))
+            bar.update(indexing[0], completed=done, total=total)
 
         collection, report = Collection.index_folder(
             folder, db, model=model, weights=weights, output=output, pretrained=not random_init,
             border_crop=crop_borders, flip=flip, index_kind=index_kind, rebuild=rebuild,
-            workers=workers, batch_size=batch_size, progress=progress, ray=ray,
+            workers=workers, batch_size=batch_size, progress=progress,
+            index_progress=index_progress, ray=ray,
             max_memory=parse_size(max_memory) if max_memory else None, **options,
         )
     if as_json:

@@ -219,6 +219,7 @@ class Collection:
         workers: int | None = None,
         batch_size: int | None = None,
         progress: Progress | None = None,
+        index_progress: Progress | None = None,
         ray: str | None = None,
         device_decode: bool | None = None,
         max_memory: int | None = None,
@@ -231,7 +232,8 @@ class Collection:
         the number of model actors. ``device_decode``: decode JPEGs on the model's device
         (:mod:`lookalike.pipeline_gpu`); by default whenever the model runs on CUDA.
         ``max_memory`` (bytes, remembered): the most RAM the ``auto`` index may hold;
-        beyond it the index is IVF-PQ re-ranking from the store on disk."""
+        beyond it the index is IVF-PQ re-ranking from the store on disk. ``progress`` and
+        ``index_progress`` count images embedded and images added to the vector index."""
         started = time.perf_counter()
         record = self.model
         options = _load_options(weights, preprocess, output, pretrained, border_crop, flip)
@@ -275,7 +277,7 @@ class Collection:
             report = embed_pending(self.store, record.key, backbone, workers=workers,
                                    batch_size=batch_size, progress=progress)
         self.store.compact(record.key)
-        index = self.vector_index()
+        index = self.vector_index(progress=index_progress)
         skipped_total = self.store.status_counts().get("skipped", 0)
         return IndexReport(changes, report, record.spec, index.kind,
                            time.perf_counter() - started, skipped_total)
@@ -405,11 +407,12 @@ class Collection:
             self._projected = (version, projected)
         return self._projected[1]
 
-    def vector_index(self) -> VectorIndex:
+    def vector_index(self, progress: Progress | None = None) -> VectorIndex:
         """The vector index, synced with the catalogue: never silently stale.
 
         Additions are applied incrementally; removals too where the index kind supports
-        it, otherwise (and after a compaction) the index is rebuilt.
+        it, otherwise (and after a compaction) the index is rebuilt. ``progress(done,
+        total)`` counts the vectors a build or a change adds.
         """
         record = self._require_model()
         transform = self._transform_stamp(record)
@@ -438,29 +441,34 @@ class Collection:
                     index = load_index(path, mmap=mapped)
                 self._attach_rerank(index, record)
                 if state.get("version") != record.version:
-                    index = self._update_index(index, path, record, kind, transform, rows)
+                    index = self._update_index(index, path, record, kind, transform, rows,
+                                               progress)
             if index is None:
-                index = self._build_index(path, record, kind, transform, rows, mapped)
+                index = self._build_index(path, record, kind, transform, rows, mapped,
+                                          progress)
             self._index, self._index_version = index, version
             return index
 
     def _build_index(self, path: Path, record: ModelRecord, kind: str,
-                     transform: str | None, rows: np.ndarray, mapped: bool) -> VectorIndex:
+                     transform: str | None, rows: np.ndarray, mapped: bool,
+                     progress: Progress | None) -> VectorIndex:
         if mapped and ivfpq_trainable(len(rows)):
             trained = IVFPQIndex.train(self._live_matrix(record, rows),
                                        rerank_source="external")
             self._save_index(path, record, kind, "ivfpq", transform, lambda: write_ivfpq(
-                path, trained, self.embedding_matrix(record), rows))
+                path, trained, self.embedding_matrix(record), rows, progress=progress))
             return self._open_mapped(path, record)
         params = {"rerank_source": "external"} if kind == "ivfpq" else {}
-        index = build_index(kind, self._live_matrix(record, rows), rows, **params)
+        index = build_index(kind, self._live_matrix(record, rows), rows, progress=progress,
+                            **params)
         self._attach_rerank(index, record)
         self._save_index(path, record, kind, index.kind, transform,
                          lambda: index.save(path))
         return index
 
     def _update_index(self, index: VectorIndex, path: Path, record: ModelRecord, kind: str,
-                      transform: str | None, rows: np.ndarray) -> VectorIndex | None:
+                      transform: str | None, rows: np.ndarray,
+                      progress: Progress | None) -> VectorIndex | None:
         """``index`` brought to hold ``rows``; None when it must be rebuilt."""
         matrix = self.embedding_matrix(record)
         if isinstance(index, IVFPQIndex) and index.memory_mapped:
@@ -470,11 +478,11 @@ class Collection:
                 held = base.keys()
                 add, remove = np.setdiff1d(rows, held), np.setdiff1d(held, rows)
                 if len(add) or len(remove):
-                    write_ivfpq(path, base, matrix, add, remove=remove)
+                    write_ivfpq(path, base, matrix, add, remove=remove, progress=progress)
 
             self._save_index(path, record, kind, "ivfpq", transform, rewrite)
             return self._open_mapped(path, record)
-        updated = _sync(index, matrix, rows)
+        updated = _sync(index, matrix, rows, progress)
         if isinstance(updated, HNSWIndex):  # grown: keep the recall up
             updated.ef_search = max(updated.ef_search, default_ef_search(len(updated)))
         if updated is not None:
@@ -762,7 +770,8 @@ def _augment_text(options: dict[str, Any]) -> str:
     return ", ".join(chosen) or "no augmentation"
 
 
-def _sync(index: VectorIndex, matrix: np.ndarray, rows: np.ndarray) -> VectorIndex | None:
+def _sync(index: VectorIndex, matrix: np.ndarray, rows: np.ndarray,
+          progress: Progress | None = None) -> VectorIndex | None:
     """Bring a loaded index to hold exactly ``rows``; None when it must be rebuilt."""
     held = index.keys()
     to_remove = np.setdiff1d(held, rows)
@@ -772,7 +781,7 @@ def _sync(index: VectorIndex, matrix: np.ndarray, rows: np.ndarray) -> VectorInd
     if len(to_remove):
         index.remove(to_remove)
     if len(to_add):
-        index.add(np.asarray(matrix[to_add], dtype=np.float32), to_add)
+        index.add(np.asarray(matrix[to_add], dtype=np.float32), to_add, progress=progress)
     return index
 
 

@@ -139,14 +139,24 @@ class VectorIndex(ABC):
         """Open what ``_write`` wrote, with the sidecar's ``meta``; ``mmap``: read-only
         from the page cache where the kind supports it (others load as usual)."""
 
-    def add(self, vectors: np.ndarray, keys: np.ndarray) -> None:
-        """Add ``vectors`` ([n, dim], float16/32/64) under ``keys`` not already present."""
+    def add(self, vectors: np.ndarray, keys: np.ndarray,
+            progress: Callable[[int, int], None] | None = None) -> None:
+        """Add ``vectors`` ([n, dim], float16/32/64) under ``keys`` not already present;
+        ``progress(done, total)`` counts them."""
         vectors, keys = _check_batch(vectors, keys, self.dim)
         clash = keys[np.isin(keys, self.keys())]
         if clash.size:
             raise ValueError(f"{clash.size} keys are already in the index, e.g. {clash[0]}")
+        self._add_chunks(vectors, keys, progress)
+
+    def _add_chunks(self, vectors: np.ndarray, keys: np.ndarray,
+                    progress: Callable[[int, int], None] | None) -> None:
+        done = 0
         for chunk, chunk_keys in _float32_chunks(vectors, keys):
             self._add_chunk(chunk, chunk_keys)
+            done += len(chunk_keys)
+            if progress:
+                progress(done, len(keys))
 
     def remove(self, keys: np.ndarray) -> None:
         """Drop ``keys``; keys not in the index are ignored.
@@ -548,6 +558,7 @@ class AnnoyIndex(VectorIndex):
         *,
         n_trees: int = 50,
         search_k: int = 200_000,
+        progress: Callable[[int, int], None] | None = None,
     ) -> AnnoyIndex:
         if keys.size and keys.max() >= 2**31:
             raise ValueError("annoy item ids are int32: keys must be below 2**31")
@@ -558,8 +569,7 @@ class AnnoyIndex(VectorIndex):
             np.sort(keys),
             {"n_trees": n_trees, "search_k": search_k},
         )
-        for chunk, chunk_keys in _float32_chunks(vectors, keys):
-            index._add_chunk(chunk, chunk_keys)
+        index._add_chunks(vectors, keys, progress)
         index._forest.build(n_trees, n_jobs=-1)
         return index
 
@@ -573,7 +583,8 @@ class AnnoyIndex(VectorIndex):
     def __len__(self) -> int:
         return len(self._keys)
 
-    def add(self, vectors: np.ndarray, keys: np.ndarray) -> None:
+    def add(self, vectors: np.ndarray, keys: np.ndarray,
+            progress: Callable[[int, int], None] | None = None) -> None:
         raise NotImplementedError("an annoy index is immutable once built; rebuild it")
 
     def _add_chunk(self, vectors: np.ndarray, keys: np.ndarray) -> None:
@@ -617,13 +628,16 @@ _CLASSES: dict[str, type[VectorIndex]] = {
 }
 
 
-def build_index(kind: str, vectors: np.ndarray, keys: np.ndarray, **params: Any) -> VectorIndex:
+def build_index(kind: str, vectors: np.ndarray, keys: np.ndarray, *,
+                progress: Callable[[int, int], None] | None = None,
+                **params: Any) -> VectorIndex:
     """Build a ``kind`` index (or ``"auto"``: ``choose_kind(n)``) over ``vectors`` [n, dim].
 
     ``vectors`` may be float16, float32 or float64, e.g. a read-only memmap of the store; it
     is converted to float32 ``_CHUNK_ROWS`` rows at a time. ``params`` are kind-specific:
     hnsw ``m``, ``ef_construction``, ``ef_search``; ivfpq ``nlist``, ``m``, ``nbits``,
     ``nprobe``, ``rerank``; annoy ``n_trees``, ``search_k``; unknown ones raise TypeError.
+    ``progress(done, n)`` counts the vectors added (after training, for IVF-PQ).
     An ``ivfpq`` request with fewer than 624 vectors (too few to train even 4-bit PQ) gets
     an exact flat index instead, which at that size is both faster and exact.
     """
@@ -636,7 +650,7 @@ def build_index(kind: str, vectors: np.ndarray, keys: np.ndarray, **params: Any)
     if kind not in INDEX_KINDS:
         raise ValueError(f"unknown index kind {kind!r}; expected auto or one of {INDEX_KINDS}")
     if kind == "annoy":
-        return AnnoyIndex.build(vectors, keys, **params)
+        return AnnoyIndex.build(vectors, keys, progress=progress, **params)
     if kind == "ivfpq" and not (params.get("nbits") or _ivfpq_nbits(n)):
         log.warning("%d vectors are too few to train IVF-PQ; building a flat index", n)
         kind, params = "flat", {}
@@ -647,8 +661,7 @@ def build_index(kind: str, vectors: np.ndarray, keys: np.ndarray, **params: Any)
         index = HNSWIndex.create(dim, **{"ef_search": default_ef_search(n), **params})
     else:
         index = IVFPQIndex.train(vectors, **params)
-    for chunk, chunk_keys in _float32_chunks(vectors, keys):
-        index._add_chunk(chunk, chunk_keys)
+    index._add_chunks(vectors, keys, progress)
     return index
 
 

@@ -289,3 +289,12 @@ def test_max_memory_moves_auto_to_ivfpq() -> None:
     assert choose_kind(1_000_000, 384, max_memory=1 * 2**30) == "ivfpq"
     assert choose_kind(30_000, 384, max_memory=10 * 2**20) == "ivfpq"  # even below 50k
     assert choose_kind(100, 384, max_memory=1) == "flat"  # too few to train IVF-PQ
+
+
+@pytest.mark.parametrize("kind", INDEX_KINDS)
+def test_build_reports_progress_per_chunk(vectors: np.ndarray, monkeypatch, kind: str) -> None:
+    monkeypatch.setattr(index_module, "_CHUNK_ROWS", 700)
+    calls: list[tuple[int, int]] = []
+    index = build_index(kind, vectors, KEYS, progress=lambda *call: calls.append(call),
+                        **PARAMS[kind])
+    assert calls == [(700, N), (1400, N), (N, N)] and len(index) == N

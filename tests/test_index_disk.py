@@ -124,3 +124,10 @@ def test_refuses_a_base_it_cannot_stream(trained, vectors, tmp_path: Path) -> No
     with pytest.raises(ValueError, match="not the single IVF-PQ index"):
         write_ivfpq(tmp_path / "b.ivfpq", mapped_a, vectors, np.arange(600, 700))
     assert len(load_index(tmp_path / "b.ivfpq", mmap=True)) == 500  # left as it was
+
+
+def test_progress_counts_the_vectors_encoded(trained, vectors, tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    write_ivfpq(tmp_path / "x.ivfpq", trained, vectors, np.arange(2500),
+                progress=lambda *call: calls.append(call))
+    assert calls == [(1000, 2500), (2000, 2500), (2500, 2500)]
