@@ -326,15 +326,17 @@ class Collection:
             )
 
     # -- vectors and index -----------------------------------------------------------------
-    def vectors(self, *, raw: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def vectors(self, *, raw: bool = False, copy: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """``(file_ids, embeddings float32 [n, dim])`` of every embedded file, by file id.
 
-        With a learned transform set, the vectors are projected unless ``raw``.
+        With a learned transform set, the vectors are projected unless ``raw``. Without
+        ``copy`` they come as stored: the store's float16 memmap itself when every row is
+        live (nothing read until used), else the live rows gathered.
         """
         record = self._require_model()
         file_ids, rows = self.store.live_rows(record.key)
-        matrix = self.store.embeddings(record.key) if raw else self.embedding_matrix(record)
-        return file_ids, np.asarray(matrix[rows], dtype=np.float32)
+        matrix = self._live_matrix(record, rows, raw=raw)
+        return file_ids, np.asarray(matrix, dtype=np.float32) if copy else matrix
 
     # -- learned transform -----------------------------------------------------------------
     @property
@@ -496,10 +498,12 @@ class Collection:
         self._attach_rerank(index, record)
         return index
 
-    def _live_matrix(self, record: ModelRecord, rows: np.ndarray) -> np.ndarray:
-        """The embeddings of ``rows``: the matrix itself when every row is live (the usual
-        case after a compaction), so a memmap is never gathered into one big copy."""
-        matrix = self.embedding_matrix(record)
+    def _live_matrix(self, record: ModelRecord, rows: np.ndarray, *,
+                     raw: bool = False) -> np.ndarray:
+        """The embeddings of ``rows`` (``raw``: never projected): the matrix itself when
+        every row is live (the usual case after a compaction), so a memmap is never
+        gathered into one big copy."""
+        matrix = self.store.embeddings(record.key) if raw else self.embedding_matrix(record)
         return matrix if np.array_equal(rows, np.arange(len(matrix))) else matrix[rows]
 
     def _attach_rerank(self, index: VectorIndex, record: ModelRecord) -> None:
@@ -518,9 +522,10 @@ class Collection:
                  "version": record.version, "transform": transform}
         self.store.set_meta(f"index:{record.key}", json.dumps(state))
 
-    def knn_graph(self, k: int = 16, progress: Progress | None = None) -> tuple[
-            np.ndarray, KnnGraph]:
-        """``(file_ids, graph)``: every embedded image's ``k`` nearest others.
+    def knn_graph(self, k: int = 16, progress: Progress | None = None, *,
+                  raw: bool = False) -> tuple[np.ndarray, KnnGraph]:
+        """``(file_ids, graph)``: every embedded image's ``k`` nearest others, in the
+        searched space (``raw``: the model's own, even when a transform is set).
 
         Exact below ``knn.CELL_MIN`` images, by cells above (not through the search index:
         a whole-collection graph is faster and more exact as blocked matrix products), and
@@ -530,8 +535,10 @@ class Collection:
         ``max_memory``, it is also built on disk rather than in RAM.
         """
         record = self._require_model()
-        cache = self.directory / "index" / f"{record.key}.knn{k}"
-        transform = int(self._transform_stamp(record) or "0", 16)
+        stamp_hex = self._transform_stamp(record)
+        raw = raw and stamp_hex is not None  # without a transform both spaces are one
+        cache = self.directory / "index" / f"{record.key}.{'raw.' if raw else ''}knn{k}"
+        transform = 0 if raw else int(stamp_hex or "0", 16)
         stamp = np.array([record.version, int(record.file.split(".")[-2]), transform])
         try:
             if np.array_equal(np.load(cache / "stamp.npy"), stamp):
@@ -541,7 +548,7 @@ class Collection:
         except (OSError, ValueError):  # no cache yet, or one being replaced
             pass
         file_ids, rows = self.store.live_rows(record.key)
-        vectors = self._live_matrix(record, rows)  # float16 memmap: read block by block
+        vectors = self._live_matrix(record, rows, raw=raw)  # memmap: read block by block
         temporary = cache.with_name(f".{cache.name}.{os.getpid()}-{threading.get_ident()}")
         shutil.rmtree(temporary, ignore_errors=True)
         budget = self.store.meta("max_memory")

@@ -6,7 +6,9 @@ Stages, none of them N x N:
 1. **exact**: files with equal content hashes, plus files whose decoded pixels are equal
    (same picture, other container). Pixels are hashed only for k-NN neighbours with the
    same width x height and a near-identical embedding, so almost nothing is decoded.
-2. **k-NN graph** of the embeddings (:func:`~lookalike.knn.knn_graph`).
+2. **k-NN graph** of the model's own embeddings (:meth:`Collection.knn_graph
+   <lookalike.collection.Collection.knn_graph>`: cached, and shared with the other
+   analyses; read memory-mapped, like the embeddings).
 3. **candidates**: graph edges with cosine >= the model's calibrated
    ``candidate_threshold`` (loose: it keeps 95 % of every kind of synthetic edit), between
    one representative per exact group.
@@ -44,7 +46,7 @@ from .analyse.duplicates import (
     make_group,
     visit_order,
 )
-from .knn import KnnGraph, knn_graph
+from .knn import KnnGraph
 from .store import StoreError
 from .verify import FeatureCache, calibrate, pixel_hashes, verify_pairs
 
@@ -133,23 +135,21 @@ def load_calibration(collection: Collection) -> dict[str, Any] | None:
 
 def ensure_calibration(
     collection: Collection,
-    vectors: np.ndarray | None = None,
-    graph: KnnGraph | None = None,
+    vectors: np.ndarray,
+    graph: KnnGraph,
     *,
-    recalibrate: bool = False,
     workers: int | None = None,
 ) -> dict[str, Any]:
     """The model's calibration: stored, or measured now on the collection and stored.
 
-    A read-only collection still gets a calibration; it is just not saved.
+    ``vectors`` and ``graph``: the model's own embeddings of the live files and their
+    k-NN graph. A read-only collection still gets a calibration; it is just not saved.
     """
-    found = None if recalibrate else load_calibration(collection)
+    found = load_calibration(collection)
     if found is not None:
         return found
-    if vectors is None:
-        _, vectors = collection.vectors(raw=True)
-    if graph is None or graph.k <= LOOKALIKE_RANK:
-        graph = knn_graph(vectors, LOOKALIKE_RANK + 1)
+    if graph.k <= LOOKALIKE_RANK:
+        graph = collection.knn_graph(LOOKALIKE_RANK + 1, raw=True)[1]
     paths = [collection.root / path for path in _paths(collection)[1]]
     lookalike = graph.scores[:, LOOKALIKE_RANK]
     result = calibrate(collection.backbone, paths, vectors, lookalike, workers=workers)
@@ -209,7 +209,8 @@ def find_duplicates(
     if record is None:
         raise StoreError("the collection has no embeddings yet: run lookalike index first")
     file_ids, relative, columns = _paths(collection)
-    _, vectors = collection.vectors(raw=True)
+    # as stored (a memmap): only the rows a step needs are read
+    vector_ids, vectors = collection.vectors(raw=True, copy=False)
     absolute = [collection.root / path for path in relative]
     n = len(file_ids)
     lap("load")
@@ -219,7 +220,10 @@ def find_duplicates(
                                verified=verify, calibration=None,
                                candidates=0, confirmed=0, seconds=timings)
 
-    graph = _graph(vectors, k, progress)
+    graph_ids, graph = _graph(collection, k, progress)
+    if not (np.array_equal(graph_ids, file_ids) and np.array_equal(vector_ids, file_ids)):
+        raise StoreError("the collection changed while its duplicates were being found "
+                         "(an index run?): run duplicates again")
     lap("graph")
 
     # 1. exact duplicates: same bytes, or same pixels among look-identical same-size pairs.
@@ -276,7 +280,8 @@ def find_duplicates(
         weight = _cosine_weights(cosine, threshold)
         extra_i, extra_j = _closure(n, i, j, weight)
         if len(extra_i):
-            extra_cos = np.einsum("ij,ij->i", vectors[extra_i], vectors[extra_j])
+            extra_cos = np.einsum("ij,ij->i", np.asarray(vectors[extra_i], np.float32),
+                                  np.asarray(vectors[extra_j], np.float32))
             i, j = np.concatenate([i, extra_i]), np.concatenate([j, extra_j])
             weight = np.concatenate([weight, _cosine_weights(extra_cos, threshold)])
     lap("verify" if verify else "weights")
@@ -306,11 +311,13 @@ def find_duplicates(
     )
 
 
-def _graph(vectors: np.ndarray, k: int, progress: Progress | None) -> KnnGraph:
-    """The k-NN graph of the model's own embeddings (a learned transform serves class
-    retrieval; duplicates are judged where the calibrated thresholds hold)."""
+def _graph(collection: Collection, k: int,
+           progress: Progress | None) -> tuple[np.ndarray, KnnGraph]:
+    """``(file_ids, graph)``: the collection's cached k-NN graph of the model's own
+    embeddings (a learned transform serves class retrieval; duplicates are judged where
+    the calibrated thresholds hold)."""
     report = (lambda done, total: progress("graph", done, total)) if progress else None
-    return knn_graph(vectors, k, progress=report)
+    return collection.knn_graph(k, report, raw=True)
 
 
 def _keeper(members: list[int], columns: dict[str, np.ndarray]) -> int:

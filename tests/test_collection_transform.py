@@ -70,6 +70,12 @@ def test_learned_transform_changes_search_and_persists(two_marks: Path) -> None:
     np.testing.assert_array_equal(after.vectors(raw=True)[1], raw)  # store untouched
     info = json.loads(invoke("info", two_marks, "--json").stdout)
     assert info["transform"] == "lda" and info["index_fresh"]
+    # analyses use the learned space; duplicates the model's own, each graph cached apart
+    scenes = {i: p.rsplit("/", 1)[-1] for i, p in zip(ids, after.paths(ids), strict=True)}
+    learned, own = after.knn_graph(1)[1], after.knn_graph(1, raw=True)[1]
+    assert all(scenes[ids[n]] != scenes[ids[i]] for i, n in enumerate(learned.neighbours[:, 0]))
+    assert all(scenes[ids[n]] == scenes[ids[i]] for i, n in enumerate(own.neighbours[:, 0]))
+    assert after.knn_graph(1)[1].neighbours.tolist() == learned.neighbours.tolist()
 
     # a new image is indexed into the learned space without refitting anything
     marked(40, (230, 20, 20)).save(two_marks / "red" / "new.png")

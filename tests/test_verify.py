@@ -164,6 +164,22 @@ def test_find_duplicates_with_an_explicit_threshold_or_without_verification(
             assert len(group.members) <= 3  # small: no chain through the look-alikes
 
 
+def test_find_duplicates_reuses_the_collections_cached_graph(planted: Path, monkeypatch) -> None:
+    collection, _ = Collection.index_folder(planted, model="classic")
+    with collection:
+        first = find_duplicates(collection, verify=False)
+        ids, graph = collection.knn_graph(16)  # what duplicates built and cached
+
+        def no_new_graph(*args, **kwargs):
+            raise AssertionError("the cached graph was not used")
+
+        monkeypatch.setattr("lookalike.collection.knn_graph", no_new_graph)
+        again = find_duplicates(collection, verify=False)
+        assert again.near and [g.members for g in again.near] == [
+            g.members for g in first.near]
+        assert isinstance(graph.neighbours, np.memmap) and len(ids) == len(first.paths)
+
+
 def test_find_duplicates_on_a_single_image(tmp_path: Path) -> None:
     folder = tmp_path / "one"
     folder.mkdir()
