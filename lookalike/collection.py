@@ -669,12 +669,12 @@ class Collection:
     ) -> tuple[np.ndarray, list[Group]]:
         """``(file_ids, groups)``: seed 001's threshold groups (positions index file_ids)."""
         file_ids, graph = self.knn_graph(k)
-        _, vectors = self.vectors()
+        _, vectors = self.vectors(copy=False)  # read in blocks
         return file_ids, threshold_groups(vectors, graph, threshold, mutual=mutual)
 
     def clusters(self, k: int | str = "auto", *, seed: int = 0) -> tuple[np.ndarray, Clustering]:
         """``(file_ids, clustering)``: k-means with ``k`` clusters, or a chosen k (``auto``)."""
-        file_ids, vectors = self.vectors()
+        file_ids, vectors = self.vectors(copy=False)  # sampled, then assigned in blocks
         if k == "auto":
             k = auto_k(vectors, seed=seed).k
         return file_ids, kmeans(vectors, int(k), seed=seed)
