@@ -163,8 +163,8 @@ def index(
         "local one) or local; --workers is then the number of model actors.")] = None,
     max_memory: Annotated[str | None, typer.Option(
         "--max-memory", help="RAM budget, e.g. 6G (remembered): beyond it the auto index "
-        "is IVF-PQ, memory-mapped and re-ranking from the store on disk, and a k-NN graph "
-        "over a quarter of it is built in memory-mapped files.")] = None,
+        "is IVF-PQ, built and searched on disk and re-ranking from the store, and a k-NN "
+        "graph over a quarter of it is built in memory-mapped files.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Index FOLDER into a collection; re-running embeds only new or changed files."""
