@@ -17,6 +17,7 @@ import faiss
 import numpy as np
 from scipy.sparse import coo_matrix
 
+from ..embed.transform import PCA
 from ..index import faiss_gpus, sample_rows
 
 _CHUNK_ROWS = 65_536
@@ -93,15 +94,8 @@ def pca_whitening(vectors: np.ndarray, dims: int, eigen_power: float = -0.25) ->
     the components beyond ``dims`` drops most of the noise. See BENCHMARKS.md,
     "Clustering quality".
     """
-    data = np.asarray(vectors, dtype=np.float64)
-    mean = data.mean(axis=0)
-    centred = data - mean
-    covariance = centred.T @ centred / max(len(data) - 1, 1)
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-    top = np.argsort(eigenvalues)[::-1][: min(dims, len(eigenvalues))]
-    scale = np.maximum(eigenvalues[top], eigenvalues[top[0]] * 1e-12 + 1e-30) ** eigen_power
-    matrix = eigenvectors[:, top] * scale
-    return Projection(mean.astype(np.float32), matrix.astype(np.float32))
+    pca = PCA(dim=dims, whiten=-2 * eigen_power).fit(vectors)
+    return Projection(pca.mean, pca.matrix)
 
 
 def kmeans(
