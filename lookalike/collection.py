@@ -14,10 +14,11 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -288,9 +289,11 @@ class Collection:
         for old in self.store.models():
             with self.store.transaction() as db:
                 db.execute("DELETE FROM models WHERE key = ?", (old.key,))
-                db.execute("DELETE FROM meta WHERE key = ?", (f"index:{old.key}",))
+                db.execute("DELETE FROM meta WHERE key IN (?, ?)",
+                           (f"index:{old.key}", f"text:{old.key}"))
             (self.directory / "embeddings" / old.file).unlink(missing_ok=True)
         record = self.store.add_model(key, spec, options, identity, backbone.dim)
+        self.store.set_meta(f"text:{key}", "1" if backbone.embeds_text else "0")
         self.store.set_meta("model", key)
         self._backbone = backbone
         self._index = None
@@ -309,6 +312,20 @@ class Collection:
                 )
             self._backbone = backbone
         return self._backbone
+
+    @property
+    def embeds_text(self) -> bool:
+        """Whether the model embeds text queries. Recorded when indexing starts, so asking
+        does not load the model (a collection indexed before that loads it once)."""
+        record = self.model
+        if record is None:
+            return False
+        recorded = self.store.meta(f"text:{record.key}")
+        if recorded is None:
+            recorded = "1" if self.backbone.embeds_text else "0"
+            with suppress(StoreError, sqlite3.Error):  # a read-only collection asks again
+                self.store.set_meta(f"text:{record.key}", recorded)
+        return recorded == "1"
 
     def _require_model(self) -> ModelRecord:
         record = self.model

@@ -489,3 +489,16 @@ def test_collection_on_a_real_s3_protocol_server(tmp_path: Path,
         assert collection.search(query, k=1)[0].path == "scene4.jpg"
     finally:
         server.stop()
+
+
+def test_whether_the_model_embeds_text_is_known_without_loading_it(photo_folder: Path) -> None:
+    Collection.index_folder(photo_folder, model="classic")
+    reopened = Collection.open(photo_folder)
+    assert reopened.embeds_text is False and reopened._backbone is None
+    # a collection indexed before this was recorded loads the model once, then records it
+    key = reopened.model.key
+    with reopened.store.transaction() as db:
+        db.execute("DELETE FROM meta WHERE key = ?", (f"text:{key}",))
+    older = Collection.open(photo_folder, writable=True)
+    assert older.embeds_text is False and older._backbone is not None
+    assert older.store.meta(f"text:{key}") == "0"

@@ -116,10 +116,8 @@ class Service:
             return self.collection.backbone
 
     def text_search(self) -> bool:
-        if self.collection.model is None:
-            return False
         try:
-            return bool(self.backbone().embeds_text)
+            return self.collection.embeds_text  # recorded: the model is not loaded
         except Exception:  # noqa: BLE001 - an unavailable model means no text search
             return False
 
