@@ -219,21 +219,22 @@ def create_app(directory: str | Path, *, token: str | None = None,
     ) -> schemas.DuplicatePage:
         report = service.duplicates(threshold, verify)
         table, marks = service.files(), service.marks.decisions()
-        groups = []
+        listed = []  # groups none of whose files is gone since
         for group in report.exact + report.near:
             ids = [int(report.file_ids[m]) for m in group.members]
-            if any(i not in table.by_id for i in ids):
-                continue
-            groups.append(schemas.DuplicateGroup(
-                key="-".join(str(i) for i in sorted(ids)), kind=group.kind,
-                keeper=int(report.file_ids[group.keeper]),
-                members=[schemas.DuplicateMember(
-                    image=image_model(table.by_id[i]), score=round(float(s), 4),
-                    keeper=m == group.keeper, mark=marks.get(i))
-                    for i, m, s in zip(ids, group.members, group.scores)]))
-        return schemas.DuplicatePage(total=len(groups), offset=offset, limit=limit,
+            if all(i in table.by_id for i in ids):
+                listed.append((group, ids))
+        page = [schemas.DuplicateGroup(  # models for this page only
+            key="-".join(str(i) for i in sorted(ids)), kind=group.kind,
+            keeper=int(report.file_ids[group.keeper]),
+            members=[schemas.DuplicateMember(
+                image=image_model(table.by_id[i]), score=round(float(s), 4),
+                keeper=m == group.keeper, mark=marks.get(i))
+                for i, m, s in zip(ids, group.members, group.scores)])
+            for group, ids in listed[offset:offset + limit]]
+        return schemas.DuplicatePage(total=len(listed), offset=offset, limit=limit,
                                      threshold=report.threshold, verified=report.verified,
-                                     groups=groups[offset:offset + limit])
+                                     groups=page)
 
     @app.get("/api/groups", response_model=schemas.GroupPage)
     def groups(
@@ -248,7 +249,7 @@ def create_app(directory: str | Path, *, token: str | None = None,
             number=number, size=g.size, mean_similarity=round(g.mean_similarity, 4),
             medoid=image_model(by_id[int(file_ids[g.medoid])]),
             members=[image_model(by_id[int(file_ids[m])]) for m in g.members[:members]])
-            for number, g in enumerate(found, start=1)][offset:offset + limit]
+            for number, g in enumerate(found[offset:offset + limit], start=offset + 1)]
         return schemas.GroupPage(total=len(found), offset=offset, limit=limit,
                                  threshold=threshold, groups=page)
 

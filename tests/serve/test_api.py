@@ -186,6 +186,16 @@ def test_analyses(client: TestClient) -> None:
     assert {item["path"] for item in listed["items"]} == grouped[number]
     for group in groups["groups"]:
         assert group["members"][0]["id"] == group["medoid"]["id"]
+    # pages: the same groups, numbered as in the whole list
+    assert groups["total"] >= 2
+    for offset in (0, 1):
+        page = client.get("/api/duplicates", params={"offset": offset, "limit": 1}).json()
+        assert page["total"] == duplicates["total"]
+        assert page["groups"] == duplicates["groups"][offset:offset + 1]
+    second = client.get("/api/groups", params={"threshold": 0.9, "offset": 1,
+                                               "limit": 1}).json()
+    assert second["total"] == groups["total"] and second["groups"] == groups["groups"][1:2]
+    assert second["groups"][0]["number"] == 2
     clusters = client.get("/api/clusters").json()
     assert sum(c["size"] for c in clusters["clusters"]) == 15
     cluster = clusters["clusters"][0]
