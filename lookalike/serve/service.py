@@ -173,7 +173,7 @@ class Service:
         """``(file_ids, xy [n, 2], method, cluster labels)``, at most MAX_MAP_POINTS."""
 
         def compute() -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
-            file_ids, vectors = self.collection.vectors()
+            file_ids, vectors = self.collection.vectors(copy=False)  # sampled below
             labels = self.clusters("auto")[1].labels if len(file_ids) > 1 else (
                 np.zeros(len(file_ids), dtype=np.int64))
             if len(file_ids) > MAX_MAP_POINTS:
