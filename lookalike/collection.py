@@ -45,7 +45,7 @@ from .index import (
     ivfpq_trainable,
     load_index,
 )
-from .index_disk import write_ivfpq
+from .index_disk import BUCKET_BYTES, write_ivfpq
 from .knn import KnnGraph, knn_graph
 from .pipeline import EmbedReport, Progress, embed_pending
 from .pipeline_gpu import embed_pending_on_device, gpu_decode_available
@@ -475,7 +475,8 @@ class Collection:
             trained = IVFPQIndex.train(self._live_matrix(record, rows),
                                        rerank_source="external")
             self._save_index(path, record, kind, "ivfpq", transform, lambda: write_ivfpq(
-                path, trained, self.embedding_matrix(record), rows, progress=progress))
+                path, trained, self.embedding_matrix(record), rows,
+                bucket_bytes=self._bucket_bytes(), progress=progress))
             return self._open_mapped(path, record)
         params = {"rerank_source": "external"} if kind == "ivfpq" else {}
         index = build_index(kind, self._live_matrix(record, rows), rows, progress=progress,
@@ -497,7 +498,8 @@ class Collection:
                 held = base.keys()
                 add, remove = np.setdiff1d(rows, held), np.setdiff1d(held, rows)
                 if len(add) or len(remove):
-                    write_ivfpq(path, base, matrix, add, remove=remove, progress=progress)
+                    write_ivfpq(path, base, matrix, add, remove=remove,
+                                bucket_bytes=self._bucket_bytes(), progress=progress)
 
             self._save_index(path, record, kind, "ivfpq", transform, rewrite)
             return self._open_mapped(path, record)
@@ -508,6 +510,12 @@ class Collection:
             self._save_index(path, record, kind, updated.kind, transform,
                              lambda: updated.save(path))
         return updated
+
+    def _bucket_bytes(self) -> int:
+        """Entries an on-disk IVF-PQ build sorts in RAM at a time: a quarter of the
+        budget, between 1 MiB and ``index_disk.BUCKET_BYTES``."""
+        budget = int(self.store.meta("max_memory") or BUCKET_BYTES * 4)
+        return int(np.clip(budget // 4, 1 << 20, BUCKET_BYTES))
 
     def _open_mapped(self, path: Path, record: ModelRecord) -> VectorIndex:
         with _index_files_lock(path.parent, shared=True):

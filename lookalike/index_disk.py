@@ -46,6 +46,7 @@ def write_ivfpq(
     add: np.ndarray,
     *,
     remove: np.ndarray | None = None,
+    bucket_bytes: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Write ``base``'s entries except the keys in ``remove``, plus the vectors of the keys
@@ -55,7 +56,9 @@ def write_ivfpq(
     memory-mapped from ``path`` itself (``load_index(path, mmap=True)``, a change).
     ``source[key]`` is the vector of ``key`` (e.g. the store's float16 memmap, which is
     read a chunk at a time). The result keeps ``base``'s parameters; open it with
-    ``load_index(path, mmap=True)``. ``progress(done, total)`` counts encoded vectors.
+    ``load_index(path, mmap=True)``. ``bucket_bytes`` (default ``BUCKET_BYTES``): the
+    spilled entries sorted in RAM at a time. ``progress(done, total)`` counts encoded
+    vectors.
     """
     path = Path(path)
     add = _as_keys(add)
@@ -67,7 +70,8 @@ def write_ivfpq(
     code_size, nlist = int(ivf.code_size), int(ivf.nlist)
     entry = np.dtype([("list", "<i4"), ("id", "<i8"), ("code", "u1", (code_size,))])
     upper = len(base) + len(add)
-    buckets = int(np.clip(math.ceil(upper * entry.itemsize / BUCKET_BYTES), 1, nlist))
+    bucket_bytes = bucket_bytes or BUCKET_BYTES
+    buckets = int(np.clip(math.ceil(upper * entry.itemsize / bucket_bytes), 1, nlist))
     spill = path.with_name(f".{path.name}.{uuid.uuid4().hex}.spill")
     spill.mkdir(parents=True)
     try:

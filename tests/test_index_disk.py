@@ -88,7 +88,8 @@ def test_a_change_rewrites_the_mapped_index(trained, vectors, tmp_path: Path) ->
     write_ivfpq(path, trained, vectors, first)
     base = load_index(path, mmap=True)
     removed, added = np.arange(0, 10_000, 3), np.arange(10_000, N)
-    write_ivfpq(path, base, vectors, added, remove=np.concatenate([removed, [N + 5]]))
+    write_ivfpq(path, base, vectors, added, remove=np.concatenate([removed, [N + 5]]),
+                bucket_bytes=4096)  # one bucket per cell
     changed = load_index(path, mmap=True)
     keys = np.union1d(np.setdiff1d(first, removed), added)
     np.testing.assert_array_equal(changed.keys(), keys)
