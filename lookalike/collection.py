@@ -539,9 +539,16 @@ class Collection:
     def _save_index(self, path: Path, record: ModelRecord, requested: str, saved: str,
                     transform: str | None, write: Callable[[], object]) -> None:
         """Run ``write()``, which saves a ``saved`` index at ``path``, under the index
-        files' lock, then record what it was built from."""
+        files' lock, then record what it was built from. Temporary files of ``path`` that
+        a killed save left behind (as large as the index) are removed first: under the
+        lock, no save is running."""
         path.parent.mkdir(exist_ok=True)
         with _index_files_lock(path.parent, shared=False):
+            for leftover in path.parent.glob(f".{path.name}.*"):
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
             write()
         state = {"requested": requested, "kind": saved, "file": record.file,
                  "version": record.version, "transform": transform}

@@ -335,12 +335,17 @@ def test_max_memory_is_remembered_and_picks_ivfpq(photo_folder: Path, tmp_path: 
     index = collection.vector_index()
     assert index.kind == "ivfpq" and index.memory_mapped and len(index) == 1011
     assert collection.search(query, k=1)[0].path == "scene2.jpg"
+    # what a killed save leaves (a spill folder, a temporary file) goes with the next save
+    path = collection.directory / "index" / f"{collection.model.key}.ivfpq"
+    (path.parent / f".{path.name}.dead.spill").mkdir()
+    (path.parent / f".{path.name}.dead.tmp").write_bytes(b"partial")
     (photo_folder / "scene2.jpg").unlink()  # dropped from the catalogue, not compacted
     collection.store.sync_files(itertools.chain(discover(collection.root),
                                                 synthetic_files(1001)))
     index = collection.vector_index()
     assert index.memory_mapped and len(index) == 1010
     assert "scene2.jpg" not in [hit.path for hit in collection.search(query, k=5)]
+    assert not list(path.parent.glob(".*.dead.*"))
     assert Collection.open(photo_folder).vector_index().keys().tolist() == index.keys().tolist()
 
 
