@@ -582,7 +582,10 @@ class Collection:
         file_ids, rows = self.store.live_rows(record.key)
         vectors = self._live_matrix(record, rows, raw=raw)  # memmap: read block by block
         temporary = cache.with_name(f".{cache.name}.{os.getpid()}-{threading.get_ident()}")
-        shutil.rmtree(temporary, ignore_errors=True)
+        for folder in cache.parent.glob(f".{cache.name}.*"):  # ours, or a killed build's
+            owner = re.fullmatch(rf"\.{re.escape(cache.name)}\.(\d+)-\d+", folder.name)
+            if folder == temporary or (owner and not _process_alive(int(owner[1]))):
+                shutil.rmtree(folder, ignore_errors=True)
         budget = self.store.meta("max_memory")
         on_disk = budget is not None and len(rows) * k * 12 > int(budget) // 4
         graph = knn_graph(vectors, k, out=temporary if on_disk else None, progress=progress)
@@ -822,6 +825,16 @@ def _sync(index: VectorIndex, matrix: np.ndarray, rows: np.ndarray,
     if len(to_add):
         index.add(np.asarray(matrix[to_add], dtype=np.float32), to_add, progress=progress)
     return index
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, but another user's
+        return True
+    return True
 
 
 @contextmanager

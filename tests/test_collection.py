@@ -357,7 +357,14 @@ def test_max_memory_builds_the_graph_on_disk_with_the_same_analyses(photo_folder
     shutil.copytree(photo_folder, copy)
     in_ram, _ = Collection.index_folder(photo_folder, model="classic")
     bounded, _ = Collection.index_folder(copy, model="classic", max_memory=2**10)
+    index_folder = in_ram.directory / "index"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (index_folder / f".{in_ram.model.key}.knn4.{dead}-1").mkdir()  # a killed build's
+    (index_folder / f".{in_ram.model.key}.knn4.{os.getpid()}-999").mkdir()  # a live one's
     ram_ids, ram_graph = in_ram.knn_graph(4)
+    assert [p.name.split(".")[-1] for p in index_folder.glob(".*.knn4.*")] == [
+        f"{os.getpid()}-999"]
     disk_ids, disk_graph = bounded.knn_graph(4)  # 10 x 4 x 12 bytes > 1 KiB / 4
     assert not isinstance(ram_graph.neighbours, np.memmap)
     assert isinstance(disk_graph.neighbours, np.memmap)
