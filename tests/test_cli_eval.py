@@ -89,3 +89,21 @@ def test_eval_with_csv_queries_and_learned_transform(labelled: Path, tmp_path: P
     result = invoke("eval", labelled, "--model", "classic", "--transform", out.with_suffix(
         ".npz"), "--cache", cache, "--json")
     assert json.loads(result.stdout)["results"][0]["transform"] == "kissme"
+
+
+def test_eval_with_a_learned_transform_scores_the_projected_space(tmp_path: Path) -> None:
+    """Scenes dominate the raw embedding, a small mark is the class: only the learned
+    projection ranks by class, and eval's scores must show it."""
+    from tests.test_collection_transform import marked
+
+    root = tmp_path / "marks"
+    for label, colour in (("red", (230, 20, 20)), ("blue", (20, 20, 230))):
+        (root / label).mkdir(parents=True)
+        for seed in range(8):
+            marked(seed, colour).save(root / label / f"{seed}.png")
+    args = ["eval", root, "--model", "classic", "--split", "0.5", "--seed", "0",
+            "--cache", tmp_path / "cache", "--json", "-k", "1"]
+    plain = json.loads(invoke(*args).stdout)["results"][0]
+    learned = json.loads(invoke(*args, "--learn", "lda").stdout)["results"][0]
+    assert plain["queries"] == learned["queries"] == 8
+    assert learned["summary"]["top-1"] == 1.0 > plain["summary"]["top-1"]
