@@ -276,6 +276,18 @@ def run_build(n: int, work: Path) -> None:
     print(json.dumps({"n": n, "files_identical": digests[0] == digests[1],
                       "index_gb": round(paths["disk"].stat().st_size / 2**30, 2),
                       "recall10_mapped": round(float(recall), 4), **index.params}), flush=True)
+    # an index run that re-embeds 1,000 images: the mapped file rewritten, against a copy
+    # loaded into RAM, changed and saved (what a collection did before)
+    changed = np.linspace(0, n - 1, 1000).astype(np.int64)
+    started = time.perf_counter()
+    write_ivfpq(paths["disk"], index, data, changed, remove=changed)
+    stage("change_1000_on_disk", started)
+    started = time.perf_counter()
+    loaded = load_index(paths["ram"])
+    loaded.remove(changed)
+    loaded.add(data[changed], changed)
+    loaded.save(paths["ram"])
+    stage("change_1000_in_ram", started)
     for path in paths.values():
         path.unlink()
         path.with_name(path.name + ".json").unlink()

@@ -512,10 +512,10 @@ class Collection:
         return updated
 
     def _bucket_bytes(self) -> int:
-        """Entries an on-disk IVF-PQ build sorts in RAM at a time: a quarter of the
-        budget, between 1 MiB and ``index_disk.BUCKET_BYTES``."""
-        budget = int(self.store.meta("max_memory") or BUCKET_BYTES * 4)
-        return int(np.clip(budget // 4, 1 << 20, BUCKET_BYTES))
+        """Entries an on-disk IVF-PQ build sorts in RAM at a time (held twice while
+        sorting): an eighth of the budget, between 1 MiB and ``index_disk.BUCKET_BYTES``."""
+        budget = int(self.store.meta("max_memory") or BUCKET_BYTES * 8)
+        return int(np.clip(budget // 8, 1 << 20, BUCKET_BYTES))
 
     def _open_mapped(self, path: Path, record: ModelRecord) -> VectorIndex:
         with _index_files_lock(path.parent, shared=True):

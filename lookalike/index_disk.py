@@ -8,8 +8,9 @@ stores), spills the entries to bucket files by cell range, then sorts one bucket
 in RAM and appends its cells to the index file in FAISS's serialisation of
 ``ArrayInvertedLists``, the layout FAISS memory-maps with ``IO_FLAG_MMAP``. The file is
 byte for byte what ``faiss.write_index`` writes for the same index built in RAM (a test
-checks it). RAM holds one chunk of vectors and one bucket (``BUCKET_BYTES``); the disk
-holds the spill (12 bytes more per entry than the index) until the index is written.
+checks it). RAM holds one chunk of vectors and one bucket (``BUCKET_BYTES``), twice
+while it is sorted; the disk holds the spill (12 bytes more per entry than the index)
+until the index is written.
 
 A change (some keys added, some removed) is the same pass, with the entries of the old
 index read from its memory-mapped lists: the new file replaces the old one atomically,
