@@ -42,6 +42,7 @@ from .index import (
     build_index,
     choose_kind,
     default_ef_search,
+    index_memory,
     ivfpq_trainable,
     load_index,
 )
@@ -452,9 +453,11 @@ class Collection:
                 len(rows))
             reusable = (state.get("requested") == kind and state.get("file") == record.file
                         and state.get("transform") == transform and not outgrown)
-            # Under a memory budget an IVF-PQ index is built, changed and searched on disk:
-            # its codes never sit in RAM (index_disk), its lists stay in the page cache.
-            mapped = kind == "ivfpq" and budget is not None
+            # Under a memory budget, or when its codes would take over an eighth of this
+            # machine's RAM, an IVF-PQ index is built, changed and searched on disk: its
+            # codes never sit in RAM (index_disk), its lists stay in the page cache.
+            mapped = kind == "ivfpq" and (budget is not None or index_memory(
+                "ivfpq", len(rows), record.dim) > physical_memory() // 8)
             if reusable and path.exists():
                 with _index_files_lock(path.parent, shared=True):
                     index = load_index(path, mmap=mapped)
@@ -825,6 +828,14 @@ def _sync(index: VectorIndex, matrix: np.ndarray, rows: np.ndarray,
     if len(to_add):
         index.add(np.asarray(matrix[to_add], dtype=np.float32), to_add, progress=progress)
     return index
+
+
+def physical_memory() -> int:
+    """Bytes of RAM on this machine (a large number where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return 1 << 62
 
 
 def _process_alive(pid: int) -> bool:

@@ -381,6 +381,21 @@ def test_max_memory_builds_the_graph_on_disk_with_the_same_analyses(photo_folder
     assert len(in_ram.knn_graph(4)[0]) == 9
 
 
+def test_ivfpq_goes_on_disk_by_itself_when_its_codes_would_fill_ram(photo_folder: Path,
+                                                                    monkeypatch) -> None:
+    """Without --max-memory, an IVF-PQ index is built on disk once its codes (56 B per
+    vector) would take over an eighth of the machine's RAM."""
+    collection, _ = Collection.index_folder(photo_folder, model="classic", index_kind="ivfpq")
+    add_synthetic_rows(collection, 3000)
+    assert not collection.vector_index().memory_mapped  # 168 kB: RAM it is
+    in_ram = [hit.id for hit in collection.search(500, k=5)]
+    monkeypatch.setattr("lookalike.collection.physical_memory", lambda: 8 * 100_000)
+    reopened = Collection.open(photo_folder)
+    on_disk = reopened.vector_index()
+    assert on_disk.kind == "ivfpq" and on_disk.memory_mapped
+    assert [hit.id for hit in reopened.search(500, k=5)] == in_ram
+
+
 def test_ivfpq_collection_reranks_from_the_store(photo_folder: Path) -> None:
     """An IVF-PQ collection index keeps no float copy: it re-ranks from the store's
     memory-mapped embeddings, also after reopening and after new rows arrive."""
