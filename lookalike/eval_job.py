@@ -317,8 +317,11 @@ class ConfigurationVectors:
     cached: bool
     notes: list[str] = field(default_factory=list)
 
-    def combined(self) -> np.ndarray:
-        return self.parts[0] if len(self.parts) == 1 else concatenate(self.parts, self.weights)
+    def combined(self, parts: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        """The members' vectors (``parts``: rows or projections of them) as one, by the
+        configuration's weights."""
+        parts = self.parts if parts is None else parts
+        return parts[0] if len(parts) == 1 else concatenate(parts, self.weights)
 
 
 def embed_configuration(
@@ -491,7 +494,7 @@ def evaluate_vectors(
         chain = options.learn()
         from .embed.transform import fit_chain
 
-        combined_train = _combine([p[train_index] for p in parts], vectors)
+        combined_train = vectors.combined([p[train_index] for p in parts])
         fit_chain(chain, combined_train, labels[train_index])
     if vectors.fusion == "rrf":
         depth = min(len(gallery_index) - (1 if loo else 0), max(options.rrf_depth,
@@ -502,8 +505,8 @@ def evaluate_vectors(
         neighbours = reciprocal_rank_fusion(rankings, options.k, weights=vectors.weights)
         gallery_vectors = None
     else:
-        queries = _combine(query_parts, vectors)
-        gallery_vectors = _combine([p[gallery_index] for p in parts], vectors)
+        queries = vectors.combined(query_parts)
+        gallery_vectors = vectors.combined([p[gallery_index] for p in parts])
         if chain is not None:
             queries, gallery_vectors = chain.transform(queries), chain.transform(
                 gallery_vectors)
@@ -519,7 +522,7 @@ def evaluate_vectors(
     if options.cluster is not None:
         # Cluster the images no learned stage saw: the held-out ones under a split.
         if chain is None:  # nothing learned: every image is fair game
-            data, truth = _combine(parts, vectors), labels
+            data, truth = vectors.combined(parts), labels
         elif loo:
             data, truth = gallery_vectors, gallery_labels
         else:
@@ -538,10 +541,6 @@ def evaluate_vectors(
         transform=chain.description if chain is not None else None,
         skipped_queries=scores.skipped, invalid_images=int((~valid).sum()),
     )
-
-
-def _combine(parts: Sequence[np.ndarray], vectors: ConfigurationVectors) -> np.ndarray:
-    return parts[0] if len(parts) == 1 else concatenate(parts, vectors.weights)
 
 
 # -- figures ----------------------------------------------------------------------------------
