@@ -192,7 +192,12 @@ class VectorIndex(ABC):
         """Write the index to ``path`` and its sidecar ``path.json``, each atomically."""
         path = Path(path)
         self._write(path)
-        meta = {"kind": self.kind, "dim": self.dim, "params": self.params, "count": len(self)}
+        self.write_sidecar(path, len(self))
+
+    def write_sidecar(self, path: Path, count: int) -> None:
+        """Write ``path.json``: this index's kind, dim and params, for ``count`` vectors
+        (the sidecar is written last: it vouches for a complete data file)."""
+        meta = {"kind": self.kind, "dim": self.dim, "params": self.params, "count": count}
         _atomic_write(_sidecar(path), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
 
     def __repr__(self) -> str:
@@ -432,13 +437,19 @@ class IVFPQIndex(VectorIndex):
     def keys(self) -> np.ndarray:
         if self._exact is not None:
             return np.sort(faiss.vector_to_array(self._exact.id_map))
-        lists = self._ivf.invlists
-        parts = [
-            faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
-            for i in range(lists.nlist)
-            if lists.list_size(i)
-        ]
+        parts = [ids.copy() for _, ids, _ in self.cells()]
         return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+    def cells(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """``(cell, ids [count], codes [count, code_size])`` of every non-empty cell: views
+        of FAISS's lists (of the page cache when memory-mapped), valid while the index is."""
+        lists, code_size = self._ivf.invlists, int(self._ivf.code_size)
+        for cell in range(int(lists.nlist)):
+            count = lists.list_size(cell)
+            if count:
+                ids = faiss.rev_swig_ptr(lists.get_ids(cell), count)
+                codes = faiss.rev_swig_ptr(lists.get_codes(cell), count * code_size)
+                yield cell, ids, codes.reshape(count, code_size)
 
     def __len__(self) -> int:
         return int(self._ivf.ntotal)

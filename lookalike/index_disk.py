@@ -19,19 +19,18 @@ and a reader that mapped the old one keeps it.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
 import struct
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from .index import IVFPQIndex, _as_keys, _atomic_write, _sidecar
+from .index import IVFPQIndex, _as_keys, _atomic_write
 
 ENCODE_ROWS = 65_536  # vectors encoded at a time
 BUCKET_BYTES = 256 << 20  # spilled entries sorted in RAM at a time
@@ -79,7 +78,7 @@ def write_ivfpq(
         files = [spill / f"{bucket}.bin" for bucket in range(buckets)]
         sizes = np.zeros(nlist, dtype=np.int64)
         with _Spill(files, nlist) as spilled:
-            for entries in _held_entries(ivf, remove, entry):
+            for entries in _held_entries(base, remove, entry):
                 spilled.write(entries)
                 sizes += np.bincount(entries["list"], minlength=nlist)
             for start in range(0, len(add), ENCODE_ROWS):
@@ -102,8 +101,7 @@ def write_ivfpq(
         _atomic_write(path, write)
     finally:
         shutil.rmtree(spill, ignore_errors=True)
-    meta = {"kind": base.kind, "dim": base.dim, "params": base.params, "count": total}
-    _atomic_write(_sidecar(path), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+    base.write_sidecar(path, total)
 
 
 class _Spill:
@@ -136,19 +134,13 @@ def _bucket_range(bucket: int, buckets: int, nlist: int) -> tuple[int, int]:
     return -(-bucket * nlist // buckets), -(-(bucket + 1) * nlist // buckets)
 
 
-def _held_entries(ivf: faiss.IndexIVFPQ, remove: np.ndarray, entry: np.dtype):
-    """The entries of ``ivf``'s lists, cell by cell, without the keys in ``remove``."""
-    lists, code_size = ivf.invlists, int(ivf.code_size)
-    for cell in range(int(ivf.nlist)):
-        count = lists.list_size(cell)
-        if not count:
-            continue
-        ids = faiss.rev_swig_ptr(lists.get_ids(cell), count)
-        codes = faiss.rev_swig_ptr(lists.get_codes(cell), count * code_size)
+def _held_entries(base: IVFPQIndex, remove: np.ndarray,
+                  entry: np.dtype) -> Iterator[np.ndarray]:
+    """The entries of ``base``'s lists, cell by cell, without the keys in ``remove``."""
+    for cell, ids, codes in base.cells():
         keep = ~np.isin(ids, remove) if len(remove) else slice(None)
         entries = np.empty(len(ids[keep]), dtype=entry)
-        entries["list"], entries["id"] = cell, ids[keep]
-        entries["code"] = codes.reshape(count, code_size)[keep]
+        entries["list"], entries["id"], entries["code"] = cell, ids[keep], codes[keep]
         yield entries
 
 

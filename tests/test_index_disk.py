@@ -49,14 +49,10 @@ def in_ram(trained: IVFPQIndex, vectors: np.ndarray, keys: np.ndarray) -> IVFPQI
 
 def cells(index: IVFPQIndex) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Each non-empty cell's ids and codes, by id."""
-    lists, code_size, found = index.ivf.invlists, index.ivf.code_size, {}
-    for cell in range(index.ivf.nlist):
-        count = lists.list_size(cell)
-        if count:
-            ids = faiss.rev_swig_ptr(lists.get_ids(cell), count).copy()
-            codes = faiss.rev_swig_ptr(lists.get_codes(cell), count * code_size)
-            order = np.argsort(ids)
-            found[cell] = (ids[order], codes.reshape(count, code_size)[order].copy())
+    found = {}
+    for cell, ids, codes in index.cells():
+        order = np.argsort(ids)
+        found[cell] = (ids[order], codes[order])
     return found
 
 
