@@ -43,6 +43,10 @@ class DecodeError(Exception):
     """A file that cannot become an image; ``str(error)`` is the reason shown to users."""
 
 
+class FileGone(DecodeError):
+    """The file is not there any more (deleted or moved since it was catalogued)."""
+
+
 @dataclass
 class Decoded:
     """An upright RGB image plus facts about the original file."""
@@ -150,7 +154,7 @@ def read_file(path: str | os.PathLike[str] | UPath) -> bytes:
     try:
         return source.read_bytes()
     except FileNotFoundError:
-        raise DecodeError("file disappeared before it could be read") from None
+        raise FileGone("file disappeared before it could be read") from None
     except IsADirectoryError:
         raise DecodeError("is a directory") from None
     except OSError as error:

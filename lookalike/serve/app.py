@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from ..decode import DecodeError, read_file
+from ..decode import DecodeError, FileGone, read_file
 from ..discover import is_remote
 from ..embed import ModelUnavailable
 from ..store import FileRecord, StoreError
@@ -77,6 +77,10 @@ def create_app(directory: str | Path, *, token: str | None = None,
     @app.exception_handler(DecodeError)
     async def bad_image(_: Request, error: DecodeError) -> JSONResponse:
         return JSONResponse({"detail": f"not a usable image: {error}"}, status_code=422)
+
+    @app.exception_handler(FileGone)  # e.g. an object deleted from the bucket since
+    async def gone(_: Request, error: FileGone) -> JSONResponse:
+        return JSONResponse({"detail": f"no longer in the folder: {error}"}, status_code=404)
 
     @app.exception_handler(ModelUnavailable)
     async def no_model(_: Request, error: ModelUnavailable) -> JSONResponse:
@@ -340,10 +344,8 @@ def create_app(directory: str | Path, *, token: str | None = None,
         headers = {"cache-control": "private, max-age=3600", "x-content-type-options": "nosniff"}
         if not is_remote(path):
             return FileResponse(path, media_type=media, headers=headers)
-        try:  # object storage: relayed through the server, which holds the credentials
-            return Response(read_file(path), media_type=media, headers=headers)
-        except DecodeError as error:
-            raise HTTPException(404, f"image {file_id}: {error}") from None
+        # object storage: relayed through the server, which holds the credentials
+        return Response(read_file(path), media_type=media, headers=headers)
 
     return app
 

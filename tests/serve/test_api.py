@@ -162,8 +162,9 @@ def test_collection_on_object_storage_serves_originals_and_thumbnails(
         assert similar["hits"][0]["image"]["path"] == "sub/scene0-crop.jpg"
         gone = file_id(remote, "scene5.jpg")
         fsspec.filesystem("memory").rm(f"{remote_folder[len('memory://'):]}/scene5.jpg")
-        missing = remote.get(f"/image/{gone}")
-        assert missing.status_code == 404 and "disappeared" in missing.json()["detail"]
+        for route in (f"/image/{gone}", f"/thumb/{gone}"):
+            missing = remote.get(route)
+            assert missing.status_code == 404 and "disappeared" in missing.json()["detail"]
 
 
 def test_analyses(client: TestClient) -> None:
