@@ -75,7 +75,12 @@ def test_learned_transform_changes_search_and_persists(two_marks: Path) -> None:
     learned, own = after.knn_graph(1)[1], after.knn_graph(1, raw=True)[1]
     assert all(scenes[ids[n]] != scenes[ids[i]] for i, n in enumerate(learned.neighbours[:, 0]))
     assert all(scenes[ids[n]] == scenes[ids[i]] for i, n in enumerate(own.neighbours[:, 0]))
-    assert after.knn_graph(1)[1].neighbours.tolist() == learned.neighbours.tolist()
+    index_folder, key = after.directory / "index", after.model.key
+    assert (index_folder / f"{key}.knn1").is_dir() and (index_folder / f"{key}.raw.knn1").is_dir()
+    for model_space, built in ((False, learned), (True, own)):  # each from its cache
+        cached = after.knn_graph(1, raw=model_space)[1]
+        assert isinstance(cached.neighbours, np.memmap)
+        assert cached.neighbours.tolist() == built.neighbours.tolist()
 
     # a new image is indexed into the learned space without refitting anything
     marked(40, (230, 20, 20)).save(two_marks / "red" / "new.png")
@@ -93,6 +98,7 @@ def test_learned_transform_changes_search_and_persists(two_marks: Path) -> None:
     evaluation = json.loads(invoke("eval", outside, "--db", two_marks, "-k", "3",
                                    "--json").stdout)
     assert evaluation["results"][0]["summary"]["top-1"] == 1.0
+    assert evaluation["results"][0]["cached"] is False  # embedded, not the stored rows
 
     assert invoke("learn", two_marks, "--db", two_marks, "--clear").exit_code == 0
     cleared = Collection.open(two_marks)

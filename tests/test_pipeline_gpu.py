@@ -102,7 +102,7 @@ def test_a_jpeg_the_device_rejects_gets_the_cpu_decoders_verdict(backbone,
     standard run."""
     import io
 
-    from lookalike.pipeline_gpu import _decode_jpegs
+    from lookalike.pipeline_gpu import _decode_jpegs, _read_header
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -115,9 +115,15 @@ def test_a_jpeg_the_device_rejects_gets_the_cpu_decoders_verdict(backbone,
     broken = data[:scan] + b"\xff\xc8\x00\x04\x00\x00" + data[scan:]
     (folder / "reserved-marker.jpg").write_bytes(broken)
     assert _decode_jpegs([broken], "cpu") == [None]  # the device path refuses it
+    record = type("Record", (), {"id": 0, "path": "reserved-marker.jpg"})()
+    assert _read_header(record, broken, 10**9).device_decodable  # so it gets that far
 
     plain = index(folder, "plain", lambda s: embed_pending(s, "m", backbone))
     device = index(folder, "device", lambda s: embed_pending_on_device(s, "m", backbone))
     assert [p for p, _ in device.report.skipped] == ["reserved-marker.jpg"]
     assert device.report.skipped == plain.report.skipped
     assert "corrupt" in device.report.skipped[0][1] and device.report.embedded == 3
+    # and the catalogue says so: skipped with that reason, not left pending for next time
+    assert device.files_to_embed("m") == []
+    saved = device.file_by_path("reserved-marker.jpg")
+    assert saved.status == "skipped" and saved.reason == device.report.skipped[0][1]
