@@ -29,7 +29,7 @@ import math
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +52,7 @@ from .verify import FeatureCache, calibrate, pixel_hashes, verify_pairs
 
 if TYPE_CHECKING:
     from .collection import Collection
+    from .discover import Root
 
 # (stage, done, total); stages: "graph", "hash", "calibrate", "verify".
 Progress = Callable[[str, int, int], None]
@@ -135,6 +136,7 @@ def load_calibration(collection: Collection) -> dict[str, Any] | None:
 
 def ensure_calibration(
     collection: Collection,
+    paths: Sequence[Root],
     vectors: np.ndarray,
     graph: KnnGraph,
     *,
@@ -142,15 +144,15 @@ def ensure_calibration(
 ) -> dict[str, Any]:
     """The model's calibration: stored, or measured now on the collection and stored.
 
-    ``vectors`` and ``graph``: the model's own embeddings of the live files and their
-    k-NN graph. A read-only collection still gets a calibration; it is just not saved.
+    ``paths``, ``vectors`` and ``graph``: the live files, the model's own embeddings of
+    them and their k-NN graph, position for position. A read-only collection still gets
+    a calibration; it is just not saved.
     """
     found = load_calibration(collection)
     if found is not None:
         return found
     if graph.k <= LOOKALIKE_RANK:
         graph = collection.knn_graph(LOOKALIKE_RANK + 1, raw=True)[1]
-    paths = [collection.root / path for path in _paths(collection)[1]]
     lookalike = graph.scores[:, LOOKALIKE_RANK]
     result = calibrate(collection.backbone, paths, vectors, lookalike, workers=workers)
     result["model"] = collection.model.spec if collection.model else None
@@ -254,7 +256,8 @@ def find_duplicates(
     if threshold is None:
         if progress:
             progress("calibrate", 0, 1)
-        calibration = ensure_calibration(collection, vectors, graph, workers=workers)
+        calibration = ensure_calibration(collection, absolute, vectors, graph,
+                                         workers=workers)
         threshold = float(calibration["candidate_threshold" if verify else "near_threshold"])
         if progress:
             progress("calibrate", 1, 1)
