@@ -15,26 +15,23 @@ import json
 import os
 import re
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .decode import DRAFT_SLACK, decode_file, parallel_ordered
+from .decode import DRAFT_SLACK
 from .discover import discover
 from .embed import load_backbone
 from .embed.base import Backbone, cache_dir
 from .embed.ensemble import concatenate, parse_ensemble
+from .pipeline import Progress, embed_batches, prepare_file
 
 if TYPE_CHECKING:
     from .collection import Collection
     from .embed.transform import TransformChain
-
-Progress = Callable[[int, int], None]
 
 
 # -- labelled sets --------------------------------------------------------------------------
@@ -208,42 +205,26 @@ def _stamp(path: Path) -> str:
 def _embed_files(
     backbone: Backbone, root: Path, paths: list[str], progress: Progress | None,
 ) -> tuple[np.ndarray, list[int], float]:
-    """``(vectors, failed positions, seconds)``: decode in threads, embed in batches
-    (``backbone.concurrency`` at once, as indexing does: CPU ONNX sessions are
-    single-threaded). Failed images get a zero row here (the caller marks them)."""
+    """``(vectors, failed positions, seconds)``: decoded and embedded by the indexing loop
+    (:func:`~lookalike.pipeline.embed_batches`: ``backbone.concurrency`` batches at once,
+    since CPU ONNX sessions are single-threaded). Failed images get a zero row here (the
+    caller marks them)."""
     started = time.perf_counter()
     out = np.zeros((len(paths), backbone.dim), dtype=np.float32)
     failed: list[int] = []
-    batch: list[np.ndarray] = []
-    slots: list[int] = []
-    concurrency = max(1, backbone.concurrency)
-    in_flight: deque[tuple[list[int], Future[np.ndarray]]] = deque()
 
-    def prepare(position: int) -> np.ndarray:
-        decoded = decode_file(root / paths[position], min_side=backbone.decode_size)
-        return backbone.preprocess(decoded.image)
+    def prepare(position: int) -> tuple[int, np.ndarray]:
+        return position, prepare_file(root / paths[position], position, backbone)[1]
 
-    def flush(model: ThreadPoolExecutor, keep: int) -> None:
-        if batch:
-            in_flight.append((slots.copy(), model.submit(backbone.embed, np.stack(batch))))
-        batch.clear()
-        slots.clear()
-        while len(in_flight) > keep:
-            rows, vectors = in_flight.popleft()
-            out[rows] = vectors.result()
+    def embed(batch: list[tuple[int, np.ndarray]]) -> np.ndarray:
+        return backbone.embed(np.stack([pixels for _, pixels in batch]))
 
-    with ThreadPoolExecutor(max_workers=concurrency) as model:
-        for done, outcome in enumerate(parallel_ordered(prepare, range(len(paths))), 1):
-            if outcome.error is not None:
-                failed.append(outcome.item)
-            else:
-                batch.append(outcome.value)
-                slots.append(outcome.item)
-            if len(batch) >= backbone.batch_size:
-                flush(model, concurrency)
-            if progress:
-                progress(done, len(paths))
-        flush(model, 0)
+    for failures, batch, vectors in embed_batches(
+            range(len(paths)), prepare, embed, batch_size=backbone.batch_size,
+            concurrency=backbone.concurrency, progress=progress):
+        failed.extend(position for position, _ in failures)
+        if vectors is not None:
+            out[[position for position, _ in batch]] = vectors
     return out, failed, time.perf_counter() - started
 
 

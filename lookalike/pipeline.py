@@ -8,19 +8,18 @@ many files there are. Batches are committed in order, each atomically.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-from upath import UPath
 
 from .decode import decode_file, parallel_ordered
-from .discover import is_remote
+from .discover import Root, is_remote
 from .embed.base import Backbone
 from .store import EmbeddedFile, FileRecord, Store
 
@@ -38,13 +37,15 @@ class EmbedReport:
         return self.embedded / self.seconds if self.seconds else 0.0
 
 
+Item = TypeVar("Item")
 Prepared = TypeVar("Prepared")
+Embedded = TypeVar("Embedded")
 # What embedding one batch gives: the files embedded, their vectors, and files that failed
 # only now (a decoder on the model's device can still reject a file).
 BatchResult = tuple[list[EmbeddedFile], np.ndarray, list[tuple[int, str]]]
 
 
-def prepare_file(path: Path | UPath | str, file_id: int,
+def prepare_file(path: Root | str, file_id: int,
                  backbone: Backbone) -> tuple[EmbeddedFile, np.ndarray]:
     """Decode one file and preprocess it for ``backbone`` (runs in worker threads)."""
     decoded = decode_file(path, min_side=backbone.decode_size)
@@ -56,6 +57,12 @@ def prepare_file(path: Path | UPath | str, file_id: int,
 # Threads reading from object storage: each spends most of its time waiting 20-50 ms for
 # an object's first byte, so many more than cores are needed to keep the model busy.
 REMOTE_READERS = 32
+
+
+def reader_threads(root: Root, local: int | None) -> int | None:
+    """Decode threads for files under ``root``: ``local`` for a local folder, and for
+    object storage at least ``REMOTE_READERS`` (and no fewer than the cores)."""
+    return max(REMOTE_READERS, os.cpu_count() or 1) if is_remote(root) else local
 
 
 def embed_pending(
@@ -85,6 +92,59 @@ def embed_pending(
                        concurrency=backbone.concurrency, progress=progress)
 
 
+def embed_batches(
+    items: Sequence[Item],
+    prepare: Callable[[Item], Prepared],
+    embed: Callable[[list[Prepared]], Embedded],
+    *,
+    batch_size: int,
+    workers: int | None = None,
+    concurrency: int = 1,
+    progress: Progress | None = None,
+) -> Iterator[tuple[list[tuple[Item, str]], list[Prepared], Embedded | None]]:
+    """The loop every embedding run shares: ``prepare`` each item in a thread pool that
+    stays a bounded number of items ahead, ``embed`` full batches (``concurrency`` at
+    once, on model threads), and yield ``(failed, batch, embedded)`` in item order.
+
+    ``failed``: the items whose ``prepare`` raised a :class:`~lookalike.decode.DecodeError`
+    since the previous yield, with its reason; ``embedded``: ``embed(batch)``, or None for
+    an empty batch (one that only carries failures: after ``batch_size`` of them, and at
+    the end).
+    """
+    concurrency = max(1, concurrency)
+    batch: list[Prepared] = []
+    failed: list[tuple[Item, str]] = []
+    # oldest first: the failures before each batch, the batch, its embedding
+    in_flight: deque[tuple[list[tuple[Item, str]], list[Prepared],
+                           Future[Embedded] | None]] = deque()
+
+    def finished() -> tuple[list[tuple[Item, str]], list[Prepared], Embedded | None]:
+        failures, prepared, future = in_flight.popleft()
+        return failures, prepared, None if future is None else future.result()
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="lookalike-model") as model:
+        def submit() -> None:
+            future = model.submit(embed, batch.copy()) if batch else None
+            in_flight.append((failed.copy(), batch.copy(), future))
+            batch.clear()
+            failed.clear()
+
+        for done, outcome in enumerate(parallel_ordered(prepare, items, workers=workers), 1):
+            if outcome.error is not None:
+                failed.append((outcome.item, outcome.error))
+            else:
+                batch.append(outcome.value)
+            if len(batch) >= batch_size or len(failed) >= batch_size:
+                submit()
+                while len(in_flight) > concurrency:
+                    yield finished()
+            if progress:
+                progress(done, len(items))
+        submit()
+        while in_flight:
+            yield finished()
+
+
 def run_batches(
     store: Store,
     model_key: str,
@@ -96,54 +156,23 @@ def run_batches(
     concurrency: int = 1,
     progress: Progress | None = None,
 ) -> EmbedReport:
-    """The loop every local pipeline shares: ``prepare`` each file still to embed in a
-    thread pool (a :class:`~lookalike.decode.DecodeError` skips the file with its reason),
-    ``embed`` full batches (``concurrency`` at once), commit them in file order."""
-    if workers is None and is_remote(store.root):
-        workers = REMOTE_READERS
+    """:func:`embed_batches` over the files still to embed, each batch committed in file
+    order with the files that failed (a decode error, or a late failure on the model's
+    device), atomically."""
+    if workers is None:
+        workers = reader_threads(store.root, None)
     todo = store.files_to_embed(model_key)
-    paths = {record.id: record.path for record in todo}
     dim = store.model(model_key).dim
     report = EmbedReport()
     started = time.perf_counter()
-    batch: list[Prepared] = []
-    failed: list[tuple[int, str]] = []
-    concurrency = max(1, concurrency)
-    # Batches being embedded, oldest first, with the files that failed before them.
-    in_flight: deque[tuple[list[tuple[int, str]], Future[BatchResult]]] = deque()
-
-    def commit_oldest() -> None:
-        failures, future = in_flight.popleft()
-        items, vectors, late = future.result()
-        store.commit_batch(model_key, items, vectors, failures + late)
+    for failed, _, embedded in embed_batches(todo, prepare, embed, batch_size=batch_size,
+                                             workers=workers, concurrency=concurrency,
+                                             progress=progress):
+        items, vectors, late = embedded or ([], np.zeros((0, dim), dtype=np.float32), [])
+        store.commit_batch(model_key, items, vectors,
+                           [(record.id, reason) for record, reason in failed] + late)
         report.embedded += len(items)
-        report.skipped.extend((paths[file_id], reason) for file_id, reason in late)
-
-    def flush(model: ThreadPoolExecutor) -> None:
-        if batch:
-            future = model.submit(embed, batch.copy())
-        else:
-            future = Future()
-            future.set_result(([], np.zeros((0, dim), dtype=np.float32), []))
-        in_flight.append((failed.copy(), future))
-        batch.clear()
-        failed.clear()
-        while len(in_flight) > concurrency:
-            commit_oldest()
-
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="lookalike-model") as model:
-        for done, outcome in enumerate(parallel_ordered(prepare, todo, workers=workers), 1):
-            if outcome.error is not None:
-                failed.append((outcome.item.id, outcome.error))
-                report.skipped.append((outcome.item.path, outcome.error))
-            else:
-                batch.append(outcome.value)
-            if len(batch) >= batch_size or len(failed) >= batch_size:
-                flush(model)
-            if progress:
-                progress(done, len(todo))
-        flush(model)
-        while in_flight:
-            commit_oldest()
+        report.skipped.extend((record.path, reason) for record, reason in failed)
+        report.skipped.extend((store.file(file_id).path, reason) for file_id, reason in late)
     report.seconds = time.perf_counter() - started
     return report

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from .decode import parallel_ordered
-from .discover import as_root, is_remote
+from .discover import as_root
 from .embed import load_backbone
-from .pipeline import REMOTE_READERS, EmbedReport, Progress, prepare_file
+from .pipeline import EmbedReport, Progress, prepare_file, reader_threads
 from .store import EmbeddedFile, Store
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,8 @@ class _Embedder:
 
         # One thread for the actor's one CPU, or many that mostly wait on object storage;
         # the outcomes carry the same skip reasons as a local run's.
-        readers = REMOTE_READERS if is_remote(self.root) else 1
-        for outcome in parallel_ordered(prepare, range(count), workers=readers):
+        for outcome in parallel_ordered(prepare, range(count),
+                                        workers=reader_threads(self.root, 1)):
             position = outcome.item
             if outcome.error is not None:
                 out["error"][position] = outcome.error

@@ -67,3 +67,31 @@ def test_concurrent_batches_commit_in_order_with_identical_results(tmp_path: Pat
     np.testing.assert_array_equal(plain.embeddings("classic-test")[rows_a],
                                   busy.embeddings("classic-test")[rows_b])
     assert np.array_equal(rows_b, np.arange(22))  # store rows follow file order
+
+
+def test_embed_batches_yields_in_order_with_several_batches_in_flight() -> None:
+    """Batches finish out of order on three model threads; the loop still hands back
+    every batch in item order, and every failure once, with its reason."""
+    from lookalike.decode import DecodeError
+    from lookalike.pipeline import embed_batches
+
+    def prepare(item: int) -> int:
+        if item % 7 == 3:
+            raise DecodeError(f"bad {item}")
+        return item
+
+    def embed(batch: list[int]) -> list[int]:
+        time.sleep(0.02 * (batch[0] % 3 == 0))  # some batches take longer
+        return [10 * item for item in batch]
+
+    embedded_items: list[int] = []
+    failed_items: list[int] = []
+    for failed, batch, embedded in embed_batches(range(60), prepare, embed, batch_size=4,
+                                                 concurrency=3, workers=4):
+        assert [reason for _, reason in failed] == [f"bad {item}" for item, _ in failed]
+        failed_items += [item for item, _ in failed]
+        if embedded is not None:
+            assert embedded == [10 * item for item in batch] and 0 < len(batch) <= 4
+            embedded_items += batch
+    assert embedded_items == [i for i in range(60) if i % 7 != 3]
+    assert failed_items == [i for i in range(60) if i % 7 == 3]
