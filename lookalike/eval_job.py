@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .decode import DRAFT_SLACK
-from .discover import discover
+from .discover import discover, is_remote
 from .embed import load_backbone
 from .embed.base import Backbone, cache_dir
 from .embed.ensemble import concatenate, parse_ensemble
@@ -341,19 +341,21 @@ def collection_vectors(
     record = collection.model
     if record is None:
         raise ValueError("the collection has no embeddings yet: run lookalike index first")
-    file_ids, stored = collection.vectors(raw=raw)
+    file_ids, stored = collection.vectors(raw=raw, copy=False)  # only held rows are read
     row_of = {path: row for row, path in enumerate(collection.paths(file_ids))}
     vectors = np.zeros((len(labelled), stored.shape[1]), dtype=np.float32)
-    missing: list[int] = []
-    for position, relative in enumerate(labelled.paths):
-        try:  # a labelled set is local; a collection on object storage never holds it
+    held: dict[int, int] = {}  # position in the set -> row of ``stored``
+    # a labelled set is local: a collection on object storage holds none of it
+    for position, relative in enumerate([] if is_remote(collection.root) else labelled.paths):
+        try:
             inside = (labelled.root / relative).resolve().relative_to(collection.root)
-        except (ValueError, TypeError):
-            inside = None
-        if inside is not None and inside.as_posix() in row_of:
-            vectors[position] = stored[row_of[inside.as_posix()]]
-        else:
-            missing.append(position)
+        except ValueError:
+            continue
+        if inside.as_posix() in row_of:
+            held[position] = row_of[inside.as_posix()]
+    missing = [position for position in range(len(labelled)) if position not in held]
+    if held:
+        vectors[list(held)] = stored[list(held.values())]
     valid = np.ones(len(labelled), dtype=bool)
     seconds = 0.0
     if missing:  # embedded as eval embeds any set: threaded decode, batched model
