@@ -499,8 +499,7 @@ def cluster(
     if grid is not None:
         sheets = []
         for c in range(result.k):
-            members = np.flatnonzero(result.labels == c)
-            central = members[np.argsort(-result.similarity[members])][:30]
+            central = result.members(c)[:30]
             sheets.append((f"cluster-{c:04d}", [int(file_ids[m]) for m in central],
                            [f"{result.similarity[m]:.3f}" for m in central]))
         _group_sheets(grid, collection, sheets)
@@ -605,10 +604,9 @@ def _report_sections(dups: Any, found: list[Any], clustering: Any, scores: np.nd
                        for n, g in enumerate(found, start=1)]
     cluster_galleries = []
     for c in range(clustering.k):
-        members = np.flatnonzero(clustering.labels == c)
-        central = members[np.argsort(-clustering.similarity[members])][:24]
+        central = clustering.members(c)[:24]
         cluster_galleries.append(Gallery(
-            f"cluster {c}: {len(members)} images", central.tolist(),
+            f"cluster {c}: {int(clustering.sizes[c])} images", central.tolist(),
             [f"{clustering.similarity[m]:.3f}" for m in central],
             highlight=int(clustering.medoids[c])))
     top = top_outliers(scores, fraction)

@@ -9,6 +9,7 @@ copied whole as float32 for training; every row is then assigned in chunks. k = 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,9 +62,14 @@ class Clustering:
 
     def members(self, cluster: int) -> np.ndarray:
         """Positions of ``cluster``'s items, the most central (closest to the centroid)
-        first."""
-        inside = np.flatnonzero(self.labels == cluster)
-        return inside[np.argsort(-self.similarity[inside], kind="stable")]
+        first; none for a cluster number out of range."""
+        return self._ranked[cluster] if 0 <= cluster < self.k else np.zeros(0, np.int64)
+
+    @functools.cached_property
+    def _ranked(self) -> list[np.ndarray]:
+        """Every cluster's members in that order, from one sort (not a scan per cluster)."""
+        order = np.lexsort((-self.similarity, self.labels))
+        return np.split(order, np.cumsum(self.sizes)[:-1])
 
 
 @dataclass(frozen=True)

@@ -133,17 +133,17 @@ def create_app(directory: str | Path, *, token: str | None = None,
         sort: Annotated[str, Query(pattern="^-?(id|path|size|resolution)$")] = "id",
     ) -> schemas.ImagePage:
         table = service.files()
-        records = table.records
-        if cluster is not None or group is not None:
-            if cluster is not None:
-                file_ids, clustering = service.clusters("auto")
-                members = clustering.members(cluster)
-            else:
-                file_ids, found = service.groups(threshold)
-                if not 1 <= group <= len(found):
-                    raise HTTPException(404, f"no group {group} at threshold {threshold}")
-                members = found[group - 1].members
-            records = [table.by_id[int(i)] for i in file_ids[members] if int(i) in table.by_id]
+        records, listed = table.records, None  # listed: one cluster's or group's file ids
+        if cluster is not None:
+            file_ids, clustering = service.clusters("auto")
+            listed = file_ids[clustering.members(cluster)]
+        elif group is not None:
+            file_ids, found = service.groups(threshold)
+            if not 1 <= group <= len(found):
+                raise HTTPException(404, f"no group {group} at threshold {threshold}")
+            listed = file_ids[found[group - 1].members]
+        if listed is not None:
+            records = [table.by_id[int(i)] for i in listed if int(i) in table.by_id]
         if status != "all":
             records = [r for r in records if r.status == status]
         if sort != "id":  # filtered lists keep their own order (most central first)

@@ -48,6 +48,10 @@ def test_kmeans_result_fields() -> None:
         members = np.flatnonzero(result.labels == cluster)
         assert medoid in members
         assert result.similarity[medoid] == result.similarity[members].max()
+        ranked = result.members(cluster)  # the cluster's items, most central first
+        assert sorted(ranked.tolist()) == members.tolist() and ranked[0] == medoid
+        assert (np.diff(result.similarity[ranked]) <= 0).all()
+    assert len(result.members(5)) == 0 and len(result.members(-1)) == 0
     assert (result.confidence >= 0).all() and result.confidence.min() > 0.3
     assert np.allclose(result.similarity, (vectors * result.centroids[result.labels]).sum(1))
     assert result.objective == pytest.approx(result.similarity.mean(), abs=1e-6)
