@@ -55,13 +55,8 @@ class MemoryWatch:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            fields = {}
-            for line in Path("/proc/self/status").read_text().splitlines():
-                name, _, value = line.partition(":")
-                if name in ("RssAnon", "RssFile"):
-                    fields[name] = int(value.split()[0]) / 2**20
-            self.anon = max(self.anon, fields.get("RssAnon", 0.0))
-            self.file = max(self.file, fields.get("RssFile", 0.0))
+            anon, file = rss_now_gb()
+            self.anon, self.file = max(self.anon, anon), max(self.file, file)
             self._stop.wait(0.2)
 
     def reset(self) -> None:
@@ -95,6 +90,11 @@ def make_data(path: Path, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         path.with_suffix(".tmp.npy").rename(path)
     queries = mixture(np.random.default_rng(1), centres, 1000)
     return np.load(path, mmap_mode="r"), pairs, queries
+
+
+def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of each query's true top 10 among the 10 found."""
+    return round(float(np.mean([len(set(a) & set(b)) for a, b in zip(found, truth)])) / 10, 4)
 
 
 def exact_top10(data: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -142,11 +142,10 @@ def run_one(n: int, work: Path) -> dict[str, Any]:
             _, keys = index.search(query[None], 10)
             times.append(time.perf_counter() - tick)
             found.append(keys[0])
-        hits = [len(set(a) & set(b)) for a, b in zip(found, truth)]
         ms = np.asarray(times) * 1000
         result[name] = {"p50_ms": round(float(np.percentile(ms, 50)), 2),
                         "p99_ms": round(float(np.percentile(ms, 99)), 2),
-                        "recall10": round(float(np.mean(hits)) / 10, 4)}
+                        "recall10": recall_at_10(found, truth)}
         print(json.dumps({"n": n, "rerank": rerank, "nprobe": nprobe, **result[name]}),
               flush=True)
     stage("search", time.perf_counter())
@@ -207,12 +206,11 @@ def run_loading(n: int, work: Path, mode: str) -> None:
         if not path.exists():
             build_index("ivfpq", data, np.arange(n), rerank_source="external").save(path)
         return
+    truth = exact_top10(data, queries)  # first: its scan of the vectors is not counted
     anon_before, file_before = rss_now_gb()
     index = load_index(path, mmap=mode == "mmap")
     index.attach(data)
     anon_loaded, _ = rss_now_gb()
-    truth = exact_top10(data, queries)  # after the measurement: its buffers are freed
-    anon_before += rss_now_gb()[0] - anon_loaded  # whatever they left behind
     times, found = [], []
     for query in queries:
         tick = time.perf_counter()
@@ -227,8 +225,7 @@ def run_loading(n: int, work: Path, mode: str) -> None:
         "file_gb_read_by_queries": round(file_after - file_before, 3),
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
-        "recall10": round(float(np.mean([len(set(a) & set(b)) for a, b in
-                                         zip(found, truth)])) / 10, 4)}), flush=True)
+        "recall10": recall_at_10(found, truth)}), flush=True)
 
 
 def run_build(n: int, work: Path) -> None:
@@ -272,10 +269,10 @@ def run_build(n: int, work: Path) -> None:
     index.attach(data)
     truth = exact_top10(data, queries[:200])
     found = index.search(queries[:200], 10)[1]
-    recall = np.mean([len(set(a) & set(b)) for a, b in zip(found, truth)]) / 10
     print(json.dumps({"n": n, "files_identical": digests[0] == digests[1],
                       "index_gb": round(paths["disk"].stat().st_size / 2**30, 2),
-                      "recall10_mapped": round(float(recall), 4), **index.params}), flush=True)
+                      "recall10_mapped": recall_at_10(found, truth), **index.params}),
+          flush=True)
     # an index run that re-embeds 1,000 images: the mapped file rewritten, against a copy
     # loaded into RAM, changed and saved (what a collection did before)
     changed = np.linspace(0, n - 1, 1000).astype(np.int64)
@@ -321,12 +318,6 @@ def main() -> None:
     if args.one and args.build:
         run_build(args.one, args.work)
         return
-    if args.build:
-        for n in args.sizes:
-            for step in ("--make", "--one"):
-                subprocess.run([sys.executable, __file__, step, str(n), "--build", "--work",
-                                str(args.work)], check=True)
-        return
     if args.loading:  # each way in a fresh process, after the data (and index) exist
         for n in args.sizes:
             subprocess.run([sys.executable, __file__, "--make", str(n), "--work",
@@ -342,8 +333,9 @@ def main() -> None:
     for n in args.sizes:
         for step in ("--make", "--one"):  # data written by its own process: not in the RSS
             subprocess.run([sys.executable, __file__, step, str(n), "--work", str(args.work),
-                            *(["--graph-only"] if args.graph_only else [])], check=True)
-    if args.graph_only:
+                            *(["--graph-only"] if args.graph_only else []),
+                            *(["--build"] if args.build else [])], check=True)
+    if args.graph_only or args.build:
         return
     print("\n| n | IVF-PQ build s | build / search anon GB | nprobe | p50 ms | p99 ms "
           "| recall@10 | graph s | graph anon GB | dup recall | k-means s |")
