@@ -6,8 +6,9 @@ only reads files and checks headers, in a thread pool that stays ahead of the GP
 
 1. **read** (threads): file bytes, content hash, and the header (format, size, EXIF
    orientation) without decoding a pixel; the decompression-bomb guard applies here.
-   Files the device cannot decode are decoded here too, by the CPU decoder (``draft()``
-   for JPEGs), so they never hold up the model thread;
+   Files the device cannot decode are decoded and prepared (resized, normalised) here
+   too, by the CPU decoder (``draft()`` for JPEGs), so they never hold up the model
+   thread and only model-sized pixels wait in the queues;
 2. **decode on the device**: upright baseline/progressive JPEGs of a batch go to nvJPEG
    in one ``torchvision.io.decode_jpeg(list, device=...)`` call; anything else (PNG,
    WebP, rotated or odd JPEGs, a JPEG nvJPEG rejects) is decoded by the CPU path of
@@ -37,7 +38,6 @@ from PIL import Image
 
 from .decode import (
     DEFAULT_MAX_PIXELS,
-    Decoded,
     DecodeError,
     check_pixels,
     content_hash,
@@ -61,7 +61,10 @@ class _Read:
     width: int
     height: int
     device_decodable: bool
-    decoded: Decoded | None = None  # files the device cannot decode: decoded by the reader
+    # files the device cannot decode: decoded and prepared by the reader (float CHW at the
+    # model's size, pinned on CUDA), so neither their bytes nor full-size pixels wait in
+    # the queues
+    pixels: Any | None = None
 
 
 def gpu_decode_available(backbone: object) -> bool:
@@ -88,15 +91,13 @@ def embed_pending_on_device(
     """Like :func:`lookalike.pipeline.embed_pending`, decoding JPEGs on the model's device."""
     root = store.root
 
+    on_cuda = backbone.device.startswith("cuda")
+
     def read(record: FileRecord) -> _Read:
         item = _read_header(record, read_file(root / record.path), max_pixels)
         if not item.device_decodable:  # PNG, WebP, rotated JPEGs...: in the reader threads
-            item.decoded = decode_bytes(item.data, min_side=backbone.decode_size,
-                                        max_pixels=max_pixels)
-            item.digest = item.decoded.content_hash
+            _decode_on_cpu(item, backbone, max_pixels, pin=on_cuda)
         return item
-
-    on_cuda = backbone.device.startswith("cuda")
 
     def embed(batch: list[_Read]) -> BatchResult:
         with _thread_stream(backbone.device):
@@ -167,18 +168,14 @@ def _embed_batch(batch: list[_Read], backbone: TorchBackbone, max_pixels: int) -
     for n, item in enumerate(batch):
         if n in tensors:
             continue
-        try:  # the CPU path, with its precise error messages and colour handling; here
-            # only for the rare JPEG the device rejected
-            decoded = item.decoded or decode_bytes(item.data, min_side=backbone.decode_size,
-                                                   max_pixels=max_pixels)
-        except DecodeError as error:
-            errors.append((item.record.id, str(error)))
-            continue
-        pixels = torch.from_numpy(np.array(decoded.image)).permute(2, 0, 1)
-        if device.startswith("cuda"):  # page-locked: the copy runs without a staging pass
-            pixels = pixels.pin_memory().to(device, non_blocking=True)
-        tensors[n] = _prepare(pixels.to(device), backbone.spec)
-        facts[n] = (decoded.width, decoded.height, decoded.format)
+        if item.pixels is None:  # the rare JPEG the device rejected: the CPU decoder, here
+            try:
+                _decode_on_cpu(item, backbone, max_pixels, pin=device.startswith("cuda"))
+            except DecodeError as error:
+                errors.append((item.record.id, str(error)))
+                continue
+        tensors[n] = item.pixels.to(device, non_blocking=True)  # pinned: asynchronous
+        facts[n] = (item.width, item.height, item.image_format)
     order = sorted(tensors)
     if not order:
         return [], np.zeros((0, backbone.dim), dtype=np.float32), errors
@@ -188,6 +185,20 @@ def _embed_batch(batch: list[_Read], backbone: TorchBackbone, max_pixels: int) -
         items.append(EmbeddedFile(batch[n].record.id, batch[n].digest, width, height,
                                   image_format))
     return items, vectors, errors
+
+
+def _decode_on_cpu(item: _Read, backbone: TorchBackbone, max_pixels: int, *,
+                   pin: bool) -> None:
+    """Decode ``item`` with the CPU path of :mod:`lookalike.decode` (its precise error
+    messages and colour handling) and prepare its pixels for the model; what the file is
+    (upright size, real format, content hash) comes from that decoder."""
+    decoded = decode_bytes(item.data, min_side=backbone.decode_size, max_pixels=max_pixels)
+    pixels = _prepare(_torch().from_numpy(np.array(decoded.image)).permute(2, 0, 1),
+                      backbone.spec)
+    item.pixels = pixels.pin_memory() if pin else pixels
+    item.digest, item.image_format = decoded.content_hash, decoded.format
+    item.width, item.height = decoded.width, decoded.height
+    item.data = b""
 
 
 def _decode_jpegs(blobs: list[bytes], device: str) -> list[Any]:
