@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import fsspec
@@ -61,23 +62,27 @@ def photo_folder(tmp_path: Path) -> Path:
     return folder
 
 
-def upload_to_memory(folder: Path) -> str:
-    """Copy ``folder`` to fsspec's in-memory filesystem; its URL (what ``s3://...`` is to
-    lookalike: a remote root read through fsspec)."""
-    base = f"/{uuid.uuid4().hex}/{folder.name}"
+@contextmanager
+def in_memory(folder: Path) -> Iterator[str]:
+    """``folder`` copied to fsspec's in-memory filesystem, as its URL (what ``s3://...``
+    is to lookalike: a remote root read through fsspec); removed on exit."""
+    top = f"/{uuid.uuid4().hex}"
     memory = fsspec.filesystem("memory")
     for path in sorted(folder.rglob("*")):
         if path.is_file():
-            memory.pipe(f"{base}/{path.relative_to(folder).as_posix()}", path.read_bytes())
-    return f"memory://{base}"
+            memory.pipe(f"{top}/{folder.name}/{path.relative_to(folder).as_posix()}",
+                        path.read_bytes())
+    try:
+        yield f"memory://{top}/{folder.name}"
+    finally:
+        memory.rm(top, recursive=True)
 
 
 @pytest.fixture
 def remote_folder(photo_folder: Path) -> Iterator[str]:
     """``photo_folder`` on the in-memory fsspec filesystem, removed afterwards."""
-    url = upload_to_memory(photo_folder)
-    yield url
-    fsspec.filesystem("memory").rm(url[len("memory://"):].rsplit("/", 1)[0], recursive=True)
+    with in_memory(photo_folder) as url:
+        yield url
 
 
 def shared_model(name: str) -> Path:

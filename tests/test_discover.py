@@ -3,11 +3,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import fsspec
-
 from lookalike.discover import as_root, discover, is_remote, sniff_format
 from tests import bad_files
-from tests.conftest import scene, upload_to_memory
+from tests.conftest import in_memory, scene
 
 
 def test_sniff_format_reads_magic_numbers() -> None:
@@ -75,11 +73,8 @@ def test_remote_root_lists_images_with_sizes_and_times(tmp_path: Path) -> None:
     scene(3).save(folder / ".lookalike" / "inside-a-collection.jpg")
     bad_files.zero_bytes(folder)
     (folder / "readme.txt").write_text("not named like an image")
-    url = upload_to_memory(folder)
-    try:
+    with in_memory(folder) as url:
         found = {c.path.as_posix(): c for c in discover(as_root(url))}
-    finally:
-        fsspec.filesystem("memory").rm(url[len("memory://"):].rsplit("/", 1)[0], recursive=True)
     assert list(found) == ["a.png", "b/c/deep.webp", "empty.jpg"]
     assert found["a.png"].size == (folder / "a.png").stat().st_size
     assert found["a.png"].format == "PNG" and found["b/c/deep.webp"].format == "WEBP"
