@@ -113,9 +113,9 @@ def knn_graph(
         found = np.where(found == own, -1, found)
         # Drop the self match (wherever it landed) and keep the best k of the rest.
         order = np.argsort(-found_scores, axis=1, kind="stable")[:, :k]
-        taken = min(k, order.shape[1])
-        neighbours[start:stop, :taken] = np.take_along_axis(found, order, axis=1)
-        scores[start:stop, :taken] = np.take_along_axis(found_scores, order, axis=1)
+        neighbours[start:stop] = _padded(np.take_along_axis(found, order, axis=1), k, -1)
+        scores[start:stop] = _padded(np.take_along_axis(found_scores, order, axis=1), k,
+                                     -np.inf)
         if progress:
             progress(stop, n)
     return KnnGraph(neighbours, scores)
@@ -177,9 +177,9 @@ def cell_knn_graph(
         own = found == rows[:, None]
         found_scores = np.where(own, -np.inf, found_scores)
         order = np.argsort(-found_scores, axis=1, kind="stable")[:, :k]
-        taken = order.shape[1]
-        neighbours[rows, :taken] = np.take_along_axis(np.where(own, -1, found), order, 1)
-        scores[rows, :taken] = np.take_along_axis(found_scores, order, 1)
+        neighbours[rows] = _padded(np.take_along_axis(np.where(own, -1, found), order, 1), k,
+                                   -1)
+        scores[rows] = _padded(np.take_along_axis(found_scores, order, 1), k, -np.inf)
         done += len(rows)
         if progress:
             progress(done, n)
@@ -187,19 +187,26 @@ def cell_knn_graph(
 
 
 def _empty_graph(n: int, k: int, out: Path | None) -> tuple[np.ndarray, np.ndarray]:
-    """Neighbour ids (-1) and scores (-inf) to fill: in RAM, or as .npy memmaps in ``out``."""
+    """Neighbour ids and scores to fill, every row exactly once (with :func:`_padded`): in
+    RAM, or as .npy memmaps in ``out`` (sparse files until written, so each page of the
+    graph is written once)."""
     if out is None:
-        return (np.full((n, k), -1, dtype=np.int64),
-                np.full((n, k), -np.inf, dtype=np.float32))
+        return np.empty((n, k), dtype=np.int64), np.empty((n, k), dtype=np.float32)
     out.mkdir(parents=True, exist_ok=True)
     neighbours = np.lib.format.open_memmap(out / "neighbours.npy", mode="w+",
                                            dtype=np.int64, shape=(n, k))
     scores = np.lib.format.open_memmap(out / "scores.npy", mode="w+", dtype=np.float32,
                                        shape=(n, k))
-    for start in range(0, n, PAIRS_BLOCK):  # page by page: never the whole graph in RAM
-        neighbours[start:start + PAIRS_BLOCK] = -1
-        scores[start:start + PAIRS_BLOCK] = -np.inf
     return neighbours, scores
+
+
+def _padded(found: np.ndarray, k: int, missing: float) -> np.ndarray:
+    """``found`` [rows, <= k] widened to k columns with ``missing`` (-1 or -inf)."""
+    if found.shape[1] == k:
+        return found
+    padded = np.full((len(found), k), missing, dtype=found.dtype)
+    padded[:, :found.shape[1]] = found
+    return padded
 
 
 def _by_cell(cell: np.ndarray, nlist: int) -> tuple[np.ndarray, np.ndarray]:
