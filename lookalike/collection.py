@@ -565,23 +565,31 @@ class Collection:
         Exact below ``knn.CELL_MIN`` images, by cells above (not through the search index:
         a whole-collection graph is faster and more exact as blocked matrix products), and
         cached on disk until the embeddings change, so successive analyses (duplicates,
-        groups, outliers...) share one graph. The cache is memory-mapped when read. When
-        the graph (12 bytes per neighbour) would take over a quarter of the collection's
-        ``max_memory``, it is also built on disk rather than in RAM.
+        groups, outliers...) share one graph; a cached graph of more neighbours serves a
+        smaller ``k`` (its first ``k`` columns are the ``k`` nearest). The cache is
+        memory-mapped when read. When the graph (12 bytes per neighbour) would take over a
+        quarter of the collection's ``max_memory``, it is also built on disk rather than in
+        RAM.
         """
         record = self._require_model()
         stamp_hex = self._transform_stamp(record)
         raw = raw and stamp_hex is not None  # without a transform both spaces are one
-        cache = self.directory / "index" / f"{record.key}.{'raw.' if raw else ''}knn{k}"
+        prefix = f"{record.key}.{'raw.' if raw else ''}knn"
+        cache = self.directory / "index" / f"{prefix}{k}"
         transform = 0 if raw else int(stamp_hex or "0", 16)
         stamp = np.array([record.version, int(record.file.split(".")[-2]), transform])
-        try:
-            if np.array_equal(np.load(cache / "stamp.npy"), stamp):
-                return np.load(cache / "file_ids.npy"), KnnGraph(
-                    np.load(cache / "neighbours.npy", mmap_mode="r"),
-                    np.load(cache / "scores.npy", mmap_mode="r"))
-        except (OSError, ValueError):  # no cache yet, or one being replaced
-            pass
+        cached_ks = sorted(int(found[1]) for folder in cache.parent.glob(f"{prefix}*")
+                           if (found := re.fullmatch(rf"{re.escape(prefix)}(\d+)", folder.name))
+                           and int(found[1]) >= k)
+        for cached_k in cached_ks:
+            folder = cache.parent / f"{prefix}{cached_k}"
+            try:
+                if np.array_equal(np.load(folder / "stamp.npy"), stamp):
+                    return np.load(folder / "file_ids.npy"), KnnGraph(
+                        np.load(folder / "neighbours.npy", mmap_mode="r")[:, :k],
+                        np.load(folder / "scores.npy", mmap_mode="r")[:, :k])
+            except (OSError, ValueError):  # one being replaced
+                continue
         file_ids, rows = self.store.live_rows(record.key)
         vectors = self._live_matrix(record, rows, raw=raw)  # memmap: read block by block
         temporary = cache.with_name(f".{cache.name}.{os.getpid()}-{threading.get_ident()}")

@@ -529,3 +529,21 @@ def test_whether_the_model_embeds_text_is_known_without_loading_it(photo_folder:
     older = Collection.open(photo_folder, writable=True)
     assert older.embeds_text is False and older._backbone is not None
     assert older.store.meta(f"text:{key}") == "0"
+
+
+def test_a_cached_graph_of_more_neighbours_serves_fewer(photo_folder: Path, monkeypatch) -> None:
+    from lookalike.knn import knn_graph
+
+    collection, _ = Collection.index_folder(photo_folder, model="classic")
+    ids, wide = collection.knn_graph(6)
+    expected = knn_graph(collection.vectors()[1], 3)  # what a k = 3 build gives
+
+    def no_new_graph(*args, **kwargs):
+        raise AssertionError("a graph was built again")
+
+    monkeypatch.setattr("lookalike.collection.knn_graph", no_new_graph)
+    same_ids, narrow = collection.knn_graph(3)
+    assert np.array_equal(same_ids, ids) and narrow.k == 3
+    np.testing.assert_array_equal(narrow.neighbours, expected.neighbours)
+    np.testing.assert_allclose(narrow.scores, expected.scores, rtol=1e-5)
+    np.testing.assert_array_equal(narrow.neighbours, np.asarray(wide.neighbours)[:, :3])
