@@ -72,23 +72,7 @@ class Clustering:
         return np.split(order, np.cumsum(self.sizes)[:-1])
 
 
-@dataclass(frozen=True)
-class Projection:
-    """``x -> normalise((x - mean) @ matrix)``: PCA, with each component scaled by its
-    variance to the power ``eigen_power`` (-0.5 would be full whitening)."""
-
-    mean: np.ndarray  # float32 [dim]
-    matrix: np.ndarray  # float32 [dim, dims]
-
-    def apply(self, vectors: np.ndarray) -> np.ndarray:
-        out = np.empty((len(vectors), self.matrix.shape[1]), dtype=np.float32)
-        for start in range(0, len(vectors), _CHUNK_ROWS):
-            block = np.asarray(vectors[start : start + _CHUNK_ROWS], dtype=np.float32)
-            out[start : start + len(block)] = _normalise((block - self.mean) @ self.matrix)
-        return out
-
-
-def pca_whitening(vectors: np.ndarray, dims: int, eigen_power: float = -0.25) -> Projection:
+def pca_whitening(vectors: np.ndarray, dims: int, eigen_power: float = -0.25) -> PCA:
     """The PCA projection of ``vectors`` (float32 rows, e.g. a sample) onto its top ``dims``
     components, partially whitened.
 
@@ -100,8 +84,7 @@ def pca_whitening(vectors: np.ndarray, dims: int, eigen_power: float = -0.25) ->
     the components beyond ``dims`` drops most of the noise. See BENCHMARKS.md,
     "Clustering quality".
     """
-    pca = PCA(dim=dims, whiten=-2 * eigen_power).fit(vectors)
-    return Projection(pca.mean, pca.matrix)
+    return PCA(dim=dims, whiten=-2 * eigen_power).fit(vectors)
 
 
 def kmeans(
@@ -136,7 +119,7 @@ def kmeans(
     if pca is not None:
         step = -(-len(train) // _PCA_SAMPLE)  # a random sample, so every step-th row is too
         projection = pca_whitening(train[::step], max(1, min(pca, len(train) - 1)))
-        train = projection.apply(train)
+        train = projection.transform(train)
     if restarts is None:
         restarts = int(np.clip(_RESTART_WORK // (train.size * k * niter), 1, 20))
     if kmeans_plus_plus is None:
@@ -161,7 +144,7 @@ def kmeans(
     return _assign(vectors, np.ascontiguousarray(model.centroids, np.float32), projection)
 
 
-def _assign(vectors: np.ndarray, centres: np.ndarray, projection: Projection | None) -> Clustering:
+def _assign(vectors: np.ndarray, centres: np.ndarray, projection: PCA | None) -> Clustering:
     """Label every row by its most similar of ``centres`` (in the projected space when
     there is a projection), then compute the original-space centroids and medoids."""
     n, dim = vectors.shape
@@ -175,7 +158,7 @@ def _assign(vectors: np.ndarray, centres: np.ndarray, projection: Projection | N
     for start in range(0, n, _CHUNK_ROWS):
         stop = min(start + _CHUNK_ROWS, n)
         block = np.ascontiguousarray(vectors[start:stop], dtype=np.float32)
-        queries = projection.apply(block) if projection is not None else block
+        queries = projection.transform(block) if projection is not None else block
         with _threads(1 if small else None):
             scores, found = index.search(queries, min(2, k))
         labels[start:stop] = found[:, 0]
@@ -262,7 +245,7 @@ def auto_k(
         raise ValueError(f"choosing k needs at least 3 vectors, not {n}")
     data = sample_rows(vectors, min(sample, n), seed)
     if pca is not None:
-        data = pca_whitening(data, max(1, min(pca, len(data) - 1))).apply(data)
+        data = pca_whitening(data, max(1, min(pca, len(data) - 1))).transform(data)
     candidates = np.array(sorted(set(ks)) if ks is not None else _default_ks(len(data)))
     candidates = candidates[(candidates >= 2) & (candidates < len(data))]
     if not len(candidates):

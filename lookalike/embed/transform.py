@@ -63,14 +63,22 @@ class Affine(Stage):
     matrix: np.ndarray | None = None
 
     def transform(self, vectors: np.ndarray) -> np.ndarray:
+        """Projected in blocks of ``_BLOCK_ROWS``: ``vectors`` may be a float16 memmap, and
+        no full-size float32 copy of it is made."""
         if self.mean is None or self.matrix is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted")
-        out = (np.asarray(vectors, dtype=np.float32) - self.mean) @ self.matrix
-        return l2_normalize(out)
+        out = np.empty((len(vectors), self.matrix.shape[1]), dtype=np.float32)
+        for start in range(0, len(vectors), _BLOCK_ROWS):
+            block = np.asarray(vectors[start:start + _BLOCK_ROWS], dtype=np.float32)
+            out[start:start + len(block)] = l2_normalize((block - self.mean) @ self.matrix)
+        return out
 
     def arrays(self) -> dict[str, np.ndarray]:
         assert self.mean is not None and self.matrix is not None
         return {"mean": self.mean, "matrix": self.matrix}
+
+
+_BLOCK_ROWS = 65_536
 
 
 def _covariance(centred: np.ndarray) -> np.ndarray:

@@ -74,7 +74,7 @@ def test_kmeans_without_pca_and_the_projection() -> None:
     projected = (vectors - projection.mean) @ projection.matrix
     covariance = np.cov(projected, rowvar=False)
     assert np.allclose(covariance, np.eye(8), atol=1e-3)
-    assert np.allclose(np.linalg.norm(projection.apply(vectors), axis=1), 1.0, atol=1e-5)
+    assert np.allclose(np.linalg.norm(projection.transform(vectors), axis=1), 1.0, atol=1e-5)
 
 
 def test_random_labelling_scores_near_zero() -> None:
