@@ -471,9 +471,10 @@ def evaluate_vectors(
         query_parts, query_labels, loo = parts, labels, True
         protocol = "leave-one-out over all images"
     chain = options.transform
+    # refused before fitting, which (an MLP) can take minutes
     if vectors.fusion == "rrf" and (chain is not None or options.learn is not None):
         raise ValueError("learned transforms apply to concatenated ensembles, not rrf")
-    if options.learn is not None:  # checked first: fitting (an MLP) can take minutes
+    if options.learn is not None:
         chain = options.learn()
         from .embed.transform import fit_chain
 
