@@ -24,8 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +32,8 @@ from typing import Any, ClassVar
 import annoy
 import faiss
 import numpy as np
+
+from .ownership import atomic_write, checksum
 
 INDEX_KINDS = ("flat", "hnsw", "ivfpq", "annoy")
 
@@ -197,8 +197,9 @@ class VectorIndex(ABC):
     def write_sidecar(self, path: Path, count: int) -> None:
         """Write ``path.json``: this index's kind, dim and params, for ``count`` vectors
         (the sidecar is written last: it vouches for a complete data file)."""
-        meta = {"kind": self.kind, "dim": self.dim, "params": self.params, "count": count}
-        _atomic_write(_sidecar(path), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+        meta = {"kind": self.kind, "dim": self.dim, "params": self.params, "count": count,
+                "checksums": {data.name: checksum(data) for data in _data_files(path)}}
+        atomic_write(_sidecar(path), lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} dim={self.dim} count={len(self)} params={self.params}>"
@@ -224,7 +225,7 @@ class _IdMapIndex(VectorIndex):
         return self._index.search(queries, k)
 
     def _write(self, path: Path) -> None:
-        _atomic_write(path, lambda tmp: _write_faiss(tmp, self._index))
+        atomic_write(path, lambda tmp: _write_faiss(tmp, self._index))
 
 
 class FlatIndex(_IdMapIndex):
@@ -505,7 +506,7 @@ class IVFPQIndex(VectorIndex):
 
     def _write(self, path: Path) -> None:
         parts = [self._ivf] if self._exact is None else [self._ivf, self._exact]
-        _atomic_write(path, lambda tmp: _write_faiss(tmp, *parts))
+        atomic_write(path, lambda tmp: _write_faiss(tmp, *parts))
 
     @classmethod
     def _read(cls, path: Path, meta: dict[str, Any], mmap: bool = False) -> IVFPQIndex:
@@ -617,9 +618,9 @@ class AnnoyIndex(VectorIndex):
             with open(tmp, "wb") as handle:
                 np.save(handle, self._keys)
 
-        _atomic_write(_keys_path(path), write_keys)
+        atomic_write(_keys_path(path), write_keys)
         # annoy re-maps the file it saved to; the mapping survives the rename.
-        _atomic_write(path, lambda tmp: self._forest.save(str(tmp)))
+        atomic_write(path, lambda tmp: self._forest.save(str(tmp)))
 
     @classmethod
     def _read(cls, path: Path, meta: dict[str, Any], mmap: bool = False) -> AnnoyIndex:
@@ -684,7 +685,15 @@ def load_index(path: Path, mmap: bool = False) -> VectorIndex:
     kinds load as usual. A memory-mapped index refuses ``add`` and ``remove``.
     """
     path = Path(path)
-    meta = json.loads(_sidecar(path).read_text())
+    try:
+        meta = json.loads(_sidecar(path).read_text())
+    except ValueError:
+        raise IndexDamaged(f"{_sidecar(path)} is damaged (not JSON)") from None
+    for data in _data_files(path):
+        expected = meta.get("checksums", {}).get(data.name)
+        if expected is not None and checksum(data) != expected:
+            raise IndexDamaged(f"{data} is damaged: its bytes do not match the checksum "
+                               "written with it")
     if meta.get("kind") not in _CLASSES:
         raise ValueError(f"{_sidecar(path)}: unknown index kind {meta.get('kind')!r}")
     index = _CLASSES[meta["kind"]]._read(path, meta, mmap=mmap)
@@ -694,6 +703,15 @@ def load_index(path: Path, mmap: bool = False) -> VectorIndex:
             f"{meta['count']} x {meta['dim']}: an interrupted save?"
         )
     return index
+
+
+class IndexDamaged(ValueError):
+    """A saved index whose files do not match what was written: rebuild it."""
+
+
+def _data_files(path: Path) -> list[Path]:
+    """The files an index at ``path`` keeps its data in (the sidecar vouches for them)."""
+    return [data for data in (path, _keys_path(path)) if data.exists()]
 
 
 def _sidecar(path: Path) -> Path:
@@ -766,26 +784,3 @@ def _read_faiss(path: Path, count: int = 1) -> list[Any]:
     with open(path, "rb") as handle:
         reader = faiss.PyCallbackIOReader(handle.read)
         return [faiss.read_index(reader) for _ in range(count)]
-
-
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Have ``write(tmp)`` create a temp file beside ``path``, fsync it, rename it over ``path``.
-
-    Readers see the old file or the new one, never a torn one; a reader that has the old
-    file open or memory-mapped (annoy) keeps its copy.
-    """
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if os.name == "posix":
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)

@@ -30,7 +30,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .index import IVFPQIndex, _as_keys, _atomic_write
+from .index import IVFPQIndex, _as_keys
+from .ownership import atomic_write
 
 ENCODE_ROWS = 65_536  # vectors encoded at a time
 BUCKET_BYTES = 256 << 20  # spilled entries sorted in RAM at a time
@@ -98,7 +99,7 @@ def write_ivfpq(
                     first, last = _bucket_range(bucket, buckets, nlist)
                     _write_cells(out, np.fromfile(file, dtype=entry), first, last)
 
-        _atomic_write(path, write)
+        atomic_write(path, write)
     finally:
         shutil.rmtree(spill, ignore_errors=True)
     base.write_sidecar(path, total)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -50,11 +51,17 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str | Callable[[Pat
             data(temporary)
         with open(temporary, "rb+") as stream:
             os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644 & ~_umask())
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    if os.name == "posix":  # the rename itself survives a power cut
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
     return path
 
 
@@ -162,3 +169,13 @@ class OwnedFolder:
         state = {"created_by": "lookalike", "purpose": self.purpose,
                  "files": sorted(self.files)}
         atomic_write(self.path / MARKER, json.dumps(state, indent=0))
+
+
+def checksum(path: str | os.PathLike[str]) -> str:
+    """``"<size>:<crc32>"`` of a file, read in 1 MiB blocks: how derived files (indexes,
+    graph caches) vouch for their bytes, so damage is found and they are rebuilt."""
+    crc, size = 0, 0
+    with open(path, "rb") as stream:
+        while block := stream.read(1 << 20):
+            crc, size = zlib.crc32(block, crc), size + len(block)
+    return f"{size}:{crc:08x}"

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from lookalike import index as index_module
-from lookalike.index import INDEX_KINDS, VectorIndex, build_index, choose_kind, load_index
+from lookalike.index import (
+    INDEX_KINDS,
+    IndexDamaged,
+    VectorIndex,
+    build_index,
+    choose_kind,
+    load_index,
+)
+from lookalike.ownership import checksum
 
 DIM = 32
 N = 2000
@@ -149,7 +157,9 @@ def test_save_load_round_trip(
     index.save(path)
     index.save(path)  # overwriting an existing index works too
     meta = json.loads(path.with_name("vectors.index.json").read_text())
+    checksums = meta.pop("checksums")
     assert meta == {"kind": kind, "dim": DIM, "params": index.params, "count": N}
+    assert checksums["vectors.index"] == checksum(path)
     assert not list(tmp_path.glob(".*.tmp"))
 
     loaded = load_index(path)
@@ -298,3 +308,18 @@ def test_build_reports_progress_per_chunk(vectors: np.ndarray, monkeypatch, kind
     index = build_index(kind, vectors, KEYS, progress=lambda *call: calls.append(call),
                         **PARAMS[kind])
     assert calls == [(700, N), (1400, N), (N, N)] and len(index) == N
+
+
+@pytest.mark.parametrize("kind", INDEX_KINDS)
+def test_damaged_index_is_refused_not_read(kind: str, vectors: np.ndarray,
+                                           tmp_path: Path) -> None:
+    path = tmp_path / "vectors.index"
+    build_index(kind, vectors, KEYS, **PARAMS[kind]).save(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: a search would silently rank garbage
+    path.write_bytes(bytes(data))
+    with pytest.raises(IndexDamaged, match="damaged"):
+        load_index(path)
+    path.write_bytes(bytes(data[: len(data) // 3]))  # truncated
+    with pytest.raises(IndexDamaged, match="damaged"):
+        load_index(path)
