@@ -144,10 +144,16 @@ class OwnedFolder:
         never anything unlisted. Returns how many were removed."""
         keep = set(keep)
         stale = sorted(self.files - keep)
+        reachable = []
         for name in stale:
-            self._target(name).unlink(missing_ok=True)
-        for name in stale:  # folders lookalike made for them, once empty
-            parent = self._target(name).parent
+            try:
+                target = self._target(name)
+            except NotOwnedError:  # under a link someone put there: not followed, forgotten
+                continue
+            target.unlink(missing_ok=True)
+            reachable.append(target)
+        for target in reachable:  # folders lookalike made for them, once empty
+            parent = target.parent
             while parent != self.path:
                 try:
                     parent.rmdir()
@@ -160,9 +166,18 @@ class OwnedFolder:
         return len(stale)
 
     def _target(self, name: str) -> Path:
+        """The path of ``name``; refused when a folder on the way is a link (it may lead
+        into the user's files: lookalike never writes or deletes through one)."""
         relative = Path(name)
         if relative.is_absolute() or ".." in relative.parts or name in ("", MARKER):
             raise ValueError(f"not a name inside the folder: {name!r}")
+        parent = self.path
+        for part in relative.parts[:-1]:
+            parent = parent / part
+            if parent.is_symlink():
+                raise NotOwnedError(
+                    f"{parent} is a link, and lookalike never writes through a link: remove "
+                    f"it from {self.path} or choose another folder")
         return self.path / relative
 
     def _save(self) -> None:

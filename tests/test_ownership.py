@@ -79,3 +79,20 @@ def test_damaged_marker_is_refused(tmp_path: Path) -> None:
     (folder.path / MARKER).write_text("{not json")
     with pytest.raises(NotOwnedError, match="damaged"):
         OwnedFolder.claim(tmp_path / "rep", "report")
+
+
+def test_a_link_inside_the_folder_is_never_written_or_deleted_through(tmp_path: Path) -> None:
+    folder = OwnedFolder.claim(tmp_path / "rep", "report")
+    folder.write("thumbs/1.jpg", b"ours")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "1.jpg").write_bytes(b"the user's")
+    (tmp_path / "rep" / "thumbs" / "1.jpg").unlink()
+    (tmp_path / "rep" / "thumbs").rmdir()
+    (tmp_path / "rep" / "thumbs").symlink_to(tmp_path / "mine", target_is_directory=True)
+    again = OwnedFolder.claim(tmp_path / "rep", "report")
+    with pytest.raises(NotOwnedError, match="is a link"):
+        again.write("thumbs/1.jpg", b"overwrite?")
+    with pytest.raises(NotOwnedError, match="is a link"):
+        again.reserve(["thumbs/2.jpg"])
+    assert again.remove_stale(keep=()) == 1  # forgotten, not deleted through the link
+    assert (tmp_path / "mine" / "1.jpg").read_bytes() == b"the user's"
