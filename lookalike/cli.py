@@ -32,7 +32,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .act.grids import Tile, contact_sheet, save_image
+from .act.grids import SheetFolder, Tile, contact_sheet, save_image
 from .act.report import Gallery, Section, write_report
 from .act.sort import SortError, describe_plan, execute_plan, list_journals, plan_sort
 from .act.sort import undo as undo_journal
@@ -42,6 +42,7 @@ from .collection import DEFAULT_DIRNAME, Collection, SearchHit, locate
 from .decode import DecodeError
 from .discover import discover, is_remote
 from .embed import ModelUnavailable, list_backbones
+from .ownership import NotOwnedError, OwnedFolder
 from .pipeline_ray import RayUnavailable
 from .store import StoreError
 
@@ -71,7 +72,7 @@ def friendly_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except (StoreError, ModelUnavailable, DecodeError, SortError, RayUnavailable,
-                ValueError, OSError) as error:
+                NotOwnedError, ValueError, OSError) as error:
             errors.print(f"[bold red]error:[/] {error}", highlight=False)
             raise typer.Exit(1) from None
 
@@ -298,13 +299,18 @@ def search(
 def _write_grids(
     grid: Path, labels: list[str], query_files: list[Path | None], results: list[list[SearchHit]]
 ) -> None:
-    many = len(results) > 1
+    folder = SheetFolder(grid) if len(results) > 1 or grid.is_dir() else None
     for position, (label, query_file, hits) in enumerate(zip(labels, query_files, results)):
         tiles = [Tile(query_file, "query", Path(label).name, highlight=True)] if query_file else []
         tiles += [Tile(hit.absolute_path, f"#{hit.rank}  {hit.score:.3f}", Path(hit.path).name)
                   for hit in hits]
-        target = grid / f"{position:04d}-{Path(label).stem}.png" if many else grid
-        save_image(contact_sheet(tiles, columns=min(6, len(tiles))), target)
+        sheet = contact_sheet(tiles, columns=min(6, len(tiles)))
+        if folder is None:
+            save_image(sheet, grid)  # a file the user named: replaced only if lookalike's
+        else:
+            folder.save(sheet, f"{position:04d}-{Path(label).stem}.png")
+    if folder is not None:
+        folder.finish()
 
 
 @app.command()
@@ -319,6 +325,7 @@ def grid(
     """Seed 000's exploration view: one sheet per image, it and its K nearest neighbours."""
     first = images[0] if images else None
     collection = Collection.open(_find_collection(db, first))
+    sheets = SheetFolder(out)  # refuses a user's folder before any work
     if images:
         results = collection.search_many(images, k)
         queries = [Path(image).expanduser().absolute() for image in images]
@@ -338,7 +345,8 @@ def grid(
             tiles = [Tile(query, "image", query.name, highlight=True)]
             tiles += [Tile(hit.absolute_path, f"#{hit.rank}  {hit.score:.3f}",
                            Path(hit.path).name) for hit in hits]
-            save_image(contact_sheet(tiles, columns=5), out / f"{query.stem}.png")
+            sheets.save(contact_sheet(tiles, columns=5), f"{query.stem}.png")
+    sheets.finish()
     console.print(f"{len(queries)} contact sheets in {out}")
 
 
@@ -351,11 +359,13 @@ def _group_sheets(folder: Path, collection: Collection, sheets: list[tuple[str, 
                   list[str]]]) -> None:
     """One sheet per (name, file ids, captions); the first member is outlined."""
     paths = {record.id: record.path for record in collection.files()}
+    owned = SheetFolder(folder)
     for name, file_ids, captions in sheets:
         tiles = [Tile(collection.root / paths[i], caption, Path(paths[i]).name,
                       highlight=position == 0)
                  for position, (i, caption) in enumerate(zip(file_ids, captions))]
-        save_image(contact_sheet(tiles, columns=min(6, len(tiles))), folder / f"{name}.png")
+        owned.save(contact_sheet(tiles, columns=min(6, len(tiles))), f"{name}.png")
+    owned.finish()
     console.print(f"{len(sheets)} contact sheets in {folder}")
 
 
@@ -553,6 +563,7 @@ def report(
 ) -> None:
     """A static HTML report (opens from disk): duplicates, groups, clusters, outliers, map."""
     collection = Collection.open(_find_collection(db))
+    folder = OwnedFolder.claim(out, "report")  # refuses a user's folder before any work
     bar, update = _stage_progress()
     with bar:
         dups = collection.duplicates(verify=verify, progress=update)
@@ -569,7 +580,7 @@ def report(
         update("map", 1, 1)
         paths = [collection.root / p for p in collection.paths(file_ids)]
         index = write_report(
-            out, title=f"lookalike report: {collection.root.name}", paths=paths,
+            folder, title=f"lookalike report: {collection.root.name}", paths=paths,
             overview=_report_overview(collection, dups, found, clustering),
             sections=_report_sections(dups, found, clustering, scores, fraction),
             layout=layout, layout_method=method, colours=clustering.labels,

@@ -3,6 +3,11 @@
 The folder holds ``index.html`` (data inlined as JSON, plain JS, no CDN) and ``thumbs/``.
 Thumbnails are made only for images that appear in a gallery or on the map (the map shows
 at most ``MAP_POINTS`` points), so the report stays small for a million images.
+
+The folder is an :class:`~lookalike.ownership.OwnedFolder`: a user's non-empty folder is
+refused, every file is written atomically under a name listed first, and a re-run removes
+only the files of earlier runs it listed and no longer uses; whatever the user saved into
+the folder stays.
 """
 
 from __future__ import annotations
@@ -10,7 +15,6 @@ from __future__ import annotations
 import html
 import json
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ..decode import decode_file, parallel_ordered
+from ..ownership import OwnedFolder, atomic_write
 
 THUMB = 160
 MAP_POINTS = 5_000
@@ -43,7 +48,7 @@ class Section:
 
 
 def write_report(
-    out: str | os.PathLike[str],
+    out: str | os.PathLike[str] | OwnedFolder,
     *,
     title: str,
     paths: Sequence[Path],
@@ -56,26 +61,28 @@ def write_report(
 ) -> Path:
     """Write the report folder and return its ``index.html``.
 
+    ``out``: the folder, or one already claimed (callers claim it before long analyses, so
+    that a refusal comes first). Raises :class:`~lookalike.ownership.NotOwnedError` for a
+    folder, or a file inside it, that lookalike did not create.
     ``layout``: [n, 2] map coordinates in [0, 1] by position; ``colours``: an optional int
     label per position (e.g. the cluster) to colour the map.
     """
-    out = Path(out).expanduser()
-    thumbs = out / "thumbs"
-    if thumbs.exists():
-        shutil.rmtree(thumbs)
-    thumbs.mkdir(parents=True)
+    folder = out if isinstance(out, OwnedFolder) else OwnedFolder.claim(out, "report")
     rng = np.random.default_rng(0)
     on_map = np.arange(len(paths))
     if len(on_map) > MAP_POINTS:
         on_map = np.sort(rng.choice(len(paths), MAP_POINTS, replace=False))
     wanted = sorted({int(p) for s in sections for g in s.galleries for p in g.members}
                     | set(on_map.tolist()))
-    made = _write_thumbnails(paths, wanted, thumbs, progress)
+    thumbs = {position: f"thumbs/{position}.jpg" for position in wanted}
+    folder.reserve([*thumbs.values(), "index.html"])  # before anything is written
+    targets = {position: folder.target(name) for position, name in thumbs.items()}
+    made = _write_thumbnails(paths, targets, progress)
     data = {
         "title": title,
         "overview": overview,
         "files": {str(p): {"name": paths[p].name, "href": paths[p].as_uri(),
-                           "thumb": f"thumbs/{p}.jpg" if p in made else None}
+                           "thumb": thumbs[p] if p in made else None}
                   for p in wanted},
         "sections": [
             {"title": s.title, "description": s.description,
@@ -88,26 +95,26 @@ def write_report(
                 "points": [[int(p), round(float(layout[p, 0]), 4), round(float(layout[p, 1]), 4),
                             int(colours[p]) if colours is not None else 0] for p in on_map]},
     }
-    index = out / "index.html"
     payload = json.dumps(data).replace("</", "<\\/")
-    temporary = out / ".index.html.tmp"
-    temporary.write_text(_PAGE.replace("__TITLE__", html.escape(title))
-                         .replace("__DATA__", payload), encoding="utf-8")
-    os.replace(temporary, index)
+    index = folder.write("index.html", _PAGE.replace("__TITLE__", html.escape(title))
+                         .replace("__DATA__", payload))
+    folder.remove_stale(keep={"index.html", *(thumbs[p] for p in made)})
     return index
 
 
 def _write_thumbnails(
-    paths: Sequence[Path], wanted: list[int], folder: Path,
-    progress: Callable[[int, int], None] | None,
+    paths: Sequence[Path], targets: dict[int, Path], progress: Callable[[int, int], None] | None,
 ) -> set[int]:
+    """Write the thumbnails to their (reserved) targets; the positions that were made."""
     def make(position: int) -> int:
         image = decode_file(paths[position], min_side=THUMB).image
         image.thumbnail((THUMB, THUMB), Image.Resampling.BILINEAR)
-        image.save(folder / f"{position}.jpg", quality=80)
+        atomic_write(targets[position],
+                     lambda temporary: image.save(temporary, format="JPEG", quality=80))
         return position
 
     made: set[int] = set()  # an unreadable image becomes a grey "unreadable" tile
+    wanted = list(targets)
     for done, outcome in enumerate(parallel_ordered(make, wanted), start=1):
         if outcome.error is None:
             made.add(outcome.item)
