@@ -1,7 +1,9 @@
 """The FastAPI application: JSON API, thumbnails, originals and the page, in one process.
 
 Routes take catalogue ids (``{id:int}``), never paths: a request can only reach files
-the catalogue lists, and anything that is not a whole number is a plain 404.
+the catalogue lists, and anything that is not a whole number is a plain 404. Only indexed
+images are sent, and only from inside the collection's folder (links are followed to see
+where they lead).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .auth import TokenMiddleware
 from .batching import Neighbour
 from .marks import MarkRecord
 from .page import render_page
-from .service import CONTENT_TYPES, Service
+from .service import CONTENT_TYPES, NotServed, Service
 from .thumbs import DEFAULT_SIZE, nearest_size
 
 STATIC = Path(__file__).parent / "static"
@@ -73,6 +75,10 @@ def create_app(directory: str | Path, *, token: str | None = None,
     if token:
         app.add_middleware(TokenMiddleware, token=token)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(NotServed)
+    async def not_served(_: Request, error: NotServed) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=404)
 
     @app.exception_handler(DecodeError)
     async def bad_image(_: Request, error: DecodeError) -> JSONResponse:
@@ -328,18 +334,14 @@ def create_app(directory: str | Path, *, token: str | None = None,
              responses={**ERRORS, 200: {"content": {"image/webp": {}}}})
     def thumb(file_id: int, size: Annotated[int, Query(ge=16, le=2048)] = DEFAULT_SIZE
               ) -> FileResponse:
-        path = service.thumbnail(record_or_404(file_id), nearest_size(size))
-        if path is None:
-            raise HTTPException(404, f"image {file_id} is no longer in the folder")
+        path = service.thumbnail(record_or_404(file_id), nearest_size(size))  # or NotServed
         return FileResponse(path, media_type="image/webp",
                             headers={"cache-control": "private, max-age=86400"})
 
     @app.get("/image/{file_id:int}", response_class=FileResponse, responses=ERRORS)
     def original(file_id: int) -> Response:
         record = record_or_404(file_id)
-        path = service.original(record)
-        if path is None:
-            raise HTTPException(404, f"image {file_id} is no longer in the folder")
+        path = service.original(record)  # its real path, or NotServed
         media = CONTENT_TYPES.get(record.format or "", "application/octet-stream")
         headers = {"cache-control": "private, max-age=3600", "x-content-type-options": "nosniff"}
         if not is_remote(path):

@@ -11,6 +11,7 @@ and version, one at a time (they are CPU-bound and share the on-disk k-NN graph 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,10 @@ CONTENT_TYPES = {
 }
 
 
+class NotServed(Exception):
+    """A catalogue file the server does not send (a 404 with this message)."""
+
+
 @dataclass
 class FileTable:
     """Every catalogue file at one version, in id order, with an id -> record map."""
@@ -56,6 +61,15 @@ class Service:
         self.collection = Collection.open(directory)
         self.directory = self.collection.directory
         self.root = self.collection.root
+        # Where files really are: an original is sent only from inside the folder, and
+        # never from the collection directory (catalogue, embeddings) when that lies inside.
+        self._real_root: Path | None = None
+        self._private: Path | None = None
+        if not is_remote(self.root):
+            self._real_root = Path(os.path.realpath(self.root))
+            private = Path(os.path.realpath(self.directory))
+            if private != self._real_root and private.is_relative_to(self._real_root):
+                self._private = private
         self.max_upload_bytes = max_upload_bytes
         self.max_upload_pixels = max_upload_pixels
         self.marks = MarkStore(self.directory)
@@ -92,23 +106,39 @@ class Service:
         """A catalogue file by id, read fresh (never a stale cached row)."""
         return self.collection.store.file(file_id)
 
-    def original(self, record: FileRecord) -> Root | None:
-        """The original file of a catalogue record, or None when it is not safely inside
-        the collection's folder any more (the catalogue path is relative; never absolute,
-        never climbing out with ``..``)."""
-        relative = Path(record.path)
-        if relative.is_absolute() or ".." in relative.parts:
-            return None
-        path = self.root / relative.as_posix()
-        if is_remote(path):
-            return path  # one request, not two: a missing object fails when it is read
-        return path if path.is_file() else None
+    def original(self, record: FileRecord) -> Root:
+        """The original file of a catalogue record, by its real path.
 
-    def thumbnail(self, record: FileRecord, size: int) -> Path | None:
-        """The record's thumbnail, or None when its file is not in the folder any more."""
-        original = self.original(record)
-        return None if original is None else thumbnail(self.thumb_cache, original, record,
-                                                       size)
+        Raises :class:`NotServed` unless the record is an indexed image (status ``ok``:
+        a skipped file is not an image, a pending one was never looked at) whose real
+        path, links followed, lies inside the collection's folder and outside the
+        collection directory. The catalogue path itself must be relative, never climbing
+        out with ``..``. On object storage there are no links: the path is used as is.
+        """
+        if record.status != "ok":
+            why = (f"was skipped when indexing ({record.reason or 'not an image'})"
+                   if record.status == "skipped" else "is not indexed yet")
+            raise NotServed(f"image {record.id} {why}: only indexed images are served")
+        relative = Path(record.path)
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            raise NotServed(f"image {record.id} is not inside the collection's folder")
+        path = self.root / relative.as_posix()
+        if self._real_root is None:
+            return path  # one request, not two: a missing object fails when it is read
+        real = Path(os.path.realpath(path))
+        if not real.is_relative_to(self._real_root):
+            raise NotServed(f"image {record.id} is a link to a file outside the "
+                            "collection's folder: it is not served")
+        if self._private is not None and real.is_relative_to(self._private):
+            raise NotServed(f"image {record.id} is a link into lookalike's own files: "
+                            "it is not served")
+        if not real.is_file():
+            raise NotServed(f"image {record.id} is no longer in the folder")
+        return real
+
+    def thumbnail(self, record: FileRecord, size: int) -> Path:
+        """The record's thumbnail; raises :class:`NotServed` as :meth:`original` does."""
+        return thumbnail(self.thumb_cache, self.original(record), record, size)
 
     # -- model ---------------------------------------------------------------------------------
     def backbone(self) -> Backbone:

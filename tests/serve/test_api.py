@@ -138,7 +138,9 @@ def test_original_and_thumbnail(client: TestClient, served_folder: Path) -> None
     assert image.format == "WEBP" and max(image.size) == 96
     scene0 = file_id(client, "scene0.jpg")  # cached on disk under its size and id
     assert list((served_folder / ".lookalike" / "thumbs" / "96").rglob(f"{scene0}-*.webp"))
-    assert client.get(f"/thumb/{file_id(client, 'broken.jpg')}").status_code == 422
+    for route in ("thumb", "image"):  # only indexed images are served
+        skipped = client.get(f"/{route}/{file_id(client, 'broken.jpg')}")
+        assert skipped.status_code == 404 and "skipped" in skipped.json()["detail"]
 
 
 def test_collection_on_object_storage_serves_originals_and_thumbnails(
