@@ -3,7 +3,8 @@
 Routes take catalogue ids (``{id:int}``), never paths: a request can only reach files
 the catalogue lists, and anything that is not a whole number is a plain 404. Only indexed
 images are sent, and only from inside the collection's folder (links are followed to see
-where they lead).
+where they lead). Without a token on loopback, requests must name a loopback host (no
+DNS rebinding).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ..discover import is_remote
 from ..embed import ModelUnavailable
 from ..store import FileRecord, StoreError
 from . import schemas
-from .auth import TokenMiddleware
+from .auth import LocalHostMiddleware, TokenMiddleware, is_loopback
 from .batching import Neighbour
 from .marks import MarkRecord
 from .page import render_page
@@ -59,9 +60,13 @@ def search_response(query: str, k: int, found: list[Neighbour]) -> Response:
     return Response(body, media_type="application/json")
 
 
-def create_app(directory: str | Path, *, token: str | None = None,
+def create_app(directory: str | Path, *, token: str | None = None, host: str = "127.0.0.1",
                max_upload_bytes: int | None = None) -> FastAPI:
-    """The app over the collection at ``directory`` (a collection dir or its image folder)."""
+    """The app over the collection at ``directory`` (a collection dir or its image folder).
+
+    ``host`` is the address the server listens on: on loopback without a ``token``, only
+    requests to localhost, 127.0.0.1, [::1] or ``host`` are answered (403 otherwise).
+    """
     options = {} if max_upload_bytes is None else {"max_upload_bytes": max_upload_bytes}
     service = Service(directory, **options)
     # FastAPI's native OpenTelemetry stays off: checking per request whether a tracer is
@@ -74,6 +79,8 @@ def create_app(directory: str | Path, *, token: str | None = None,
     app.router.add_event_handler("shutdown", service.close)
     if token:
         app.add_middleware(TokenMiddleware, token=token)
+    elif is_loopback(host):
+        app.add_middleware(LocalHostMiddleware, bound=host)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(NotServed)

@@ -3,32 +3,20 @@ several, sharing the port, for more throughput than one Python interpreter gives
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
-import socket
 from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 
 from .app import create_app
+from .auth import is_loopback
+
+__all__ = ["app_from_settings", "is_loopback", "run"]
 
 # How worker processes learn what to serve: uvicorn starts them from an import string.
 _SETTINGS = "LOOKALIKE_SERVE_SETTINGS"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        try:
-            return all(ipaddress.ip_address(info[4][0]).is_loopback
-                       for info in socket.getaddrinfo(host, None))
-        except OSError:
-            return False
 
 
 def run(directory: str | Path, *, host: str = "127.0.0.1", port: int = 8765,
@@ -43,13 +31,14 @@ def run(directory: str | Path, *, host: str = "127.0.0.1", port: int = 8765,
     options = {"host": host, "port": port, "log_level": log_level, "access_log": False,
                "timeout_graceful_shutdown": 5}
     if workers <= 1:
-        uvicorn.run(create_app(directory, token=token), **options)
+        uvicorn.run(create_app(directory, token=token, host=host), **options)
         return
-    os.environ[_SETTINGS] = json.dumps({"directory": str(directory), "token": token})
+    os.environ[_SETTINGS] = json.dumps({"directory": str(directory), "token": token,
+                                        "host": host})
     uvicorn.run(f"{__name__}:app_from_settings", factory=True, workers=workers, **options)
 
 
 def app_from_settings() -> FastAPI:
     """The app of one worker process, from the settings :func:`run` left for it."""
     settings = json.loads(os.environ[_SETTINGS])
-    return create_app(settings["directory"], token=settings["token"])
+    return create_app(settings["directory"], token=settings["token"], host=settings["host"])

@@ -1,7 +1,8 @@
 """Hostile: requests to ``lookalike serve`` never reach, leak or exhaust what it did not create.
 
 A folder planted with links out of it (to /etc/passwd, to a private image, to the
-catalogue), non-images named like images and files swapped for links after indexing.
+catalogue), non-images named like images and files swapped for links after indexing;
+requests from a page on another host name (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
+import lookalike.serve.server as server_module
 from lookalike import Collection
 from lookalike.serve import create_app
 from tests.conftest import in_memory, scene
@@ -122,5 +125,55 @@ def test_skipped_objects_on_object_storage_are_not_relayed(tmp_path: Path) -> No
             refused = client.get(f"/image/{ids['notes.jpg']}")
             assert refused.status_code == 404 and SECRET not in refused.content
             assert "skipped" in refused.json()["detail"]
+
+
+# -- DNS rebinding -------------------------------------------------------------------------------
+def test_loopback_server_without_token_answers_loopback_names_only(
+        planted: tuple[Path, Path]) -> None:
+    app = create_app(planted[0])  # bound to 127.0.0.1 by default, as `lookalike serve`
+    with TestClient(app, base_url=LOCAL) as client:
+        for host in ("localhost", "localhost:8765", "127.0.0.1", "127.0.0.1:8765", "[::1]",
+                     "[::1]:8765", "LOCALHOST:80"):
+            assert client.get("/api/stats", headers={"host": host}).status_code == 200, host
+        for host in ("evil.example", "evil.example:8765", "127.0.0.1.evil.example",
+                     "localhost.evil.example:8765", "192.168.1.4:8765"):
+            for path in ("/api/stats", "/", "/image/1", "/api/marks.csv"):
+                refused = client.get(path, headers={"host": host})
+                assert refused.status_code == 403, (host, path)
+                detail = refused.json()["detail"]
+                assert "DNS rebinding" in detail and "--token" in detail
+                assert b"root" not in refused.content and b"scene" not in refused.content
+        posted = client.post("/api/marks", headers={"host": "evil.example"},
+                             json={"file_id": 1, "decision": "discard"})
+        assert posted.status_code == 403
+        assert client.get("/api/marks").json()["total"] == 0  # nothing recorded
+
+
+def test_host_check_follows_the_bind_address_and_the_token(planted: tuple[Path, Path]) -> None:
+    evil = {"host": "evil.example:8765"}
+    with TestClient(create_app(planted[0], host="127.0.0.2"), base_url=LOCAL) as bound:
+        assert bound.get("/api/stats", headers={"host": "127.0.0.2:8765"}).status_code == 200
+        assert bound.get("/api/stats", headers=evil).status_code == 403
+    # with a token, the token guards (a rebinding page cannot send it)
+    with TestClient(create_app(planted[0], token="s3cret"), base_url=LOCAL) as guarded:
+        assert guarded.get("/api/stats", headers=evil).status_code == 401
+        assert guarded.get("/api/stats", headers={**evil, "authorization": "Bearer s3cret"}
+                           ).status_code == 200
+    # bound to the network on purpose (the CLI warns): any name the machine has
+    with TestClient(create_app(planted[0], host="0.0.0.0"), base_url=LOCAL) as open_:
+        assert open_.get("/api/stats", headers=evil).status_code == 200
+
+
+def test_serve_run_passes_the_bind_address_to_the_app(planted: tuple[Path, Path],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[FastAPI] = []
+    monkeypatch.setattr(server_module.uvicorn, "run", lambda app, **_: started.append(app))
+    server_module.run(planted[0] / ".lookalike", host="127.0.0.1", port=8765)
+    server_module.run(planted[0] / ".lookalike", host="localhost", port=8765)
+    for app in started:
+        with TestClient(app, base_url=LOCAL) as client:
+            assert client.get("/api/stats", headers={"host": "evil.example"}).status_code == 403
+            assert client.get("/api/stats", headers={"host": "localhost:8765"}
+                              ).status_code == 200
 
 

@@ -13,6 +13,10 @@ from lookalike import Collection
 from lookalike.serve import create_app
 from tests.conftest import crop, flip, scene
 
+# The server answers only loopback names without a token (no DNS rebinding): the test
+# client's default "testserver" is refused.
+LOCAL = "http://localhost"
+
 
 @pytest.fixture(scope="session")
 def served_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -31,7 +35,8 @@ def served_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def client(served_folder: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(served_folder, max_upload_bytes=2 * 2**20)) as test_client:
+    with TestClient(create_app(served_folder, max_upload_bytes=2 * 2**20),
+                    base_url=LOCAL) as test_client:
         yield test_client
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from lookalike.serve import create_app
 from tests.conftest import crop, scene
-from tests.serve.conftest import file_id
+from tests.serve.conftest import LOCAL, file_id
 
 
 def png_bytes(image: Image.Image, format: str = "PNG") -> bytes:
@@ -152,7 +152,7 @@ def test_collection_on_object_storage_serves_originals_and_thumbnails(
     from lookalike import Collection
 
     Collection.index_folder(remote_folder, tmp_path / "remote.lookalike", model="classic")
-    with TestClient(create_app(tmp_path / "remote.lookalike")) as remote:
+    with TestClient(create_app(tmp_path / "remote.lookalike"), base_url=LOCAL) as remote:
         jpeg = remote.get(f"/image/{file_id(remote, 'scene0.jpg')}")
         assert jpeg.status_code == 200 and jpeg.headers["content-type"] == "image/jpeg"
         assert jpeg.content == (photo_folder / "scene0.jpg").read_bytes()
@@ -283,7 +283,7 @@ def test_concurrent_requests_while_indexing(tmp_path: Path) -> None:
     Collection.index_folder(folder, model="classic")[0].close()
     errors: list[str] = []
     stop = threading.Event()
-    with TestClient(create_app(folder)) as app_client:
+    with TestClient(create_app(folder), base_url=LOCAL) as app_client:
         def reader() -> None:
             while not stop.is_set():
                 first = app_client.get("/api/images", params={"limit": 1}).json()["items"][0]
