@@ -3,8 +3,8 @@
 Routes take catalogue ids (``{id:int}``), never paths: a request can only reach files
 the catalogue lists, and anything that is not a whole number is a plain 404. Only indexed
 images are sent, and only from inside the collection's folder (links are followed to see
-where they lead). Without a token on loopback, requests must name a loopback host (no
-DNS rebinding).
+where they lead). Every request body is capped as it arrives. Without a token on
+loopback, requests must name a loopback host (no DNS rebinding).
 """
 
 from __future__ import annotations
@@ -29,13 +29,15 @@ from ..store import FileRecord, StoreError
 from . import schemas
 from .auth import LocalHostMiddleware, TokenMiddleware, is_loopback
 from .batching import Neighbour
+from .limits import BodyLimitMiddleware
 from .marks import MarkRecord
 from .page import render_page
-from .service import CONTENT_TYPES, NotServed, Service
+from .service import CONTENT_TYPES, MAX_BODY_BYTES, NotServed, Service
 from .thumbs import DEFAULT_SIZE, nearest_size
 
 STATIC = Path(__file__).parent / "static"
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": schemas.Problem}}
+MULTIPART_OVERHEAD = 65536  # an upload's form boundaries and headers, beside the image
 
 
 def image_fields(record: FileRecord) -> dict[str, Any]:
@@ -61,11 +63,14 @@ def search_response(query: str, k: int, found: list[Neighbour]) -> Response:
 
 
 def create_app(directory: str | Path, *, token: str | None = None, host: str = "127.0.0.1",
-               max_upload_bytes: int | None = None) -> FastAPI:
+               max_upload_bytes: int | None = None,
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """The app over the collection at ``directory`` (a collection dir or its image folder).
 
     ``host`` is the address the server listens on: on loopback without a ``token``, only
     requests to localhost, 127.0.0.1, [::1] or ``host`` are answered (403 otherwise).
+    Request bodies are capped at ``max_body_bytes``, an image upload to search by at
+    ``max_upload_bytes`` (413 past either, also for chunked bodies).
     """
     options = {} if max_upload_bytes is None else {"max_upload_bytes": max_upload_bytes}
     service = Service(directory, **options)
@@ -77,6 +82,17 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
                   "groups, clusters, outliers. Read-only: the server never deletes or moves "
                   "a file; duplicate-review marks are only recorded.")
     app.router.add_event_handler("shutdown", service.close)
+
+    def body_limit(scope: Any) -> tuple[int, str]:
+        kind = next((v for k, v in scope.get("headers", []) if k.lower() == b"content-type"),
+                    b"")
+        if scope["path"] == "/api/search" and kind.lower().startswith(b"multipart/form-data"):
+            return (service.max_upload_bytes + MULTIPART_OVERHEAD,
+                    f"upload is larger than {service.max_upload_bytes:,} bytes")
+        return max_body_bytes, f"request body is larger than {max_body_bytes:,} bytes"
+
+    # the last added runs first: the host check, the token, then the body cap
+    app.add_middleware(BodyLimitMiddleware, limit=body_limit)
     if token:
         app.add_middleware(TokenMiddleware, token=token)
     elif is_loopback(host):
@@ -189,9 +205,6 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
         """Images like an uploaded image (multipart ``file``), a text (``{"text": ...}``,
         CLIP-style models only) or a vector (``{"vector": [...]}``), best first."""
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        length = int(request.headers.get("content-length") or 0)
-        if length > service.max_upload_bytes + 65536:
-            raise HTTPException(413, f"upload is larger than {service.max_upload_bytes:,} bytes")
         if kind == "multipart/form-data":
             form = await request.form(max_files=1, max_fields=8)
             upload, k = form.get("file"), _int(form.get("k"), 12)

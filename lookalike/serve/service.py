@@ -32,7 +32,8 @@ from .marks import MarkStore
 from .thumbs import thumbnail
 
 T = TypeVar("T")
-MAX_UPLOAD_BYTES = 32 * 2**20
+MAX_UPLOAD_BYTES = 32 * 2**20  # an image uploaded to search by
+MAX_BODY_BYTES = 4 * 2**20  # any other request body (JSON: a search vector, marks)
 MAX_MAP_POINTS = 20_000
 
 CONTENT_TYPES = {

@@ -2,16 +2,25 @@
 
 A folder planted with links out of it (to /etc/passwd, to a private image, to the
 catalogue), non-images named like images and files swapped for links after indexing;
-requests from a page on another host name (DNS rebinding).
+requests from a page on another host name (DNS rebinding); bodies past their cap, with
+and without a Content-Length.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
-from collections.abc import Iterator
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -25,6 +34,12 @@ from tests.hostile.trees import fingerprint
 LOCAL = "http://localhost"  # a loopback name: the only kind a token-less server answers
 SECRET = b"root:x:0:0:lookalike-test-secret:/root:/bin/bash\n"
 INSIDE = {"scene0.jpg", "scene1.jpg", "scene2.jpg", "scene3.jpg", "links/alias.jpg"}
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def items(client: TestClient) -> dict[str, int]:
@@ -175,5 +190,143 @@ def test_serve_run_passes_the_bind_address_to_the_app(planted: tuple[Path, Path]
             assert client.get("/api/stats", headers={"host": "evil.example"}).status_code == 403
             assert client.get("/api/stats", headers={"host": "localhost:8765"}
                               ).status_code == 200
+
+
+# -- request bodies past their cap ---------------------------------------------------------------
+def asgi_request(app: FastAPI, method: str, path: str, chunks: Iterable[bytes],
+                 headers: dict[str, str]) -> tuple[int, dict[str, str], bytes, int]:
+    """One request straight through the ASGI app, its body handed over chunk by chunk
+    only when the app asks: ``(status, headers, body, bytes the app pulled)``."""
+    pulled = 0
+    source = iter(chunks)
+    finished = False
+    response: dict[str, Any] = {"body": b""}
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled, finished
+        if finished:
+            return {"type": "http.disconnect"}
+        chunk = next(source, None)
+        if chunk is None:
+            finished = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        pulled += len(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": True}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            response["status"] = message["status"]
+            response["headers"] = {k.decode(): v.decode() for k, v in message["headers"]}
+        elif message["type"] == "http.response.body":
+            response["body"] += message.get("body", b"")
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
+             "root_path": "", "query_string": b"", "client": ("127.0.0.1", 50000),
+             "server": ("127.0.0.1", 8765),
+             "headers": [(b"host", b"localhost:8765")] + [
+                 (k.lower().encode(), v.encode()) for k, v in headers.items()]}
+    asyncio.run(app(scope, receive, send))
+    return response["status"], response["headers"], response["body"], pulled
+
+
+def spaces(total: int, chunk: int = 4096) -> Iterator[bytes]:
+    """``total`` bytes of JSON whitespace, made only as they are read."""
+    for _ in range(total // chunk):
+        yield b" " * chunk
+
+
+@pytest.fixture
+def capped(planted: tuple[Path, Path]) -> FastAPI:
+    return create_app(planted[0], max_body_bytes=64 * 1024, max_upload_bytes=1024 * 1024)
+
+
+def test_chunked_bodies_are_cut_off_at_the_cap(capped: FastAPI) -> None:
+    """No Content-Length: the bytes are counted as they arrive and reading stops at the
+    cap (before: /api/search read a chunked body whole, /api/marks had no cap at all)."""
+    json_body = {"content-type": "application/json", "transfer-encoding": "chunked"}
+    for path in ("/api/search", "/api/marks"):
+        status, headers, body, pulled = asgi_request(capped, "POST", path,
+                                                     spaces(64 * 2**20), json_body)
+        assert status == 413, (path, body)
+        assert json.loads(body)["detail"] == "request body is larger than 65,536 bytes"
+        assert headers["connection"] == "close"
+        assert 64 * 1024 < pulled <= 64 * 1024 + 4096, (path, pulled)  # not 64 MB
+    form = {"content-type": "multipart/form-data; boundary=x"}
+    head = (b'--x\r\ncontent-disposition: form-data; name="file"; filename="q.png"\r\n'
+            b"content-type: image/png\r\n\r\n")
+    status, _, body, pulled = asgi_request(capped, "POST", "/api/search",
+                                           [head, *spaces(64 * 2**20)], form)
+    assert status == 413 and "upload is larger than 1,048,576 bytes" in body.decode()
+    assert pulled <= 1024 * 1024 + 65536 + 4096
+
+
+def test_declared_lengths_over_the_cap_are_refused_unread(capped: FastAPI) -> None:
+    length = {"content-type": "application/json", "content-length": str(10 * 2**20)}
+    for path in ("/api/search", "/api/marks", "/api/stats"):
+        status, headers, body, pulled = asgi_request(capped, "POST", path,
+                                                     spaces(10 * 2**20), length)
+        assert status == 413 and pulled == 0, path
+        assert "larger than 65,536 bytes" in json.loads(body)["detail"]
+    with TestClient(capped, base_url=LOCAL) as client:
+        marks = [{"file_id": 1, "decision": "keep", "note": "x" * 1000}] * 100  # ~110 KB
+        refused = client.post("/api/marks", json={"marks": marks})
+        assert refused.status_code == 413 and "65,536" in refused.json()["detail"]
+        assert client.get("/api/marks").json()["total"] == 0
+
+
+def test_bodies_under_their_cap_and_uploads_keep_working(capped: FastAPI) -> None:
+    with TestClient(capped, base_url=LOCAL) as client:
+        dim = client.get("/api/stats").json()["dim"]
+        found = client.post("/api/search", json={"vector": [0.1] * dim, "k": 2})
+        assert found.status_code == 200 and len(found.json()["hits"]) == 2
+        # an upload may be larger than the JSON cap, up to its own
+        image = png(Image.effect_noise((256, 256), 64).convert("RGB"))
+        assert 64 * 1024 < len(image) < 1024 * 1024
+        uploaded = client.post("/api/search", files={"file": ("q.png", image)})
+        assert uploaded.status_code == 200, uploaded.text
+        big = client.post("/api/search", files={"file": ("q.png", b"\0" * (2 * 2**20))})
+        assert big.status_code == 413 and "upload is larger" in big.json()["detail"]
+        mark = client.post("/api/marks", json={"file_id": items(client)["scene1.jpg"],
+                                               "decision": "keep"})
+        assert mark.status_code == 200
+        client.delete(f"/api/marks/{items(client)['scene1.jpg']}")
+
+
+def test_a_real_server_stops_reading_a_chunked_body(capped: FastAPI) -> None:
+    """uvicorn + httpx, a generator body (Transfer-Encoding: chunked): the server answers
+    413 and closes the connection instead of taking in 128 MB."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(capped, host="127.0.0.1", port=port,
+                                           log_level="error", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    sent = 0
+
+    def body() -> Iterator[bytes]:
+        nonlocal sent
+        for chunk in spaces(128 * 2**20, 65536):
+            sent += len(chunk)
+            yield chunk
+
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            response = httpx.post(f"{url}/api/marks", content=body(), timeout=30,
+                                  headers={"content-type": "application/json"})
+            assert response.status_code == 413
+            assert "65,536" in response.json()["detail"]
+        except httpx.TransportError:
+            pass  # the server closed the connection while the client was still sending
+        assert sent < 16 * 2**20, sent  # the rest was never read
+        assert httpx.get(f"{url}/api/stats").status_code == 200  # and it still serves
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
