@@ -1,6 +1,6 @@
 """The FastAPI application: JSON API, thumbnails, originals and the page, in one process.
 
-Routes take catalogue ids (``{id:int}``), never paths: a request can only reach files
+Routes take catalogue ids (``{id:file_id}``), never paths: a request can only reach files
 the catalogue lists, and anything that is not a whole number is a plain 404. Only indexed
 images are sent, and only from inside the collection's folder (links are followed to see
 where they lead). Every request body is capped as it arrives. Without a token on
@@ -20,6 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import UploadFile
 
 from ..decode import DecodeError, FileGone, read_file
@@ -32,12 +33,39 @@ from .batching import Neighbour
 from .limits import BodyLimitMiddleware
 from .marks import MarkRecord
 from .page import render_page
+from .schemas import MAX_ID
 from .service import CONTENT_TYPES, MAX_BODY_BYTES, NotServed, Service
 from .thumbs import DEFAULT_SIZE, nearest_size
 
 STATIC = Path(__file__).parent / "static"
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": schemas.Problem}}
+MAX_CLUSTERS = 1000
 MULTIPART_OVERHEAD = 65536  # an upload's form boundaries and headers, beside the image
+
+
+class FileIdConvertor(Convertor[int]):
+    """``{name:file_id}``: a catalogue id in a path, digits only (``-1`` or ``1.0`` is a
+    plain 404). A number past SQLite's integers becomes ``MAX_ID + 1``, which names no
+    image (a 404 with a message) rather than a 500: SQLite cannot look it up, and Python
+    refuses ``int()`` of over 4,300 digits."""
+
+    regex = "[0-9]+"
+
+    def convert(self, value: str) -> int:
+        return int(value) if len(value) <= 19 else MAX_ID + 1
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("file_id", FileIdConvertor())
+
+
+def no_image(file_id: int) -> HTTPException:
+    if not 0 <= file_id <= MAX_ID:
+        return HTTPException(404, f"no image with that id: ids are whole numbers from 1 to "
+                             f"{MAX_ID}")
+    return HTTPException(404, f"no image with id {file_id}")
 
 
 def image_fields(record: FileRecord) -> dict[str, Any]:
@@ -120,12 +148,20 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
         return JSONResponse({"detail": str(error)}, status_code=409)
 
     def record_or_404(file_id: int) -> FileRecord:
-        record = service.file(file_id)
+        record = service.file(file_id) if 0 <= file_id <= MAX_ID else None
         if record is None:
-            raise HTTPException(404, f"no image with id {file_id}")
+            raise no_image(file_id)
         return record
 
+    def clusters_or_422(k: int | str) -> tuple[np.ndarray, Any]:
+        try:
+            return service.clusters(k)
+        except ValueError as error:  # k past the number of images, too few images
+            raise HTTPException(422, f"no clusters: {error}") from None
+
     async def neighbours(query: int | np.ndarray, k: int) -> list[Neighbour]:
+        if isinstance(query, int) and not 0 <= query <= MAX_ID:
+            raise no_image(query)
         try:
             return await asyncio.wrap_future(service.batcher.submit(query, k))
         except KeyError:
@@ -164,7 +200,7 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
         table = service.files()
         records, listed = table.records, None  # listed: one cluster's or group's file ids
         if cluster is not None:
-            file_ids, clustering = service.clusters("auto")
+            file_ids, clustering = clusters_or_422("auto")
             listed = file_ids[clustering.members(cluster)]
         elif group is not None:
             file_ids, found = service.groups(threshold)
@@ -182,11 +218,11 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
         return schemas.ImagePage(total=len(records), offset=offset, limit=limit,
                                  items=[image_model(r) for r in records[offset:offset + limit]])
 
-    @app.get("/api/images/{file_id:int}", response_model=schemas.Image, responses=ERRORS)
+    @app.get("/api/images/{file_id:file_id}", response_model=schemas.Image, responses=ERRORS)
     def image_info(file_id: int) -> schemas.Image:
         return image_model(record_or_404(file_id))
 
-    @app.get("/api/images/{file_id:int}/similar", response_model=schemas.SearchResult,
+    @app.get("/api/images/{file_id:file_id}/similar", response_model=schemas.SearchResult,
              responses=ERRORS)
     async def similar(file_id: int, k: Annotated[int, Query(ge=1, le=500)] = 12
                       ) -> Response:
@@ -219,7 +255,7 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
         elif kind == "application/json":
             try:
                 body = schemas.SearchRequest.model_validate(json.loads(await request.body()))
-            except (ValueError, ValidationError) as error:
+            except (ValueError, ValidationError, RecursionError) as error:  # [[[[...
                 raise HTTPException(400, f"bad search request: {error}") from None
             k = body.k
             if body.vector is not None:
@@ -284,9 +320,15 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
                                  threshold=threshold, groups=page)
 
     @app.get("/api/clusters", response_model=schemas.ClusterList)
-    def clusters(k: Annotated[str, Query(pattern="^(auto|[0-9]+)$")] = "auto",
+    def clusters(k: Annotated[str, Query(
+                     pattern="^(auto|[0-9]+)$",
+                     description=f"auto, or a number of clusters from 1 to {MAX_CLUSTERS}")
+                 ] = "auto",
                  members: Annotated[int, Query(ge=1, le=1000)] = 12) -> schemas.ClusterList:
-        file_ids, result = service.clusters(k if k == "auto" else max(1, int(k)))
+        if k != "auto" and not (len(k) <= 6 and 1 <= int(k) <= MAX_CLUSTERS):
+            raise HTTPException(422, f"k must be auto or a number from 1 to {MAX_CLUSTERS}, "
+                                f"not {k[:20]}")
+        file_ids, result = clusters_or_422(k if k == "auto" else int(k))
         by_id = service.files().by_id
         listed = []
         for c in range(result.k):
@@ -310,7 +352,10 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
     @app.get("/api/map", response_model=schemas.MapData)
     def map_points(method: Annotated[str, Query(pattern="^(auto|pca|tsne|umap)$")] = "auto"
                    ) -> schemas.MapData:
-        file_ids, layout, used, labels = service.map(method)
+        try:
+            file_ids, layout, used, labels = service.map(method)
+        except ValueError as error:  # too few images to lay out
+            raise HTTPException(422, f"no map: {error}") from None
         return schemas.MapData(method=used, points=[
             schemas.MapPoint(id=int(i), x=round(float(x), 4), y=round(float(y), 4),
                              cluster=int(c))
@@ -337,8 +382,10 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
                  for m in service.marks.all()]
         return schemas.MarkList(total=len(marks), marks=marks)
 
-    @app.delete("/api/marks/{file_id:int}", status_code=204, responses=ERRORS)
+    @app.delete("/api/marks/{file_id:file_id}", status_code=204, responses=ERRORS)
     def delete_mark(file_id: int) -> Response:
+        if not 0 <= file_id <= MAX_ID:
+            raise no_image(file_id)
         if not service.marks.delete(file_id):
             raise HTTPException(404, f"no mark for image {file_id}")
         return Response(status_code=204)
@@ -350,7 +397,7 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
                         headers={"content-disposition": 'attachment; filename="marks.csv"'})
 
     # -- files ---------------------------------------------------------------------------------
-    @app.get("/thumb/{file_id:int}", response_class=FileResponse,
+    @app.get("/thumb/{file_id:file_id}", response_class=FileResponse,
              responses={**ERRORS, 200: {"content": {"image/webp": {}}}})
     def thumb(file_id: int, size: Annotated[int, Query(ge=16, le=2048)] = DEFAULT_SIZE
               ) -> FileResponse:
@@ -358,7 +405,7 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
         return FileResponse(path, media_type="image/webp",
                             headers={"cache-control": "private, max-age=86400"})
 
-    @app.get("/image/{file_id:int}", response_class=FileResponse, responses=ERRORS)
+    @app.get("/image/{file_id:file_id}", response_class=FileResponse, responses=ERRORS)
     def original(file_id: int) -> Response:
         record = record_or_404(file_id)
         path = service.original(record)  # its real path, or NotServed

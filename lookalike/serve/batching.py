@@ -21,6 +21,7 @@ import numpy as np
 from ..collection import Collection
 from ..index import VectorIndex
 from ..store import FileRecord, ModelRecord, StoreError
+from .schemas import MAX_ID
 
 MAX_BATCH = 16
 
@@ -142,7 +143,9 @@ class SearchBatcher:
                 vectors.append(collection.project(item.query[None])[0])
                 own.append(None)
             else:
-                row = store.row_for_file(record.key, int(item.query))
+                # an id past SQLite's integers would fail the whole batch (OverflowError)
+                row = (store.row_for_file(record.key, int(item.query))
+                       if 0 <= item.query <= MAX_ID else None)
                 if row is None or row >= len(matrix):
                     results[position] = KeyError(item.query)
                     continue

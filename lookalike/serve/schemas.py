@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+MAX_ID = 2**63 - 1  # SQLite's largest integer: no catalogue id is larger
+
 
 class Stats(BaseModel):
     root: str
@@ -143,7 +145,7 @@ Decision = Literal["keep", "discard", "not-duplicate"]
 
 
 class MarkIn(BaseModel):
-    file_id: int
+    file_id: int = Field(ge=0, le=MAX_ID)
     decision: Decision
     group: str | None = Field(None, description="the duplicate group key the decision is in")
     note: str | None = Field(None, max_length=2000)

@@ -3,7 +3,7 @@
 A folder planted with links out of it (to /etc/passwd, to a private image, to the
 catalogue), non-images named like images and files swapped for links after indexing;
 requests from a page on another host name (DNS rebinding); bodies past their cap, with
-and without a Content-Length.
+and without a Content-Length; ids past SQLite's integers.
 """
 
 from __future__ import annotations
@@ -328,5 +328,66 @@ def test_a_real_server_stops_reading_a_chunked_body(capped: FastAPI) -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+# -- ids, k, offsets past any range --------------------------------------------------------------
+def test_huge_and_negative_numbers_get_a_4xx_with_a_message(planted: tuple[Path, Path]
+                                                            ) -> None:
+    huge, enormous = "9" * 20, "9" * 5000  # past SQLite's integers; past int()'s 4,300 digits
+    with TestClient(create_app(planted[0]), base_url=LOCAL,
+                    raise_server_exceptions=False) as client:
+        requests = [("get", f"/api/images/{huge}"), ("get", f"/api/images/{enormous}"),
+                    ("get", f"/api/images/{huge}/similar"), ("get", f"/image/{huge}"),
+                    ("get", f"/thumb/{huge}"), ("get", f"/image/{enormous}"),
+                    ("delete", f"/api/marks/{huge}")]
+        for method, path in requests:
+            response = client.request(method, path)
+            assert response.status_code == 404, (path, response.status_code)
+            assert "no image with that id" in response.json()["detail"], path
+        for file_id in (int(huge), -5, 2**63):
+            marked = client.post("/api/marks", json={"file_id": file_id, "decision": "keep"})
+            assert marked.status_code == 422, file_id
+        for k in (huge, "0", "5000", "50"):  # 50 > the number of images
+            clusters = client.get("/api/clusters", params={"k": k})
+            assert clusters.status_code == 422, (k, clusters.text)
+            assert "k must be" in clusters.json()["detail"] or (
+                "no clusters" in clusters.json()["detail"])
+        for params in ({"cluster": huge}, {"cluster": "-3"}, {"offset": huge},
+                       {"group": huge}):
+            listed = client.get("/api/images", params=params)
+            assert listed.status_code in (200, 404), (params, listed.text)
+            assert listed.status_code == 404 or listed.json()["items"] == []
+        for route in ("/api/images", "/api/duplicates", "/api/groups"):
+            for params in ({"offset": "-1"}, {"limit": huge}, {"limit": "0"}):
+                assert client.get(route, params=params).status_code == 422, (route, params)
+        scene0 = items(client)["scene0.jpg"]
+        for k in (huge, "-1", "0"):
+            assert client.get(f"/api/images/{scene0}/similar", params={"k": k}
+                              ).status_code == 422
+        nested = client.post("/api/search", content=b"[" * 100_000,
+                             headers={"content-type": "application/json"})
+        assert nested.status_code == 400 and "bad search request" in nested.json()["detail"]
+        for vector in ("[1e400]", f"[{huge}{'0' * 400}]"):
+            found = client.post("/api/search", content=f'{{"vector": {vector}}}',
+                                headers={"content-type": "application/json"})
+            assert found.status_code == 400, vector
+
+
+def test_a_huge_id_does_not_fail_the_searches_batched_with_it(planted: tuple[Path, Path]
+                                                              ) -> None:
+    from lookalike.serve.batching import SearchBatcher
+
+    collection = Collection.open(planted[0])
+    batcher = SearchBatcher(collection, workers=1)
+    try:
+        scene0 = collection.store.file_by_path("scene0.jpg")
+        assert scene0 is not None
+        futures = [batcher.submit(10**20, 3), batcher.submit(scene0.id, 3)]
+        with pytest.raises(KeyError):
+            futures[0].result(timeout=30)
+        assert len(futures[1].result(timeout=30)) == 3
+    finally:
+        batcher.close()
+        collection.close()
 
 
