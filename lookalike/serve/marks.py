@@ -19,6 +19,9 @@ from pathlib import Path
 from ..discover import Root
 
 DECISIONS = ("keep", "discard", "not-duplicate")
+# A spreadsheet reads a cell starting with one of these as a formula (or, for tab and
+# carriage return, strips them and reads what follows): OWASP's CSV injection list.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS marks (
     file_id INTEGER PRIMARY KEY,
@@ -41,6 +44,12 @@ class MarkRecord:
     group: str | None
     note: str | None
     updated_at: float
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text`` as a CSV cell no spreadsheet runs as a formula: prefixed with ``'`` when it
+    starts like one (OWASP's advice; the quote shows as nothing in the cell)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 class MarkStore:
@@ -94,13 +103,16 @@ class MarkStore:
             return dict(self._db.execute("SELECT file_id, decision FROM marks").fetchall())
 
     def to_csv(self, root: Root) -> str:
-        """``file_id,path,absolute_path,decision,group,note,updated_at`` (ISO time, UTC)."""
+        """``file_id,path,absolute_path,decision,group,note,updated_at`` (ISO time, UTC).
+        Text cells that a spreadsheet would run as a formula are prefixed with ``'``
+        (:func:`spreadsheet_safe`)."""
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(["file_id", "path", "absolute_path", "decision", "group", "note",
                          "updated_at"])
         for mark in self.all():
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mark.updated_at))
-            writer.writerow([mark.file_id, mark.path, str(root / mark.path), mark.decision,
-                             mark.group or "", mark.note or "", stamp])
+            writer.writerow([mark.file_id, *(spreadsheet_safe(text) for text in (
+                mark.path, str(root / mark.path), mark.decision, mark.group or "",
+                mark.note or "")), stamp])
         return out.getvalue()

@@ -3,12 +3,14 @@
 A folder planted with links out of it (to /etc/passwd, to a private image, to the
 catalogue), non-images named like images and files swapped for links after indexing;
 requests from a page on another host name (DNS rebinding); bodies past their cap, with
-and without a Content-Length; ids past SQLite's integers.
+and without a Content-Length; ids past SQLite's integers; spreadsheet formulas in the
+marks export.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 import json
 import socket
@@ -389,5 +391,41 @@ def test_a_huge_id_does_not_fail_the_searches_batched_with_it(planted: tuple[Pat
     finally:
         batcher.close()
         collection.close()
+
+
+# -- the marks export in a spreadsheet -----------------------------------------------------------
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # OWASP: what a spreadsheet may run
+FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"click\")", "+1+1", "-2+3", "@SUM(A1:A9)",
+            "\t=1+1", "\r=1+1"]
+
+
+def test_marks_csv_neutralises_formulas(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    names = ["=1+2.jpg", "+plus.jpg", "-dash.jpg", "@at.jpg", "plain.jpg"]
+    for seed, name in enumerate(names):
+        scene(seed + 30).save(folder / name, quality=90)
+    Collection.index_folder(folder, model="classic")[0].close()
+    with TestClient(create_app(folder), base_url=LOCAL) as client:
+        ids = items(client)
+        notes = [*FORMULAS, "a = b, plainly"][:len(names)]
+        marks = [{"file_id": ids[name], "decision": "discard", "note": note,
+                  "group": "=cmd|' /C calc'!A0" if name == "plain.jpg" else "g1"}
+                 for name, note in zip(names, notes)]
+        assert client.post("/api/marks", json={"marks": marks}).status_code == 200
+        text = client.get("/api/marks.csv").text
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert len(rows) == len(names)
+    by_id = {int(row["file_id"]): row for row in rows}
+    for mark, name in zip(marks, names):
+        row = by_id[mark["file_id"]]
+        for column, original in (("path", name), ("note", mark["note"]),
+                                 ("group", mark["group"])):
+            risky = original.startswith(FORMULA_STARTS)
+            assert row[column] == ("'" + original if risky else original), (column, original)
+        assert row["absolute_path"] == str(folder / name)  # starts with /: usable as is
+    for row in csv.reader(io.StringIO(text, newline="")):
+        for cell in row:
+            assert not cell.startswith(FORMULA_STARTS), cell
 
 
