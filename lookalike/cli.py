@@ -10,7 +10,9 @@ import csv
 import dataclasses
 import functools
 import json
+import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -75,8 +77,24 @@ def friendly_errors(command: F) -> F:
                 NotOwnedError, ValueError, OSError) as error:
             errors.print(f"[bold red]error:[/] {error}", highlight=False)
             raise typer.Exit(1) from None
+        except sqlite3.DatabaseError as error:  # a page of the catalogue went bad under us
+            errors.print(f"[bold red]error:[/] the collection's catalogue is damaged ({error}): "
+                         "run lookalike check to see what to do", highlight=False)
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class _WarningLine(logging.Handler):
+    """The library's warnings (a damaged file repaired, an index rebuilt) as one yellow
+    line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        errors.print(f"[yellow]warning:[/] {record.getMessage()}", highlight=False)
+
+
+logging.getLogger("lookalike").addHandler(_WarningLine(logging.WARNING))
+logging.getLogger("lookalike").propagate = False
 
 
 def parse_size(text: str) -> int:
@@ -795,6 +813,35 @@ def info(
     console.print(table)
     if details.skipped:
         _print_skipped(details.skipped, "skipped")
+
+
+@app.command()
+@friendly_errors
+def check(
+    folder: Annotated[Path | None, typer.Argument(help="Image folder or collection.")] = None,
+    db: DbOption = None,
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Fix what can be fixed in place: forget broken embeddings (they "
+        "are embedded again by the next index run), rebuild a damaged index, drop damaged "
+        "cached graphs.")] = False,
+) -> None:
+    """Verify a collection (catalogue, embeddings, index, cached graphs) and say exactly
+    what to run for each problem; exit code 1 while a problem remains."""
+    directory = _find_collection(db or folder)
+    try:
+        collection = Collection.open(directory, writable=repair)
+    except StoreError as error:
+        errors.print(f"[bold red]problem:[/] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    problems = collection.check(repair=repair)
+    for problem in problems:
+        label = "[green]repaired:[/]" if problem.repaired else "[bold red]problem:[/]"
+        console.print(f"{label} {problem.what}\n  run: {problem.fix}", highlight=False)
+    if not problems:
+        console.print(f"{directory}: ok (catalogue, embeddings, index and cached graphs "
+                      "verified)")
+    if any(not problem.repaired for problem in problems):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -48,10 +49,20 @@ from .index import (
 )
 from .index_disk import BUCKET_BYTES, write_ivfpq
 from .knn import KnnGraph, knn_graph
+from .ownership import checksum
 from .pipeline import EmbedReport, Progress, embed_pending
 from .pipeline_gpu import embed_pending_on_device, gpu_decode_available
-from .store import CatalogueChanges, FileRecord, ModelRecord, Store, StoreError
+from .store import (
+    CatalogueChanges,
+    CatalogueDamaged,
+    FileRecord,
+    ModelRecord,
+    Problem,
+    Store,
+    StoreError,
+)
 
+log = logging.getLogger(__name__)
 DEFAULT_DIRNAME = ".lookalike"
 TRANSFORMS_DIRNAME = "transforms"
 
@@ -172,6 +183,11 @@ class Collection:
         if not _is_folder(root):
             raise StoreError(f"{root} is not a folder")
         directory = Path(db).expanduser().absolute() if db else root / DEFAULT_DIRNAME
+        if (directory / Store.CATALOGUE).is_file() and options.get("rebuild"):
+            try:  # --rebuild starts again from whatever is left, a damaged catalogue too
+                Store.open(directory).close()
+            except CatalogueDamaged:
+                Store.set_aside_damaged(directory)
         if (directory / Store.CATALOGUE).is_file():
             collection = cls(Store.open(directory, writable=True))
             if str(collection.root) != str(root if is_remote(root) else root.resolve()):
@@ -236,6 +252,9 @@ class Collection:
         ``max_memory`` (bytes, remembered): the most RAM the ``auto`` index may hold;
         beyond it the index is IVF-PQ re-ranking from the store on disk. ``progress`` and
         ``index_progress`` count images embedded and images added to the vector index."""
+        if not self.store.writable:
+            raise StoreError("this collection was opened read-only: open it with "
+                             "Collection.open(path, writable=True) to index")
         started = time.perf_counter()
         record = self.model
         options = _load_options(weights, preprocess, output, pretrained, border_crop, flip)
@@ -459,8 +478,8 @@ class Collection:
             mapped = kind == "ivfpq" and (budget is not None or index_memory(
                 "ivfpq", len(rows), record.dim) > physical_memory() // 8)
             if reusable and path.exists():
-                with _index_files_lock(path.parent, shared=True):
-                    index = load_index(path, mmap=mapped)
+                index = self._load_saved(path, mapped)
+            if index is not None:
                 self._attach_rerank(index, record)
                 if state.get("version") != record.version:
                     index = self._update_index(index, path, record, kind, transform, rows,
@@ -470,6 +489,16 @@ class Collection:
                                           progress)
             self._index, self._index_version = index, version
             return index
+
+    def _load_saved(self, path: Path, mapped: bool) -> VectorIndex | None:
+        """The index saved at ``path``; None (to be rebuilt, with a warning) when it is
+        damaged: the index is derived data, the store holds everything to remake it."""
+        try:
+            with _index_files_lock(path.parent, shared=True):
+                return load_index(path, mmap=mapped)
+        except Exception as error:  # faiss and annoy raise RuntimeError, a sidecar ValueError
+            log.warning("the saved index could not be read (%s): rebuilding it", error)
+            return None
 
     def _build_index(self, path: Path, record: ModelRecord, kind: str,
                      transform: str | None, rows: np.ndarray, mapped: bool,
@@ -584,7 +613,7 @@ class Collection:
         for cached_k in cached_ks:
             folder = cache.parent / f"{prefix}{cached_k}"
             try:
-                if np.array_equal(np.load(folder / "stamp.npy"), stamp):
+                if np.array_equal(np.load(folder / "stamp.npy"), stamp) and _graph_intact(folder):
                     return np.load(folder / "file_ids.npy"), KnnGraph(
                         np.load(folder / "neighbours.npy", mmap_mode="r")[:, :k],
                         np.load(folder / "scores.npy", mmap_mode="r")[:, :k])
@@ -608,6 +637,8 @@ class Collection:
             for part in (graph.neighbours, graph.scores):
                 part.flush()
         np.save(temporary / "file_ids.npy", file_ids)
+        (temporary / "checksums.json").write_text(json.dumps(
+            {name: checksum(temporary / name) for name in _GRAPH_FILES}))
         np.save(temporary / "stamp.npy", stamp)  # written last: marks the cache complete
         shutil.rmtree(cache, ignore_errors=True)  # open memmaps of it stay valid
         try:
@@ -759,6 +790,35 @@ class Collection:
         }
 
     # -- facts -----------------------------------------------------------------------------
+    def check(self, repair: bool = False) -> list[Problem]:
+        """Verify the collection: catalogue integrity, embeddings (size, zero or non-finite
+        rows), the saved vector index and cached graphs (checksums). ``repair`` fixes what
+        can be fixed here (bad rows forgotten, damaged derived files rebuilt or removed);
+        each remaining problem names the command that fixes it."""
+        problems = self.store.check(repair=repair)
+        record = None if any(problem.fatal for problem in problems) else self.model
+        if record is None:
+            return problems
+        state = json.loads(self.store.meta(f"index:{record.key}") or "null") or {}
+        path = self.directory / "index" / f"{record.key}.{state.get('kind')}"
+        if state and path.exists():
+            try:
+                load_index(path, mmap=True)
+            except Exception as error:  # what vector_index() would rebuild from
+                if repair:
+                    self.vector_index()  # rebuilds and saves it
+                problems.append(Problem(f"the vector index is damaged ({error})",
+                                        "lookalike check --repair (or any search rebuilds it)",
+                                        repaired=repair))
+        for folder in sorted((self.directory / "index").glob(f"{record.key}.*knn*")):
+            if folder.is_dir() and not _graph_intact(folder):
+                if repair:
+                    shutil.rmtree(folder)
+                problems.append(Problem(f"the cached neighbour graph {folder.name} is damaged",
+                                        "lookalike check --repair (or the next analysis "
+                                        "rebuilds it)", repaired=repair))
+        return problems
+
     def files(self, status: str | None = None) -> list[FileRecord]:
         return self.store.files(status)
 
@@ -836,6 +896,22 @@ def _sync(index: VectorIndex, matrix: np.ndarray, rows: np.ndarray,
     if len(to_add):
         index.add(np.asarray(matrix[to_add], dtype=np.float32), to_add, progress=progress)
     return index
+
+
+_GRAPH_FILES = ("neighbours.npy", "scores.npy", "file_ids.npy")
+
+
+def _graph_intact(folder: Path) -> bool:
+    """Whether a cached graph's files are the bytes that were written (else it is rebuilt)."""
+    try:
+        expected = json.loads((folder / "checksums.json").read_text())
+        intact = all(checksum(folder / name) == expected[name] for name in _GRAPH_FILES)
+    except (OSError, ValueError, KeyError):
+        intact = False
+    if not intact:
+        log.warning("the cached neighbour graph in %s is damaged or incomplete: rebuilding it",
+                    folder)
+    return intact
 
 
 def physical_memory() -> int:

@@ -11,16 +11,30 @@ Crash safety (a ``kill -9`` at any point): embedding rows are appended and fsync
 count lives in SQLite. On the next write-open, bytes past the committed count are cut
 off and files of aborted compactions are removed, so an interrupted run resumes to
 exactly the state of an uninterrupted one.
+
+Ownership: the collection directory is lookalike's (a new or empty folder when created; a
+non-empty folder without a catalogue is refused), and inside it lookalike removes only
+files named the way it names them. One process at a time may write (``writer.lock``,
+held for as long as a writable store is open); others read.
+
+Damage: an embeddings file that is shorter than the catalogue says (or missing) is cut
+back to what is intact on the next write-open; the files that lost their rows go back to
+``pending`` and are embedded again by the next ``index`` run. Rows that are zero or not
+finite are never committed.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
+import re
 import sqlite3
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,14 +80,33 @@ CREATE TABLE IF NOT EXISTS vectors (
     PRIMARY KEY (model, file_id)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS vectors_row ON vectors (model, row);
+-- a file id is never given to another file: marks, journals and caches that name an id
+-- must not come to mean a different image once that file is deleted
+CREATE TRIGGER IF NOT EXISTS files_retire_id AFTER DELETE ON files BEGIN
+    INSERT OR REPLACE INTO meta VALUES ('last_file_id', max(OLD.id, coalesce(
+        (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_file_id'), 0)));
+END;
 """
+_NEXT_FILE_ID = ("max(coalesce((SELECT max(id) FROM files), 0), coalesce((SELECT CAST(value"
+                 " AS INTEGER) FROM meta WHERE key = 'last_file_id'), 0)) + 1")
 
 
 _FILE_COLUMNS = "id, path, size, mtime_ns, content_hash, width, height, format, status, reason"
 
 
+log = logging.getLogger(__name__)
+
+# names lookalike gives the files in embeddings/ (model key . generation . f16): the only
+# files there it ever deletes
+_EMBEDDINGS_NAME = re.compile(r"[a-z0-9-]+\.\d+\.f16")
+
+
 class StoreError(RuntimeError):
     """A collection that cannot be opened or used as asked; the message says why."""
+
+
+class CollectionBusy(StoreError):
+    """Another process is writing to the collection."""
 
 
 @dataclass(frozen=True)
@@ -129,10 +162,17 @@ class Store:
 
     CATALOGUE = "catalogue.sqlite"
 
-    def __init__(self, directory: Path, connection: sqlite3.Connection) -> None:
+    WRITER_LOCK = "writer.lock"
+
+    def __init__(self, directory: Path, connection: sqlite3.Connection,
+                 writer: _WriterLock | None = None) -> None:
         self.directory = directory
         self._db = connection
         self._lock = threading.RLock()
+        self.writable = writer is not None
+        # the writer lock is released on close, or when this store is garbage-collected
+        self._commits = writer.commits if writer is not None else threading.Lock()
+        self._release = weakref.finalize(self, writer.release) if writer is not None else None
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -141,8 +181,20 @@ class Store:
         directory = Path(directory).expanduser().absolute()
         if (directory / cls.CATALOGUE).exists():
             raise StoreError(f"a collection already exists at {directory}")
+        if directory.exists() and not directory.is_dir():
+            raise StoreError(f"{directory} is a file: choose a new folder for the collection")
+        if directory.is_dir() and any(not _is_own_name(path.name)
+                                      for path in directory.iterdir()):
+            raise StoreError(
+                f"{directory} is not empty and holds no collection: choose a new or empty "
+                "folder for --db (lookalike never writes into folders of yours)")
         directory.mkdir(parents=True, exist_ok=True)
-        store = cls(directory, _connect(directory / cls.CATALOGUE))
+        writer = _WriterLock.take(directory)
+        try:
+            store = cls(directory, _connect(directory / cls.CATALOGUE), writer)
+        except StoreError:
+            writer.release()
+            raise
         root = as_root(root)
         # a local root is stored relative to the collection, a remote one as its URL
         stored_root = str(root) if is_remote(root) else os.path.relpath(root, directory)
@@ -159,9 +211,18 @@ class Store:
             raise StoreError(
                 f"no collection at {directory} (create one with: lookalike index FOLDER)"
             )
-        store = cls(directory, _connect(directory / cls.CATALOGUE))
-        schema = store.meta("schema")
+        writer = _WriterLock.take(directory) if writable else None
+        try:
+            store = cls(directory, _connect(directory / cls.CATALOGUE), writer)
+            schema = store.meta("schema")
+        except (sqlite3.DatabaseError, StoreError) as error:
+            if writer is not None:
+                writer.release()
+            if isinstance(error, StoreError):
+                raise
+            raise CatalogueDamaged(directory, error) from None
         if schema != str(SCHEMA_VERSION):
+            store.close()
             raise StoreError(f"collection schema {schema} is not supported by this version")
         if writable:
             store._recover()
@@ -170,6 +231,8 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._release is not None:
+                self._release()
 
     @functools.cached_property
     def root(self) -> Root:
@@ -215,26 +278,110 @@ class Store:
             return self._db.execute(sql, args).fetchone()
 
     def _recover(self) -> None:
-        """Undo the traces of an interrupted writer (see the module docstring)."""
+        """Undo the traces of an interrupted writer and cut back a damaged embeddings file
+        (see the module docstring); what was repaired is logged."""
         referenced = {model.file for model in self.models()}
         embeddings = self.directory / "embeddings"
         embeddings.mkdir(exist_ok=True)
-        for path in embeddings.iterdir():
-            if path.name not in referenced:
+        for path in embeddings.iterdir():  # an aborted compaction's file; nothing else
+            if path.name not in referenced and _EMBEDDINGS_NAME.fullmatch(path.name):
                 path.unlink()
         for model in self.models():
             path = embeddings / model.file
             committed = model.rows * model.dim * 2
-            if not path.exists():
-                if model.rows:
-                    raise StoreError(f"embedding file {path} is missing: re-index with --rebuild")
+            size = path.stat().st_size if path.exists() else None
+            if size is None:
                 path.touch()
-            elif path.stat().st_size > committed:
+            if size is not None and size > committed:
                 with open(path, "r+b") as handle:
                     handle.truncate(committed)
                     os.fsync(handle.fileno())
-            elif path.stat().st_size < committed:
-                raise StoreError(f"embedding file {path} is shorter than the catalogue says")
+            elif model.rows and (size or 0) < committed:
+                self._drop_rows_from(model, (size or 0) // (model.dim * 2))
+
+    def _drop_rows_from(self, model: ModelRecord, intact: int) -> None:
+        """Forget a model's embedding rows from ``intact`` on (lost from a damaged file):
+        their files go back to ``pending`` so that the next index run embeds them again."""
+        with self.transaction() as db:
+            lost = [file_id for (file_id,) in db.execute(
+                "SELECT file_id FROM vectors WHERE model = ? AND row >= ?", (model.key, intact))]
+            db.execute("DELETE FROM vectors WHERE model = ? AND row >= ?", (model.key, intact))
+            db.executemany("UPDATE files SET status = 'pending' WHERE id = ?",
+                           [(file_id,) for file_id in lost])
+            db.execute("UPDATE models SET rows = ?, version = version + 1 WHERE key = ?",
+                       (intact, model.key))
+        with open(self.directory / "embeddings" / model.file, "r+b") as handle:
+            handle.truncate(intact * model.dim * 2)
+            os.fsync(handle.fileno())
+        log.warning("embeddings file %s was damaged (%d of %d rows intact): %d images will be "
+                    "embedded again by the next index run", model.file, intact, model.rows,
+                    len(lost))
+
+    @classmethod
+    def set_aside_damaged(cls, directory: str | os.PathLike[str]) -> Path:
+        """Rename a damaged catalogue (and its WAL) to ``catalogue.sqlite.damaged-<time>``,
+        kept for the user, so that a new one can be created; returns the new name. The
+        embeddings stay: the next write-open keeps only what the new catalogue names."""
+        directory = Path(directory).expanduser().absolute()
+        writer = _WriterLock.take(directory)
+        try:
+            kept = directory / f"{cls.CATALOGUE}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+            for suffix in ("", "-wal", "-shm"):
+                part = directory / (cls.CATALOGUE + suffix)
+                if part.exists():
+                    os.replace(part, kept.with_name(kept.name + suffix))
+        finally:
+            writer.release()
+        log.warning("the damaged catalogue is kept as %s; a new one is being built", kept)
+        return kept
+
+    def check(self, repair: bool = False) -> list[Problem]:
+        """What is wrong with the catalogue and embeddings, each with the way out;
+        ``repair``: forget embeddings that are zero or not finite (their files go back to
+        ``pending``), so that the next index run embeds them again."""
+        problems: list[Problem] = []
+        verdict = [row[0] for row in self._query("PRAGMA integrity_check")]
+        if verdict != ["ok"]:
+            return [Problem(f"the catalogue is damaged: {'; '.join(verdict[:3])}",
+                            "lookalike index FOLDER --db DIR --rebuild", fatal=True)]
+        for model in self.models():
+            path = self.directory / "embeddings" / model.file
+            size = path.stat().st_size if path.exists() else -1
+            if size < model.rows * model.dim * 2:
+                problems.append(Problem(
+                    f"embeddings file {model.file} is {'missing' if size < 0 else 'short'}: "
+                    f"{model.rows} rows expected", "lookalike index FOLDER (repairs it)"))
+                continue
+            file_ids, rows = self.live_rows(model.key)
+            matrix = self.embeddings(model.key)
+            bad = [file_ids[start:start + 65536][~usable_rows(matrix[rows[start:start + 65536]])]
+                   for start in range(0, len(rows), 65536)]
+            broken = np.concatenate(bad) if bad else np.zeros(0, np.int64)
+            if len(broken) and repair:
+                self.forget(model.key, broken)
+                problems.append(Problem(f"{len(broken)} embeddings were zero or not finite "
+                                        "and are forgotten", "lookalike index FOLDER",
+                                        repaired=True))
+            elif len(broken):
+                problems.append(Problem(f"{len(broken)} embeddings are zero or not finite",
+                                        "lookalike check --repair, then lookalike index FOLDER"))
+            (unembedded,) = self._query_one(
+                "SELECT COUNT(*) FROM files WHERE status = 'ok' AND id NOT IN"
+                " (SELECT file_id FROM vectors WHERE model = ?)", (model.key,)) or (0,)
+            if unembedded:
+                problems.append(Problem(f"{unembedded} images have no embedding yet",
+                                        "lookalike index FOLDER"))
+        return problems
+
+    def forget(self, key: str, file_ids: Iterable[int]) -> None:
+        """Drop these files' embeddings from ``key``: they go back to ``pending``."""
+        ids = [int(file_id) for file_id in file_ids]
+        with self._commits, self.transaction() as db:
+            db.executemany("DELETE FROM vectors WHERE model = ? AND file_id = ?",
+                           [(key, file_id) for file_id in ids])
+            db.executemany("UPDATE files SET status = 'pending' WHERE id = ?",
+                           [(file_id,) for file_id in ids])
+            db.execute("UPDATE models SET version = version + 1 WHERE key = ?", (key,))
 
     # -- files ---------------------------------------------------------------------------
     def sync_files(self, candidates: Iterable[Candidate]) -> CatalogueChanges:
@@ -265,8 +412,8 @@ class Store:
                     rejected.append((path, candidate.reason))
                 if previous is None:
                     db.execute(
-                        "INSERT INTO files (path, size, mtime_ns, format, status, reason,"
-                        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO files (id, path, size, mtime_ns, format, status, reason,"
+                        f" updated_at) VALUES ({_NEXT_FILE_ID}, ?, ?, ?, ?, ?, ?, ?)",
                         (path, candidate.size, candidate.mtime_ns, candidate.format, status,
                          candidate.reason, now),
                     )
@@ -352,8 +499,11 @@ class Store:
         model = self.model(key)
         if model.rows == 0:
             return np.zeros((0, model.dim), dtype=np.float16)
-        return np.memmap(self.directory / "embeddings" / model.file, dtype=np.float16,
-                         mode="r", shape=(model.rows, model.dim))
+        path = self.directory / "embeddings" / model.file
+        if not path.is_file() or path.stat().st_size < model.rows * model.dim * 2:
+            raise StoreError(f"embeddings file {path} is damaged (shorter than the catalogue "
+                             "says): run lookalike index FOLDER to repair the collection")
+        return np.memmap(path, dtype=np.float16, mode="r", shape=(model.rows, model.dim))
 
     def live_rows(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """``(file_ids, rows)`` of every current embedding of a model, in file-id order."""
@@ -392,10 +542,25 @@ class Store:
         The rows are written and fsynced first; only then does the transaction that
         references them (and advances the committed row count) commit.
         """
-        model = self.model(key)
+        if not self.writable:
+            raise StoreError("this collection was opened read-only")
+        dim = self.model(key).dim
         vectors = np.ascontiguousarray(vectors, dtype=np.float16)
-        if vectors.shape != (len(embedded), model.dim):
-            raise ValueError(f"expected {len(embedded)} x {model.dim} vectors, got {vectors.shape}")
+        if vectors.shape != (len(embedded), dim):
+            raise ValueError(f"expected {len(embedded)} x {dim} vectors, got {vectors.shape}")
+        usable = usable_rows(vectors)
+        if not usable.all():  # never commit a vector that would match everything or nothing
+            reason = "the model gave no usable embedding (zero or not finite)"
+            skipped = [*skipped, *((item.file_id, reason)
+                                   for item, ok in zip(embedded, usable) if not ok)]
+            embedded = [item for item, ok in zip(embedded, usable) if ok]
+            vectors = np.ascontiguousarray(vectors[usable])
+        with self._commits:  # one append at a time: rows never share an offset
+            self._append(key, embedded, vectors, skipped)
+
+    def _append(self, key: str, embedded: Sequence[EmbeddedFile], vectors: np.ndarray,
+                skipped: Sequence[tuple[int, str]]) -> None:
+        model = self.model(key)
         if len(embedded):
             with open(self.directory / "embeddings" / model.file, "r+b") as handle:
                 handle.seek(model.rows * model.dim * 2)
@@ -427,6 +592,12 @@ class Store:
         The new file gets a new generation name and becomes current in one transaction;
         a crash before that leaves an orphan that the next write-open deletes.
         """
+        if not self.writable:
+            raise StoreError("this collection was opened read-only")
+        with self._commits:
+            return self._compact(key)
+
+    def _compact(self, key: str) -> bool:
         model = self.model(key)
         file_ids, rows = self.live_rows(key)
         if model.rows - len(rows) < max(1024, len(rows)):
@@ -470,7 +641,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         connection.execute("PRAGMA foreign_keys = ON")
         connection.executescript(_SCHEMA)
     except sqlite3.DatabaseError as error:
-        raise StoreError(f"cannot open catalogue {path}: {error}") from None
+        raise CatalogueDamaged(path.parent, error) from None
     return connection
 
 
@@ -478,3 +649,97 @@ def _model_record(row: tuple[Any, ...]) -> ModelRecord:
     key, spec, options, identity, dim, file, rows, version = row
     return ModelRecord(key, spec, json.loads(options), json.loads(identity), dim, file, rows,
                        version)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with a collection, and the command that puts it right."""
+
+    what: str
+    fix: str
+    repaired: bool = False
+    fatal: bool = False  # nothing else can be checked (the catalogue cannot be read)
+
+
+# what lookalike itself keeps in a collection directory
+_OWN_NAMES = ("embeddings", "index", "transforms", Store.WRITER_LOCK, Store.CATALOGUE)
+
+
+def _is_own_name(name: str) -> bool:
+    return name in _OWN_NAMES or name.startswith(Store.CATALOGUE)
+
+
+class CatalogueDamaged(StoreError):
+    """The SQLite catalogue cannot be read."""
+
+    def __init__(self, directory: Path, error: Exception) -> None:
+        super().__init__(
+            f"the catalogue of the collection at {directory} is damaged ({error}): run "
+            f"lookalike check --db {directory} to see what is left, and lookalike index "
+            f"FOLDER --db {directory} --rebuild to start it again (the damaged catalogue is "
+            "kept beside it)")
+
+
+def usable_rows(vectors: np.ndarray) -> np.ndarray:
+    """Which rows are embeddings one can search with: finite and of (about) unit length."""
+    norms = np.linalg.norm(np.asarray(vectors, dtype=np.float32), axis=1)
+    return np.isfinite(norms) & (norms > 0.5) & (norms < 1.5)
+
+
+class _WriterLock:
+    """``directory/writer.lock``, held by this process while any of its stores of that
+    collection may write (shared between them, with a thread lock around each commit).
+    The file lock dies with its process, ``kill -9`` too."""
+
+    _held: dict[Path, _WriterLock] = {}
+    _registry = threading.Lock()
+
+    def __init__(self, directory: Path, handle: Any) -> None:
+        self.directory, self.handle, self.users = directory, handle, 0
+        self.commits = threading.Lock()
+
+    @classmethod
+    def take(cls, directory: Path) -> _WriterLock:
+        """This process's lock on ``directory``, or :class:`CollectionBusy` naming the
+        process that holds it."""
+        with cls._registry:
+            held = cls._held.get(directory)
+            if held is None:
+                held = cls._held[directory] = cls(directory, _flock(directory))
+            held.users += 1
+            return held
+
+    def release(self) -> None:
+        with self._registry:
+            self.users -= 1
+            if self.users == 0:
+                del self._held[self.directory]
+                if self.handle is not None:
+                    self.handle.close()
+
+
+def _flock(directory: Path) -> Any:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; SQLite still serialises commits
+        return None
+    handle = open(directory / Store.WRITER_LOCK, "a+")  # noqa: SIM115 (held until release)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise CollectionBusy(
+            f"the collection at {directory} is being changed by {holder}: wait for it to "
+            "finish, then run this again") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"PID {os.getpid()} ({' '.join(_command_line())})")
+    handle.flush()
+    return handle
+
+
+def _command_line() -> list[str]:
+    return [Path(sys.argv[0]).name, *sys.argv[1:3]] if sys.argv else ["python"]
+

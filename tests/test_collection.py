@@ -320,7 +320,7 @@ def test_max_memory_is_remembered_and_picks_ivfpq(photo_folder: Path, tmp_path: 
     result = CliRunner().invoke(app, ["index", str(photo_folder), "--model", "classic",
                                       "--max-memory", "100K"])
     assert result.exit_code == 0, result.output
-    collection = Collection.open(photo_folder)
+    collection = Collection.open(photo_folder, writable=True)
     assert collection.vector_index().kind == "flat"  # 10 vectors: too few for IVF-PQ
     add_synthetic_rows(collection, 1000)  # 1010 x 272 float32 is 1.1 MB > 100 KiB
     assert collection.store.meta("max_memory") == str(100 * 2**10)

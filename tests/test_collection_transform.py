@@ -63,7 +63,7 @@ def test_learned_transform_changes_search_and_persists(two_marks: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "applied to the collection" in json.loads(result.stdout)["saved"]
 
-    after = Collection.open(two_marks)
+    after = Collection.open(two_marks, writable=True)
     assert all(top_classes(after, two_marks))  # the mark wins everywhere
     ids, projected = after.vectors()
     assert np.array_equal(ids, raw_ids) and projected.shape[1] == 1  # LDA: classes - 1
