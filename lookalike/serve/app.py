@@ -284,7 +284,8 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
         verify: bool = True,
     ) -> schemas.DuplicatePage:
         report = service.duplicates(threshold, verify)
-        table, marks = service.files(), service.marks.decisions()
+        table = service.files()
+        marks = service.marks.decisions(table.by_id)
         listed = []  # groups none of whose files is gone since
         for group in report.exact + report.near:
             ids = [int(report.file_ids[m]) for m in group.members]
@@ -379,7 +380,7 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
     def list_marks() -> schemas.MarkList:
         marks = [schemas.Mark(file_id=m.file_id, path=m.path, decision=m.decision,  # type: ignore[arg-type]
                               group=m.group, note=m.note, updated_at=m.updated_at)
-                 for m in service.marks.all()]
+                 for m in service.marks.all(service.files().by_id)]
         return schemas.MarkList(total=len(marks), marks=marks)
 
     @app.delete("/api/marks/{file_id:file_id}", status_code=204, responses=ERRORS)
@@ -393,7 +394,8 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
     @app.get("/api/marks.csv", response_class=Response,
              responses={200: {"content": {"text/csv": {}}}})
     def marks_csv() -> Response:
-        return Response(service.marks.to_csv(service.root), media_type="text/csv",
+        return Response(service.marks.to_csv(service.root, service.files().by_id),
+                        media_type="text/csv",
                         headers={"content-disposition": 'attachment; filename="marks.csv"'})
 
     # -- files ---------------------------------------------------------------------------------

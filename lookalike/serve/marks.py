@@ -3,6 +3,11 @@
 They live in their own SQLite file (``marks.sqlite`` in the collection directory) rather
 than in the catalogue: an ``index`` run never touches them, and they survive a
 ``--rebuild``. Marks are only records of intent: nothing here deletes or moves a file.
+
+Each mark records the path (and content hash) of the file it was made on. A mark is read
+back only while its id still names that file: if the file is gone, or the id now names
+another path (an id reused after a deletion) or other content, the mark is left out
+rather than attached to an image nobody marked.
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ import io
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..discover import Root
+from ..store import FileRecord
 
 DECISIONS = ("keep", "discard", "not-duplicate")
 # A spreadsheet reads a cell starting with one of these as a formula (or, for tab and
@@ -44,6 +50,13 @@ class MarkRecord:
     group: str | None
     note: str | None
     updated_at: float
+
+    def is_about(self, record: FileRecord | None) -> bool:
+        """Whether ``record`` (the catalogue's file of this id now) is the file this mark
+        was made on: the same path, and the same content where both hashes are known."""
+        return (record is not None and record.path == self.path
+                and (self.content_hash is None or record.content_hash is None
+                     or record.content_hash == self.content_hash))
 
 
 def spreadsheet_safe(text: str) -> str:
@@ -91,26 +104,31 @@ class MarkStore:
             return self._db.execute("DELETE FROM marks WHERE file_id = ?",
                                     (file_id,)).rowcount > 0
 
-    def all(self) -> list[MarkRecord]:
+    def all(self, files: Mapping[int, FileRecord] | None = None) -> list[MarkRecord]:
+        """Every mark; with ``files`` (the catalogue's files by id), only the marks still
+        about the file they were made on (:meth:`MarkRecord.is_about`)."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT file_id, path, content_hash, decision, group_key, note, updated_at"
                 " FROM marks ORDER BY group_key, file_id").fetchall()
-        return [MarkRecord(*row) for row in rows]
+        marks = [MarkRecord(*row) for row in rows]
+        if files is None:
+            return marks
+        return [mark for mark in marks if mark.is_about(files.get(mark.file_id))]
 
-    def decisions(self) -> dict[int, str]:
-        with self._lock:
-            return dict(self._db.execute("SELECT file_id, decision FROM marks").fetchall())
+    def decisions(self, files: Mapping[int, FileRecord]) -> dict[int, str]:
+        """``file id -> decision`` of the marks still about their file."""
+        return {mark.file_id: mark.decision for mark in self.all(files)}
 
-    def to_csv(self, root: Root) -> str:
-        """``file_id,path,absolute_path,decision,group,note,updated_at`` (ISO time, UTC).
-        Text cells that a spreadsheet would run as a formula are prefixed with ``'``
-        (:func:`spreadsheet_safe`)."""
+    def to_csv(self, root: Root, files: Mapping[int, FileRecord]) -> str:
+        """``file_id,path,absolute_path,decision,group,note,updated_at`` (ISO time, UTC) of
+        the marks still about their file. Text cells that a spreadsheet would run as a
+        formula are prefixed with ``'`` (:func:`spreadsheet_safe`)."""
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(["file_id", "path", "absolute_path", "decision", "group", "note",
                          "updated_at"])
-        for mark in self.all():
+        for mark in self.all(files):
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mark.updated_at))
             writer.writerow([mark.file_id, *(spreadsheet_safe(text) for text in (
                 mark.path, str(root / mark.path), mark.decision, mark.group or "",

@@ -4,7 +4,7 @@ A folder planted with links out of it (to /etc/passwd, to a private image, to th
 catalogue), non-images named like images and files swapped for links after indexing;
 requests from a page on another host name (DNS rebinding); bodies past their cap, with
 and without a Content-Length; ids past SQLite's integers; spreadsheet formulas in the
-marks export.
+marks export; marks whose file id now names another file.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import csv
 import io
 import json
+import os
 import socket
 import threading
 import time
@@ -30,6 +31,8 @@ from PIL import Image
 import lookalike.serve.server as server_module
 from lookalike import Collection
 from lookalike.serve import create_app
+from lookalike.serve.marks import MarkRecord, MarkStore
+from lookalike.store import FileRecord
 from tests.conftest import in_memory, scene
 from tests.hostile.trees import fingerprint
 
@@ -429,3 +432,57 @@ def test_marks_csv_neutralises_formulas(tmp_path: Path) -> None:
             assert not cell.startswith(FORMULA_STARTS), cell
 
 
+# -- marks of a file id that now names another file ----------------------------------------------
+def record(file_id: int, path: str, digest: str | None = "aa") -> FileRecord:
+    return FileRecord(file_id, path, 1, 1, digest, 8, 8, "JPEG", "ok", None)
+
+
+def test_a_mark_is_read_back_only_for_the_file_it_was_made_on(tmp_path: Path) -> None:
+    store = MarkStore(tmp_path)
+    try:
+        store.save([MarkRecord(5, "old.jpg", "aa", "discard", "g", "dup", 0.0),
+                    MarkRecord(6, "kept.jpg", None, "keep", "g", None, 0.0)])
+        same = {5: record(5, "old.jpg"), 6: record(6, "kept.jpg")}
+        assert {m.file_id for m in store.all(same)} == {5, 6}
+        assert store.decisions(same) == {5: "discard", 6: "keep"}
+        reused = {5: record(5, "new.jpg"), 6: record(6, "kept.jpg")}  # id 5 reused
+        assert store.decisions(reused) == {6: "keep"}
+        assert [m.file_id for m in store.all(reused)] == [6]
+        assert "new.jpg" not in store.to_csv(tmp_path, reused)
+        assert "old.jpg" not in store.to_csv(tmp_path, reused)
+        assert store.decisions({6: record(6, "kept.jpg")}) == {6: "keep"}  # 5 is gone
+        edited = {5: record(5, "old.jpg", "bb"), 6: record(6, "kept.jpg", "cc")}
+        assert store.decisions(edited) == {6: "keep"}  # 5 now holds other content
+        assert len(store.all()) == 2  # ignored, not deleted
+    finally:
+        store.close()
+
+
+def test_a_deleted_files_mark_never_lands_on_the_next_file(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(4):
+        scene(seed + 40).save(folder / f"p{seed}.jpg", quality=90)
+    Collection.index_folder(folder, model="classic")[0].close()
+    with TestClient(create_app(folder), base_url=LOCAL) as client:
+        ids = items(client)
+        last = max(ids, key=ids.__getitem__)  # the highest id: SQLite may hand it out again
+        client.post("/api/marks", json={"file_id": ids[last], "decision": "discard",
+                                        "note": "the worse copy"}).raise_for_status()
+        (folder / last).unlink()
+        scene(50).save(folder / "new.jpg", quality=90)
+        Collection.index_folder(folder, model="classic")[0].close()
+        now = items(client)
+        assert last not in now
+        listed = client.get("/api/marks").json()
+        assert listed["total"] == 0 and listed["marks"] == [], listed
+        assert "the worse copy" not in client.get("/api/marks.csv").text
+        for group in client.get("/api/duplicates", params={"verify": "false",
+                                                           "threshold": -1}).json()["groups"]:
+            assert all(member["mark"] is None for member in group["members"])
+        # marking the new file works, under its own path
+        client.post("/api/marks", json={"file_id": now["new.jpg"], "decision": "keep"}
+                    ).raise_for_status()
+        assert [(m["path"], m["decision"]) for m in client.get("/api/marks").json()["marks"]
+                ] == [("new.jpg", "keep")]
+    assert os.path.exists(folder / "new.jpg")
