@@ -1,27 +1,39 @@
 """Embed: the backbone registry. A model spec string -> a loaded :class:`Backbone`.
 
 Specs:
+  ``mobilenetv2``                  MobileNetV2 int8, bundled: works offline, onnxruntime only
   ``classic``                      weight-free colour/layout/edge descriptor
   ``onnx:PATH``                    any ONNX image model (sidecar JSON or explicit options)
   ``dinov2-small`` ``clip-vit-b-32`` ``resnet50`` ``inception-v3`` ``convnext-tiny``
   ``timm:NAME`` ``open_clip:ARCH[/TAG]``  any timm / open_clip model
-  ``auto``                         the best model usable offline here, else ``classic``
+  ``auto``                         the first named model whose weights are cached here,
+                                   else the bundled ``mobilenetv2``; never downloads
+
+Listing models and resolving ``auto`` look for cached weights by file presence and for
+libraries with ``importlib.util.find_spec``: neither imports torch.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from .base import Backbone, ModelUnavailable, Preprocess
+from .base import Backbone, ModelUnavailable, Preprocess, cache_dir
+from .bundled import BUNDLED_MODELS, bundled_path, load_bundled
 from .classic import ClassicBackbone
 
 __all__ = [
-    "Backbone", "BackboneInfo", "ModelUnavailable", "Preprocess", "list_backbones",
-    "load_backbone", "resolve_auto",
+    "BUNDLED_MODELS", "DEFAULT_MODEL", "Backbone", "BackboneInfo", "ModelUnavailable",
+    "Preprocess", "describe_model", "list_backbones", "load_backbone", "resolve_auto",
 ]
+
+# What "auto" gives when no stronger model's weights are cached: it ships with the package.
+DEFAULT_MODEL = "mobilenetv2"
+
 
 # Preference order for "auto": the strongest general-purpose model first.
 NAMED_MODELS: dict[str, str] = {
@@ -33,16 +45,62 @@ NAMED_MODELS: dict[str, str] = {
 }
 
 
+# Where torch_hub's loaders keep each named model's pretrained weights under cache_dir():
+# (cache subfolder, Hugging Face repo, file names tried, URL fallback kept under its base
+# name). tests/embed/test_torch_hub.py checks this against timm's and open_clip's configs.
+_TIMM_FILES = ("model.safetensors", "pytorch_model.bin")
+_HUB_FILES: dict[str, tuple[str, str, tuple[str, ...], str | None]] = {
+    "dinov2-small": ("timm", "timm/vit_small_patch14_dinov2.lvd142m", _TIMM_FILES,
+                     "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/"
+                     "dinov2_vits14_pretrain.pth"),
+    "clip-vit-b-32": ("open_clip", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+                      ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"), None),
+    "convnext-tiny": ("timm", "timm/convnext_tiny.fb_in22k_ft_in1k", _TIMM_FILES,
+                      "https://dl.fbaipublicfiles.com/convnext/convnext_tiny_22k_1k_224.pth"),
+    "resnet50": ("timm", "timm/resnet50.a1_in1k", _TIMM_FILES,
+                 "https://github.com/rwightman/pytorch-image-models/releases/download/"
+                 "v0.1-rsb-weights/resnet50_a1_0-14fe96d1.pth"),
+    "inception-v3": ("timm", "timm/inception_v3.tv_in1k", _TIMM_FILES,
+                     "https://download.pytorch.org/models/inception_v3_google-1a9a5a14.pth"),
+}
+
+
 @dataclass(frozen=True)
 class BackboneInfo:
     name: str
     description: str
     available: bool
     note: str
+    auto: bool = False  # what ``auto`` picks for a new collection on this machine
+
+
+def _installed(*modules: str) -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in modules)
 
 
 def _torch_installed() -> bool:
-    return all(importlib.util.find_spec(name) for name in ("torch", "timm"))
+    return _installed("torch", "timm")
+
+
+def _libraries(name: str) -> tuple[str, ...]:
+    """The packages named model ``name`` needs."""
+    library = _HUB_FILES[name][0] if name in _HUB_FILES else "timm"
+    return ("torch", library)
+
+
+def _weights_present(name: str) -> bool:
+    """Whether named model ``name``'s weights are in the cache, judged by the files alone:
+    no torch, timm or open_clip import (``lookalike models`` answers at once)."""
+    if name not in _HUB_FILES:
+        return False
+    folder, repo, files, url = _HUB_FILES[name]
+    cache = cache_dir() / folder
+    snapshots = cache / ("models--" + repo.replace("/", "--")) / "snapshots"
+    if snapshots.is_dir():
+        for snapshot in snapshots.iterdir():
+            if any((snapshot / file).is_file() for file in files):
+                return True
+    return bool(url) and (cache / os.path.basename(urlsplit(url).path)).is_file()
 
 
 def load_backbone(
@@ -84,6 +142,12 @@ def load_backbone(
         spec = resolve_auto()
     if spec == "classic":
         return ClassicBackbone()
+    if spec in BUNDLED_MODELS:
+        if weights is not None or preprocess is not None or output is not None:
+            raise ModelUnavailable(
+                f"{spec!r} is a bundled model with fixed weights and settings; for other "
+                "settings use --model onnx:PATH")
+        return load_bundled(spec)
     if spec.startswith("onnx:"):
         from .onnx import load_onnx
 
@@ -92,12 +156,13 @@ def load_backbone(
         if not _torch_installed():
             raise ModelUnavailable(
                 f"model {spec!r} needs PyTorch: pip install 'lookalike[torch]' "
-                "(or use onnx:PATH or classic)"
+                "(or use mobilenetv2, bundled, or onnx:PATH or classic)"
             )
         from .torch_hub import load_torch_backbone
 
         return load_torch_backbone(spec, weights=weights, pretrained=pretrained, device=device)
-    known = ", ".join(["classic", "onnx:PATH", *NAMED_MODELS, "timm:NAME", "open_clip:ARCH"])
+    known = ", ".join([*BUNDLED_MODELS, "classic", "onnx:PATH", *NAMED_MODELS, "timm:NAME",
+                       "open_clip:ARCH"])
     raise ModelUnavailable(f"unknown model {spec!r}; choose one of: {known}")
 
 
@@ -108,31 +173,70 @@ def _augmented(backbone: Backbone, border_crop: bool, flip: bool) -> Backbone:
 
 
 def resolve_auto() -> str:
-    """The first named model whose weights are already cached, else ``classic``."""
-    if _torch_installed():
-        from .torch_hub import is_cached
+    """What ``auto`` means for a new collection: the first named model (strongest first)
+    whose weights are already cached and whose libraries are installed, else the bundled
+    :data:`DEFAULT_MODEL`. Never downloads; imports torch only when cached weights exist.
 
-        for name in NAMED_MODELS:
+    (A collection that already has embeddings keeps its recorded model: see
+    ``Collection.index``.)
+    """
+    for name in NAMED_MODELS:
+        if _weights_present(name) and _installed(*_libraries(name)):
+            from .torch_hub import is_cached  # the loaders' own check, which they will use
+
             if is_cached(name):
                 return name
-    return "classic"
+    return DEFAULT_MODEL
+
+
+def _auto_choice() -> str:
+    """:func:`resolve_auto` by file presence alone (for listings: never imports torch)."""
+    for name in NAMED_MODELS:
+        if _weights_present(name) and _installed(*_libraries(name)):
+            return name
+    return DEFAULT_MODEL
+
+
+def describe_model(spec: str) -> str:
+    """One factual line naming the model a collection is being embedded with."""
+    if spec in BUNDLED_MODELS:
+        better = "use --model dinov2-small (downloads its weights once)" if _installed(
+            *_libraries("dinov2-small")) else (
+            "install torch (pip install 'lookalike[torch]') and use --model dinov2-small")
+        return f"model: {spec} (bundled, offline); for better results {better}"
+    if spec == "classic":
+        return "model: classic (weight-free colour, layout and edge descriptor)"
+    if spec in NAMED_MODELS:
+        return f"model: {spec} ({NAMED_MODELS[spec]})"
+    return f"model: {spec}"
 
 
 def list_backbones() -> list[BackboneInfo]:
-    """Every model lookalike knows and whether it works offline on this machine."""
-    infos = [BackboneInfo("classic", "weight-free colour + layout + edge descriptor", True,
-                          "always available")]
-    torch_ok = _torch_installed()
-    for name, description in NAMED_MODELS.items():
-        if not torch_ok:
-            infos.append(BackboneInfo(name, description, False, "needs lookalike[torch]"))
-            continue
-        from .torch_hub import is_cached
+    """Every model lookalike knows and whether it works offline on this machine.
 
-        cached = is_cached(name)
-        note = "weights cached" if cached else "weights not cached: needs a download or --weights"
-        infos.append(BackboneInfo(name, description, cached, note))
-    onnx_ok = importlib.util.find_spec("onnxruntime") is not None
+    Fast: cached weights are found by file presence, libraries with ``find_spec``.
+    """
+    auto = _auto_choice()
+    onnx_ok = _installed("onnxruntime")
+    infos = []
+    for name, description in BUNDLED_MODELS.items():
+        present = bundled_path(name).is_file()
+        available = onnx_ok and present
+        note = ("bundled, works offline" if available else
+                "needs onnxruntime" if present else "model file missing: reinstall lookalike")
+        infos.append(BackboneInfo(name, description, available, note, auto=name == auto))
+    infos.append(BackboneInfo("classic", "weight-free colour + layout + edge descriptor", True,
+                              "always available; only when asked for by name"))
+    for name, description in NAMED_MODELS.items():
+        missing = [module for module in _libraries(name) if not _installed(module)]
+        if missing:
+            infos.append(BackboneInfo(name, description, False,
+                                      f"needs lookalike[torch] ({', '.join(missing)} missing)"))
+            continue
+        cached = _weights_present(name)
+        note = ("weights cached" if cached else
+                "weights not cached: downloaded on first use, or --weights PATH")
+        infos.append(BackboneInfo(name, description, cached, note, auto=name == auto))
     infos.append(BackboneInfo("onnx:PATH", "any ONNX image model (JSON sidecar for options)",
                               onnx_ok, "onnxruntime installed" if onnx_ok else "needs onnxruntime"))
     return infos

@@ -535,7 +535,7 @@ def _hub_errors(label: str, source: str | None) -> Iterator[None]:
             f"cannot get the pretrained weights of {label}: {reason}. Ways out: connect to "
             f"the internet once so they download into {where}; pass --weights PATH to a "
             "local weights file; use an ONNX export with --model onnx:PATH; or use --model "
-            "classic (no weights needed)."
+            "mobilenetv2 (bundled with lookalike) or --model classic (no weights needed)."
         )
 
     if _offline_requested():

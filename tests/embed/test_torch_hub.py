@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lookalike.embed import _HUB_FILES, NAMED_MODELS, _weights_present
 from lookalike.embed.base import ModelUnavailable, file_digest
 from tests.conftest import crop, flip, scene
 
@@ -133,6 +134,36 @@ def test_aliases_name_the_intended_models() -> None:
     resnet = load_torch_backbone("resnet50", pretrained=False, device="cpu")
     assert resnet.dim == 2048 and resnet.identity()["model"] == "resnet50.a1_in1k"
     assert (resnet.spec.size, resnet.spec.resize) == (224, round(224 / 0.95))
+
+
+def test_listing_knows_where_each_named_model_is_cached() -> None:
+    """The file-presence table behind ``lookalike models`` and ``auto`` (no torch import)
+    names the files the libraries' own configs point at."""
+    open_clip = pytest.importorskip("open_clip")
+    assert set(_HUB_FILES) == set(NAMED_MODELS) == {*TIMM_ALIASES, *OPEN_CLIP_ALIASES}
+    for name, model_name in TIMM_ALIASES.items():
+        folder, repo, files, url = _HUB_FILES[name]
+        cfg = timm.models.get_pretrained_cfg(model_name).to_dict()
+        assert (folder, repo, url) == ("timm", cfg["hf_hub_id"], cfg["url"])
+        assert (cfg.get("hf_hub_filename") or "pytorch_model.bin") in files
+    for name, (arch, tag) in OPEN_CLIP_ALIASES.items():
+        folder, repo, files, url = _HUB_FILES[name]
+        cfg = open_clip.get_pretrained_cfg(arch, tag)
+        assert folder == "open_clip" and cfg["hf_hub"].rstrip("/") == repo
+        assert "open_clip_pytorch_model.bin" in files and not cfg.get("url")
+
+
+@pytest.mark.parametrize("name", ["resnet50", "clip-vit-b-32"])
+def test_file_presence_agrees_with_the_loaders_cache_check(empty_cache: Path, name: str) -> None:
+    folder, repo, files, _ = _HUB_FILES[name]
+    assert not _weights_present(name) and not is_cached(name)
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    cached = empty_cache / folder / ("models--" + repo.replace("/", "--"))
+    (cached / "refs").mkdir(parents=True)
+    (cached / "refs" / "main").write_text(revision)
+    (cached / "snapshots" / revision).mkdir(parents=True)
+    (cached / "snapshots" / revision / files[-1]).write_bytes(b"stand-in")
+    assert _weights_present(name) and is_cached(name)
 
 
 def test_dinov2_alias_runs_at_224() -> None:
