@@ -10,17 +10,19 @@ import hashlib
 import io
 import math
 import os
+import stat
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Generic, TypeVar
+from typing import BinaryIO, Generic, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from upath import UPath
+
+from .discover import is_remote, special_file
 
 try:  # HEIC/HEIF support is optional.
     import pillow_heif
@@ -143,25 +145,57 @@ def decode_file(
     path: str | os.PathLike[str] | UPath, min_side: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Decoded:
-    """Read and decode one file; a vanished or unreadable file is a :class:`DecodeError`."""
+    """Read and decode one file; a vanished or unreadable file, or one that is not a
+    regular file (a FIFO, a device), is a :class:`DecodeError`."""
     return decode_bytes(read_file(path), min_side=min_side, max_pixels=max_pixels)
 
 
-def read_file(path: str | os.PathLike[str] | UPath) -> bytes:
-    """A file's bytes, local or on an fsspec filesystem (a :class:`UPath`); a vanished or
-    unreadable file is a :class:`DecodeError`."""
-    source = path if isinstance(path, UPath) else Path(path)
+def open_file(path: str | os.PathLike[str]) -> BinaryIO:
+    """A local file opened for reading; a :class:`DecodeError` unless it is a regular file.
+
+    The open does not wait: a file swapped for a FIFO since it was found would otherwise
+    block until some process writes to it (forever), and a device would never end.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        return source.read_bytes()
+        descriptor = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise FileGone("file disappeared before it could be read") from None
     except IsADirectoryError:
         raise DecodeError("is a directory") from None
     except OSError as error:
         raise DecodeError(f"cannot read file: {error.strerror or error}") from None
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if stat.S_ISDIR(mode):
+            raise DecodeError("is a directory")
+        kind = special_file(mode)
+        if kind is not None:
+            raise DecodeError(f"{kind}, not a file: not read")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def read_file(path: str | os.PathLike[str] | UPath) -> bytes:
+    """A file's bytes, local or on an fsspec filesystem (a :class:`UPath`); a vanished or
+    unreadable file, or one that is not a regular file, is a :class:`DecodeError`."""
+    if not is_remote(path):
+        with open_file(path) as handle:
+            try:
+                return handle.read()
+            except OSError as error:
+                raise DecodeError(f"cannot read file: {error.strerror or error}") from None
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise FileGone("file disappeared before it could be read") from None
+    except IsADirectoryError:
+        raise DecodeError("is a directory") from None
     except Exception as error:  # remote backends raise their own types (botocore, aiohttp)
-        if isinstance(source, Path):
-            raise
         raise DecodeError(f"cannot read file: {error}") from None
 
 

@@ -8,6 +8,7 @@ and ``.read_bytes()`` work the same on both.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -87,9 +88,10 @@ def discover(root: Path, exclude: tuple[str, ...] = (".lookalike",)) -> Iterator
     """Yield every file under ``root`` that is an image by content, in sorted path order.
 
     Files whose extension promises an image but whose content does not (a text file named
-    ``.jpg``, a zero-byte file, an unreadable file) are yielded with a ``reason`` so they
-    can be reported instead of silently dropped. Symlinked directories are followed once:
-    a loop, or a link back to a folder already walked, is not entered twice.
+    ``.jpg``, a zero-byte file, an unreadable file, a named pipe) are yielded with a
+    ``reason`` so they can be reported instead of silently dropped. Symlinked directories
+    are followed once: a loop, or a link back to a folder already walked, is not entered
+    twice. Nothing is ever opened that is not a regular file.
 
     On a remote root one listing call returns every object with its size and time, and
     images are recognised by extension: reading each object's header would cost one
@@ -134,29 +136,58 @@ def _walk(
                 yield candidate
 
 
+_SPECIAL_FILES = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                  (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def special_file(mode: int) -> str | None:
+    """What a file that is not a regular file is (a FIFO, a device...), from its mode."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, name in _SPECIAL_FILES:
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 def _inspect(root: Path, path: Path) -> Candidate | None:
     relative = path.relative_to(root)
     looks_like_image = path.suffix.lower() in IMAGE_EXTENSIONS
     try:
         info = path.stat()
     except OSError as error:  # dangling symlink, vanished file, symlink loop
-        if looks_like_image:
-            return Candidate(relative, 0, 0, None, f"cannot stat file: {error.strerror}")
-        return None
-    if not path.is_file():
-        return None
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(32)
-    except OSError as error:
-        return Candidate(relative, info.st_size, info.st_mtime_ns, None,
-                         f"cannot read file: {error.strerror}")
-    image_format = sniff_format(head)
+        if not looks_like_image:
+            return None
+        return Candidate(relative, 0, 0, None, f"cannot stat file: {error.strerror}")
+    head = b""
+    kind = special_file(info.st_mode)  # a FIFO is never opened: a read would wait forever
+    if kind is None:
+        try:
+            # O_NONBLOCK: should the file have become a FIFO since the stat, opening it
+            # returns at once, and fstat says what was opened
+            descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                                 | getattr(os, "O_BINARY", 0))
+            try:
+                info = os.fstat(descriptor)
+                kind = special_file(info.st_mode)
+                if kind is None:
+                    head = os.read(descriptor, 32)
+            finally:
+                os.close(descriptor)
+        except OSError as error:
+            return Candidate(relative, info.st_size, info.st_mtime_ns, None,
+                             f"cannot read file: {error.strerror}")
+    image_format = None if kind else sniff_format(head)
     if image_format is not None:
         return Candidate(relative, info.st_size, info.st_mtime_ns, image_format)
     if not looks_like_image:
         return None
-    reason = "empty file" if info.st_size == 0 else "not an image (content is not a known format)"
+    if kind is not None:
+        reason = f"{kind}, not a file: not read"
+    elif info.st_size == 0:
+        reason = "empty file"
+    else:
+        reason = "not an image (content is not a known format)"
     return Candidate(relative, info.st_size, info.st_mtime_ns, None, reason)
 
 

@@ -5,6 +5,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,7 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.decode import DecodeError, decode_bytes, decode_file, parallel_ordered
+from lookalike.decode import (
+    DecodeError,
+    decode_bytes,
+    decode_file,
+    parallel_ordered,
+    read_file,
+)
 from tests import bad_files
 from tests.conftest import scene
 
@@ -166,3 +173,32 @@ def test_every_supported_format_decodes_to_the_same_picture(tmp_path: Path,
     assert decoded.image.size == (160, 120)
     difference = np.abs(np.asarray(decoded.image, np.float32) - np.asarray(original, np.float32))
     assert difference.mean() < (40 if image_format == "GIF" else 8)
+
+
+def _finishes(work, seconds: float = 10.0):
+    """``work()``'s result or exception, failing (not hanging) when it does not return."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except Exception as error:  # noqa: BLE001 - handed to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "still waiting: a FIFO was opened for reading"
+    return outcome[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifo_and_devices_are_refused_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "swapped.jpg"
+    os.mkfifo(fifo)  # no writer: opening it to read would block forever
+    for work in (lambda: decode_file(fifo), lambda: read_file(fifo)):
+        error = _finishes(work)
+        assert isinstance(error, DecodeError)
+        assert str(error) == "a named pipe (FIFO), not a file: not read"
+    error = _finishes(lambda: decode_file(os.devnull))
+    assert str(error) == "a character device, not a file: not read"

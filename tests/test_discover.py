@@ -3,7 +3,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lookalike.discover import as_root, discover, is_remote, sniff_format
+import pytest
+
+from lookalike.discover import (
+    as_root,
+    discover,
+    is_remote,
+    sniff_format,
+)
 from tests import bad_files
 from tests.conftest import in_memory, scene
 
@@ -80,3 +87,12 @@ def test_remote_root_lists_images_with_sizes_and_times(tmp_path: Path) -> None:
     assert found["a.png"].format == "PNG" and found["b/c/deep.webp"].format == "WEBP"
     assert found["a.png"].mtime_ns > 0  # the memory filesystem's creation time
     assert (found["empty.jpg"].format, found["empty.jpg"].reason) == (None, "empty file")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifo_named_like_an_image_is_reported_and_never_opened(tmp_path: Path) -> None:
+    scene(1).save(tmp_path / "photo.jpg")
+    os.mkfifo(tmp_path / "x.jpg")  # opening it to read would wait for a writer forever
+    os.mkfifo(tmp_path / "pipe")  # not named like an image: not an image
+    found = {c.path.as_posix(): c.reason for c in discover(tmp_path)}
+    assert found == {"photo.jpg": None, "x.jpg": "a named pipe (FIFO), not a file: not read"}

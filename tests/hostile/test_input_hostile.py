@@ -1,0 +1,106 @@
+"""Hostile input (issue #13): bad input gets a clear message and the run goes on; never a
+crash, never a silent drop, and nothing a user owns is lost.
+
+Each test builds its own hostile tree, runs the real command and checks what a user
+would: the other images are indexed, the message names the file and says what to do, no
+file of theirs changed, and the run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from lookalike.cli import app
+from tests.conftest import scene
+from tests.hostile.trees import fingerprint
+
+REPO = Path(__file__).resolve().parents[2]
+OWN = (".lookalike",)  # lookalike's own output inside the tree
+runner = CliRunner()
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def photos(folder: Path, count: int = 3, sub: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed in range(count):
+        scene(seed).save(folder / f"scene{seed}.jpg", quality=90)
+    if sub:
+        (folder / "sub").mkdir()
+        for seed in range(count, count + sub):
+            scene(seed).save(folder / "sub" / f"scene{seed}.jpg", quality=90)
+    return folder
+
+
+def info(folder: Path) -> dict:
+    result = invoke("info", "--db", folder / ".lookalike", "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def lookalike(*args: object, timeout: float = 120, **options) -> subprocess.CompletedProcess:
+    """The installed command in a child process; a hang fails the test instead of the suite."""
+    return subprocess.run([sys.executable, "-m", "lookalike.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                          env={**os.environ, "COLUMNS": "200"}, **options)
+
+
+def run_script(script: str, *args: object, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+# -- 3. a FIFO named like an image -------------------------------------------------------------
+def test_fifo_named_like_an_image_is_reported_and_never_opened(tmp_path: Path) -> None:
+    folder = photos(tmp_path / "photos", 3)
+    (folder / "pipes").mkdir()
+    os.mkfifo(folder / "pipes" / "x.jpg")
+    before = fingerprint(folder, skip=(*OWN, "pipes"))  # reading a FIFO would wait forever
+    result = lookalike("index", folder, "--model", "classic", "--json", timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["embed"]["embedded"] == 3
+    assert report["skipped"] == [["pipes/x.jpg", "a named pipe (FIFO), not a file: not read"]]
+    assert stat.S_ISFIFO((folder / "pipes" / "x.jpg").stat().st_mode)
+    assert fingerprint(folder, skip=(*OWN, "pipes")) == before
+
+
+def test_file_swapped_for_a_fifo_mid_run_does_not_hang_the_index(tmp_path: Path) -> None:
+    folder = photos(tmp_path / "photos", 3)
+    (folder / "pipes").mkdir()
+    scene(7).save(folder / "pipes" / "swap.jpg")
+    before = fingerprint(folder, skip=(*OWN, "pipes"))
+    # between discover (it is a file) and decode (a FIFO now): another process swapped it
+    script = """
+        import os, sys
+        from pathlib import Path
+        import lookalike.collection as collection
+        found = collection.discover
+
+        def then_swap(root, *args, **kwargs):
+            yield from found(root, *args, **kwargs)
+            swapped = Path(root) / "pipes" / "swap.jpg"
+            swapped.unlink()
+            os.mkfifo(swapped)
+
+        collection.discover = then_swap
+        from lookalike.cli import app
+        app(["index", sys.argv[1], "--model", "classic", "--json"])
+    """
+    result = run_script(script, folder, timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["embed"]["embedded"] == 3
+    assert report["skipped"] == [["pipes/swap.jpg", "a named pipe (FIFO), not a file: not read"]]
+    assert fingerprint(folder, skip=(*OWN, "pipes")) == before
