@@ -43,7 +43,7 @@ from .analyse.outliers import top_outliers
 from .collection import DEFAULT_DIRNAME, Collection, SearchHit, locate
 from .decode import DecodeError
 from .discover import discover, is_remote
-from .embed import ModelUnavailable, list_backbones
+from .embed import ModelUnavailable, describe_model, list_backbones
 from .ownership import NotOwnedError, OwnedFolder
 from .pipeline_ray import RayUnavailable
 from .store import StoreError
@@ -153,9 +153,10 @@ def index(
         help="Folder of images (searched recursively), or an fsspec URL such as "
              "s3://bucket/photos (then --db DIR is required).")],
     db: DbOption = None,
-    model: Annotated[str, typer.Option(help="Backbone: auto, classic, onnx:PATH, dinov2-small, "
-                                       "clip-vit-b-32, resnet50, ... (see lookalike models)")]
-    = "auto",
+    model: Annotated[str, typer.Option(
+        help="Backbone: auto (the collection's own model; for a new one, the best model "
+             "cached here, else the bundled mobilenetv2), mobilenetv2, classic, onnx:PATH, "
+             "dinov2-small, clip-vit-b-32, resnet50, ... (see lookalike models)")] = "auto",
     weights: Annotated[Path | None, typer.Option(help="Local weights file for the model.")]
     = None,
     preprocess: Annotated[str | None, typer.Option(
@@ -215,6 +216,8 @@ def index(
                      "images_per_second": report.embed.images_per_second})
         return
     changes = report.changes
+    if report.new_model:
+        console.print(describe_model(report.model), highlight=False, soft_wrap=True)
     console.print(
         f"[bold]{collection.directory}[/]: {changes.added} new, {changes.changed} changed, "
         f"{changes.removed} removed, {changes.unchanged} unchanged"

@@ -90,6 +90,7 @@ class IndexReport:
     index_kind: str
     seconds: float
     skipped_total: int  # all skipped files in the collection, not only this run's
+    new_model: bool = False  # this run started the embeddings afresh (new or --rebuild)
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
@@ -273,11 +274,15 @@ class Collection:
                     f"mix models. Use --rebuild to re-embed everything with {wanted!r}, or "
                     "--db DIR for a separate collection."
                 )
-            spec = resolve_auto() if model in (None, "auto") else model
+            if model not in (None, "auto"):
+                spec = model
+            else:  # a rebuild keeps the recorded model: models never change silently
+                spec = record.spec if record is not None else resolve_auto()
             backbone = load_backbone(spec, **options)
             record = self._start_model(backbone, spec, options)
+            new_model = True
         else:
-            backbone = self.backbone
+            backbone, new_model = self.backbone, False
         if max_memory is not None:
             self.store.set_meta("max_memory", str(int(max_memory)))
         if index_kind is not None:
@@ -301,7 +306,7 @@ class Collection:
         index = self.vector_index(progress=index_progress)
         skipped_total = self.store.status_counts().get("skipped", 0)
         return IndexReport(changes, report, record.spec, index.kind,
-                           time.perf_counter() - started, skipped_total)
+                           time.perf_counter() - started, skipped_total, new_model)
 
     def _start_model(self, backbone: Backbone, spec: str, options: dict[str, Any]) -> ModelRecord:
         identity = backbone.identity()

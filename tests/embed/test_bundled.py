@@ -10,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from lookalike.cli import app
+from lookalike.collection import Collection
 from lookalike.embed import (
     DEFAULT_MODEL,
     ModelUnavailable,
@@ -106,6 +109,40 @@ def test_auto_prefers_cached_strong_weights(empty_cache: Path) -> None:
     assert resolve_auto() == "dinov2-small"  # found, not loaded: nothing reads the file
     infos = {info.name: info for info in list_backbones()}
     assert infos["dinov2-small"].auto and not infos["mobilenetv2"].auto
+
+
+def test_index_defaults_to_the_bundled_model_and_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(6):
+        scene(seed).save(folder / f"scene{seed}.jpg", quality=90)
+    runner = CliRunner()
+    first = runner.invoke(app, ["index", str(folder)])
+    assert first.exit_code == 0, first.output
+    assert "model: mobilenetv2 (bundled, offline); for better results" in first.stdout
+    collection = Collection.open(folder)
+    assert collection.model.spec == "mobilenetv2" and collection.model.dim == 1280
+    query = tmp_path / "query.jpg"
+    crop(scene(4)).save(query, quality=90)
+    assert collection.search(query, k=1)[0].path == "scene4.jpg"
+
+    scene(9).save(folder / "late.jpg", quality=90)
+    again = runner.invoke(app, ["index", str(folder)])
+    assert again.exit_code == 0, again.output
+    assert "model:" not in again.stdout  # nothing new to announce: same model, one more image
+
+
+def test_existing_collections_keep_their_model_under_auto(photo_folder: Path) -> None:
+    Collection.index_folder(photo_folder, model="classic")
+    runner = CliRunner()
+    result = runner.invoke(app, ["index", str(photo_folder), "--rebuild"])
+    assert result.exit_code == 0, result.output
+    assert "model: classic" in result.stdout  # a rebuild announces, and keeps the model
+    assert Collection.open(photo_folder).model.spec == "classic"
+    switched = runner.invoke(app, ["index", str(photo_folder), "--model", "mobilenetv2",
+                                   "--rebuild"])
+    assert switched.exit_code == 0, switched.output
+    assert Collection.open(photo_folder).model.spec == "mobilenetv2"
 
 
 def test_bundled_model_refuses_other_settings() -> None:
