@@ -20,6 +20,7 @@ from typing import BinaryIO, Generic, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL.JpegImagePlugin import MARKER as JPEG_MARKERS
 from upath import UPath
 
 from .discover import is_remote, special_file
@@ -39,6 +40,16 @@ DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own bomb threshold (2 x MAX_IMAGE_P
 DRAFT_SLACK = 0.9
 SUPPORTED_FORMATS = {"JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "HEIF", "MPO", "DIB"}
 _ROTATING_ORIENTATIONS = {5, 6, 7, 8}
+# Files up to this size are read whole (one read, hashed in memory); larger ones are decoded
+# from the open file, which Pillow reads only as far as the pixels need, and then hashed in
+# chunks: memory stays bounded by the image, not by the file.
+IN_MEMORY_BYTES = 32 << 20
+_CHUNK = 1 << 20
+# Pillow steps over junk in a JPEG's header one byte at a time (a 2 GB file of zeros behind
+# a JPEG signature took 312 s); check_jpeg refuses such a file after reading this much.
+MAX_JPEG_JUNK = 1 << 20  # bytes that are no segment, before the image data
+MAX_JPEG_HEADER = 64 << 20  # bytes of segments before the image data (metadata is < 20 MB)
+MAX_JPEG_SEGMENTS = 10_000  # segments before the image data (a camera writes a few dozen)
 
 
 class DecodeError(Exception):
@@ -64,6 +75,15 @@ def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def stream_hash(handle: BinaryIO) -> str:
+    """:func:`content_hash` of a whole open file, read in chunks (memory stays flat)."""
+    digest = hashlib.blake2b(digest_size=16)
+    handle.seek(0)
+    while chunk := handle.read(_CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
 def decode_bytes(
     data: bytes, min_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> Decoded:
@@ -77,11 +97,20 @@ def decode_bytes(
     """
     if not data:
         raise DecodeError("empty file")
-    digest = content_hash(data)
+    image, width, height, image_format = _decode(io.BytesIO(data), min_side, max_pixels)
+    return Decoded(image, width, height, image_format, content_hash(data))
+
+
+def _decode(
+    handle: BinaryIO, min_side: int | None, max_pixels: int
+) -> tuple[Image.Image, int, int, str]:
+    """An open file (at its start) -> upright RGB image, upright width and height, format."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # bomb warnings are handled by our own guard
-            image = Image.open(io.BytesIO(data))
+            check_jpeg(handle)
+            handle.seek(0)
+            image = Image.open(handle)
             image_format = image.format or "unknown"
             if image_format not in SUPPORTED_FORMATS:
                 raise DecodeError(f"unsupported image format {image_format}")
@@ -107,7 +136,63 @@ def decode_bytes(
         raise DecodeError("not an image Pillow can read (corrupt or unknown format)") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as error:
         raise DecodeError(f"corrupt or truncated image: {error}") from None
-    return Decoded(rgb, width, height, image_format, digest)
+    return rgb, width, height, image_format
+
+
+def check_jpeg(handle: BinaryIO) -> None:
+    """Refuse, after a few small reads, a JPEG that Pillow would crawl through one byte at
+    a time before finding its image data: a JPEG signature followed by junk (a download
+    padded with zeros, random bytes). The segments are followed with seeks, as Pillow
+    follows them, up to the start of the scan; whatever else is odd (a truncated file, a
+    bad marker) is left for Pillow to report, which it does at once. Not a JPEG: no-op.
+    """
+    start = handle.tell()
+    if handle.read(3) != b"\xff\xd8\xff":
+        return
+    position, junk, segments = start + 2, 0, 0
+    while position - start <= MAX_JPEG_HEADER and segments <= MAX_JPEG_SEGMENTS:
+        handle.seek(position)
+        pair = handle.read(4)
+        if len(pair) < 2:
+            return
+        marker = 0xFF00 | pair[1]
+        if pair[0] != 0xFF:  # junk, which Pillow skips byte by byte: measured with find()
+            skipped = _run(handle, position, MAX_JPEG_JUNK - junk, until_ff=True)
+        elif pair[1] == 0xFF:  # fill bytes, also stepped over one at a time
+            skipped = _run(handle, position, MAX_JPEG_JUNK - junk, until_ff=False) - 1
+        elif pair[1] == 0x00 or JPEG_MARKERS.get(marker, (0, 0, 0))[2] is None:
+            skipped = 2  # an escaped 0xFF, or a marker without a segment (RSTn, EOI...)
+        elif marker not in JPEG_MARKERS or marker == 0xFFDA:
+            return  # an unknown marker, which Pillow refuses at once, or the scan begins
+        elif len(pair) < 4:
+            return
+        else:  # a segment: its length follows the marker
+            position += 2 + max(2, int.from_bytes(pair[2:4], "big"))
+            segments += 1
+            continue
+        junk += skipped
+        position += skipped
+        if junk > MAX_JPEG_JUNK:
+            raise DecodeError(f"corrupt JPEG: over {MAX_JPEG_JUNK:,} bytes of junk before its "
+                              "image data (not an image, or damaged): not decoded")
+    raise DecodeError(f"corrupt JPEG: no image data in its first {position - start:,} bytes "
+                      f"({segments:,} segments; not an image, or damaged): not decoded")
+
+
+def _run(handle: BinaryIO, position: int, limit: int, until_ff: bool) -> int:
+    """How many bytes from ``position`` are not 0xFF (``until_ff``), or are 0xFF, up to
+    the end of the file; counting stops a little past ``limit``."""
+    handle.seek(position)
+    length = 0
+    while length <= limit:
+        chunk = handle.read(_CHUNK)
+        if not chunk:
+            break
+        found = chunk.find(b"\xff") if until_ff else len(chunk) - len(chunk.lstrip(b"\xff"))
+        if 0 <= found < len(chunk):
+            return length + found
+        length += len(chunk)
+    return length
 
 
 def check_pixels(width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
@@ -146,8 +231,28 @@ def decode_file(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Decoded:
     """Read and decode one file; a vanished or unreadable file, or one that is not a
-    regular file (a FIFO, a device), is a :class:`DecodeError`."""
-    return decode_bytes(read_file(path), min_side=min_side, max_pixels=max_pixels)
+    regular file (a FIFO, a device), is a :class:`DecodeError`.
+
+    A local file over ``IN_MEMORY_BYTES`` is decoded from the open file and then hashed in
+    chunks, so a huge file costs what its pixels cost, not its size in memory.
+    """
+    if is_remote(path):
+        return decode_bytes(read_file(path), min_side=min_side, max_pixels=max_pixels)
+    with open_file(path) as handle:
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            if size <= IN_MEMORY_BYTES:
+                data = handle.read()
+        except OSError as error:
+            raise DecodeError(f"cannot read file: {error.strerror or error}") from None
+        if size <= IN_MEMORY_BYTES:
+            return decode_bytes(data, min_side=min_side, max_pixels=max_pixels)
+        image, width, height, image_format = _decode(handle, min_side, max_pixels)
+        try:
+            digest = stream_hash(handle)
+        except OSError as error:
+            raise DecodeError(f"cannot read file: {error.strerror or error}") from None
+        return Decoded(image, width, height, image_format, digest)
 
 
 def open_file(path: str | os.PathLike[str]) -> BinaryIO:
@@ -182,21 +287,26 @@ def open_file(path: str | os.PathLike[str]) -> BinaryIO:
 
 def read_file(path: str | os.PathLike[str] | UPath) -> bytes:
     """A file's bytes, local or on an fsspec filesystem (a :class:`UPath`); a vanished or
-    unreadable file, or one that is not a regular file, is a :class:`DecodeError`."""
+    unreadable file, one that is not a regular file, or a JPEG whose header is junk
+    (:func:`check_jpeg`, before the file is read whole) is a :class:`DecodeError`."""
     if not is_remote(path):
         with open_file(path) as handle:
             try:
+                check_jpeg(handle)
+                handle.seek(0)
                 return handle.read()
             except OSError as error:
                 raise DecodeError(f"cannot read file: {error.strerror or error}") from None
     try:
-        return path.read_bytes()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise FileGone("file disappeared before it could be read") from None
     except IsADirectoryError:
         raise DecodeError("is a directory") from None
     except Exception as error:  # remote backends raise their own types (botocore, aiohttp)
         raise DecodeError(f"cannot read file: {error}") from None
+    check_jpeg(io.BytesIO(data))
+    return data
 
 
 T = TypeVar("T")

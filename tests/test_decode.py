@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
+from lookalike import decode as decode_module
 from lookalike.decode import (
     DecodeError,
+    check_jpeg,
     decode_bytes,
     decode_file,
     parallel_ordered,
@@ -202,3 +204,73 @@ def test_fifo_and_devices_are_refused_without_waiting(tmp_path: Path) -> None:
         assert str(error) == "a named pipe (FIFO), not a file: not read"
     error = _finishes(lambda: decode_file(os.devnull))
     assert str(error) == "a character device, not a file: not read"
+
+
+JUNK_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+
+
+class CountingReader(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.consumed = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self.consumed += len(chunk)
+        return chunk
+
+
+@pytest.mark.parametrize("filler", [b"\x00", b"\xff", b"\xff\x00", b"\xff\xd0"])
+def test_junk_behind_a_jpeg_signature_is_refused_after_bounded_reads(filler: bytes) -> None:
+    data = JUNK_HEAD + filler * ((8 << 20) // len(filler))  # zeros, fill bytes, escapes, RSTs
+    reader = CountingReader(data)
+    with pytest.raises(DecodeError, match="over 1,048,576 bytes of junk before its image data"):
+        check_jpeg(reader)
+    assert reader.consumed < 3 << 20  # not the 8 MiB
+    with pytest.raises(DecodeError, match="junk before its image data"):
+        decode_bytes(data)
+
+
+def test_endless_segments_behind_a_jpeg_signature_are_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    comment = b"\xff\xfe\x00\x04ab"
+    monkeypatch.setattr(decode_module, "MAX_JPEG_SEGMENTS", 50)
+    with pytest.raises(DecodeError, match="no image data in its first"):
+        decode_bytes(JUNK_HEAD + comment * 100)
+    monkeypatch.setattr(decode_module, "MAX_JPEG_HEADER", 100)
+    with pytest.raises(DecodeError, match="no image data in its first"):
+        decode_bytes(JUNK_HEAD + comment * 40)
+
+
+def test_real_jpegs_pass_the_junk_check(tmp_path: Path) -> None:
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    variants = {
+        "icc+exif+comment": dict(icc_profile=icc * 40, exif=exif, comment=b"x" * 60000),
+        "progressive": dict(progressive=True, quality=80),
+        "restart markers": dict(restart_marker_blocks=1),
+        "cmyk": dict(),
+    }
+    for name, options in variants.items():
+        image = scene(5) if name != "cmyk" else scene(5).convert("CMYK")
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", **options)
+        check_jpeg(io.BytesIO(buffer.getvalue()))
+        assert decode_bytes(buffer.getvalue()).format == "JPEG", name
+    with open(bad_files.truncated_jpeg(tmp_path), "rb") as handle:
+        check_jpeg(handle)  # left for Pillow to report
+
+
+def test_large_file_is_decoded_from_disk_and_hashed_in_chunks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "with-trailer.jpg"  # a photo with 3 MiB appended (a motion photo)
+    scene(6).save(path, quality=90)
+    with open(path, "ab") as handle:
+        handle.write(os.urandom(3 << 20))
+    whole = decode_bytes(path.read_bytes())
+    monkeypatch.setattr(decode_module, "IN_MEMORY_BYTES", 1 << 16)
+    streamed = decode_file(path)
+    assert streamed.content_hash == whole.content_hash
+    assert (streamed.width, streamed.height, streamed.format) == (320, 240, "JPEG")
+    assert np.array_equal(np.asarray(streamed.image), np.asarray(whole.image))

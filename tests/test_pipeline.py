@@ -95,3 +95,37 @@ def test_embed_batches_yields_in_order_with_several_batches_in_flight() -> None:
             embedded_items += batch
     assert embedded_items == [i for i in range(60) if i % 7 != 3]
     assert failed_items == [i for i in range(60) if i % 7 == 3]
+
+
+def test_files_that_turned_hostile_after_discovery_are_skipped_and_the_rest_embedded(
+        tmp_path: Path) -> None:
+    """Between discover and decode a file became a FIFO, another junk behind a JPEG
+    signature: each is skipped with its reason (no wait, no crawl), the others embedded."""
+    import os
+
+    from lookalike.discover import discover
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(5):
+        scene(seed, (120, 90)).save(folder / f"img{seed}.jpg")
+    store = Store.create(tmp_path / "db", folder)
+    store.sync_files(discover(folder))
+    backbone = ClassicBackbone()
+    store.add_model("classic-test", "classic", {}, backbone.identity(), backbone.dim)
+    (folder / "img1.jpg").unlink()
+    os.mkfifo(folder / "img1.jpg")
+    (folder / "img3.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(3 << 20))
+    outcome: list = []
+    worker = threading.Thread(target=lambda: outcome.append(embed_pending(
+        store, "classic-test", backbone, batch_size=2, workers=2)), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "embedding waits on the FIFO"
+    report = outcome[0]
+    assert report.embedded == 3
+    assert dict(report.skipped) == {
+        "img1.jpg": "a named pipe (FIFO), not a file: not read",
+        "img3.jpg": "corrupt JPEG: over 1,048,576 bytes of junk before its image data (not an "
+                    "image, or damaged): not decoded"}
+    assert store.status_counts() == {"ok": 3, "skipped": 2}

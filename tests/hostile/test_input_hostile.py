@@ -104,3 +104,35 @@ def test_file_swapped_for_a_fifo_mid_run_does_not_hang_the_index(tmp_path: Path)
     assert report["embed"]["embedded"] == 3
     assert report["skipped"] == [["pipes/swap.jpg", "a named pipe (FIFO), not a file: not read"]]
     assert fingerprint(folder, skip=(*OWN, "pipes")) == before
+
+
+# -- 4. a huge junk file behind a JPEG signature ------------------------------------------------
+def test_huge_junk_jpeg_is_rejected_cheaply(tmp_path: Path) -> None:
+    folder = photos(tmp_path / "photos", 3)
+    (folder / "big").mkdir()
+    junk = folder / "big" / "junk.jpg"
+    with open(junk, "wb") as handle:  # a JPEG signature, then 1 GiB of zeros (sparse)
+        handle.write(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00")
+        handle.truncate(1 << 30)
+    before = fingerprint(folder, skip=(*OWN, "big")), junk.stat()
+    script = """
+        import resource, sys
+        from lookalike.cli import app
+        try:
+            app(["index", sys.argv[1], "--model", "classic", "--json"])
+        finally:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+            sys.stderr.write(f"peak-rss-kib {peak}\\n")
+    """
+    result = run_script(script, folder, timeout=120)  # before the fix: 65 s and 1.1 GB
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["embed"]["embedded"] == 3
+    assert [path for path, _ in report["skipped"]] == ["big/junk.jpg"]
+    assert "junk before its image data" in report["skipped"][0][1]
+    peak_kib = int(result.stderr.rsplit("peak-rss-kib", 1)[1])
+    if sys.platform.startswith("linux"):  # never read whole (the run itself takes ~0.2 GB)
+        assert peak_kib < 768 << 10
+    after = fingerprint(folder, skip=(*OWN, "big")), junk.stat()
+    assert after[0] == before[0]
+    assert (after[1].st_size, after[1].st_mtime_ns) == (before[1].st_size, before[1].st_mtime_ns)
