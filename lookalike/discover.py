@@ -84,14 +84,45 @@ class Candidate:
     reason: str | None = None  # why a file that looks like an image cannot be used
 
 
+NOT_UTF8 = "file name is not valid UTF-8: rename it"
+NOT_UTF8_FOLDER = "a folder name in its path is not valid UTF-8: rename the folder"
+
+
+def catalogue_path(path: PurePosixPath | Path) -> str:
+    """``path`` as the text a catalogue stores (SQLite text is UTF-8).
+
+    A name that is not valid UTF-8 (bytes from another encoding on Linux, which Python
+    holds as lone surrogates) gets its undecodable bytes written as ``\\xe9``: printable,
+    the same on every run, and the original bytes can be read back from it.
+    """
+    text = path.as_posix()
+    return text if _utf8(text) else os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _name_reason(relative: Path) -> str | None:
+    """Why a path cannot be catalogued under its own name, or None when it can."""
+    if _utf8(relative.as_posix()):
+        return None
+    return NOT_UTF8 if _utf8(relative.parent.as_posix()) else NOT_UTF8_FOLDER
+
+
 def discover(root: Path, exclude: tuple[str, ...] = (".lookalike",)) -> Iterator[Candidate]:
     """Yield every file under ``root`` that is an image by content, in sorted path order.
 
     Files whose extension promises an image but whose content does not (a text file named
     ``.jpg``, a zero-byte file, an unreadable file, a named pipe) are yielded with a
-    ``reason`` so they can be reported instead of silently dropped. Symlinked directories
-    are followed once: a loop, or a link back to a folder already walked, is not entered
-    twice. Nothing is ever opened that is not a regular file.
+    ``reason`` so they can be reported instead of silently dropped; so are images whose
+    name is not valid UTF-8 (a catalogue cannot store it: see :func:`catalogue_path`).
+    Symlinked directories are followed once: a loop, or a link back to a folder already
+    walked, is not entered twice. Nothing is ever opened that is not a regular file.
 
     On a remote root one listing call returns every object with its size and time, and
     images are recognised by extension: reading each object's header would cost one
@@ -158,7 +189,7 @@ def _inspect(root: Path, path: Path) -> Candidate | None:
     except OSError as error:  # dangling symlink, vanished file, symlink loop
         if not looks_like_image:
             return None
-        return Candidate(relative, 0, 0, None, f"cannot stat file: {error.strerror}")
+        return _named(Candidate(relative, 0, 0, None, f"cannot stat file: {error.strerror}"))
     head = b""
     kind = special_file(info.st_mode)  # a FIFO is never opened: a read would wait forever
     if kind is None:
@@ -175,11 +206,11 @@ def _inspect(root: Path, path: Path) -> Candidate | None:
             finally:
                 os.close(descriptor)
         except OSError as error:
-            return Candidate(relative, info.st_size, info.st_mtime_ns, None,
-                             f"cannot read file: {error.strerror}")
+            return _named(Candidate(relative, info.st_size, info.st_mtime_ns, None,
+                                    f"cannot read file: {error.strerror}"))
     image_format = None if kind else sniff_format(head)
     if image_format is not None:
-        return Candidate(relative, info.st_size, info.st_mtime_ns, image_format)
+        return _named(Candidate(relative, info.st_size, info.st_mtime_ns, image_format))
     if not looks_like_image:
         return None
     if kind is not None:
@@ -188,7 +219,15 @@ def _inspect(root: Path, path: Path) -> Candidate | None:
         reason = "empty file"
     else:
         reason = "not an image (content is not a known format)"
-    return Candidate(relative, info.st_size, info.st_mtime_ns, None, reason)
+    return _named(Candidate(relative, info.st_size, info.st_mtime_ns, None, reason))
+
+
+def _named(candidate: Candidate) -> Candidate:
+    """``candidate``, skipped with the reason when its name cannot be catalogued."""
+    reason = _name_reason(candidate.path)
+    if reason is None:
+        return candidate
+    return Candidate(candidate.path, candidate.size, candidate.mtime_ns, None, reason)
 
 
 def _discover_remote(root: UPath, exclude: tuple[str, ...]) -> Iterator[Candidate]:

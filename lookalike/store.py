@@ -389,8 +389,13 @@ class Store:
 
         New files are added as ``pending``; files whose size or mtime changed go back to
         ``pending`` and lose their embeddings; files no longer found are removed.
-        Candidates with a ``reason`` (not an image) are recorded as ``skipped``.
+        Candidates with a ``reason`` (not an image) are recorded as ``skipped``, and
+        reported once (again only when they change). Paths are stored as
+        :func:`~lookalike.discover.catalogue_path` gives them: a name that is not valid
+        UTF-8 is skipped under a printable spelling of its bytes.
         """
+        from .discover import NOT_UTF8, catalogue_path
+
         now = time.time()
         added = changed = unchanged = 0
         rejected: list[tuple[str, str]] = []
@@ -403,19 +408,22 @@ class Store:
             }
             seen: set[str] = set()
             for candidate in candidates:
-                path = candidate.path.as_posix()
+                path = catalogue_path(candidate.path)
                 seen.add(path)
-                status = "skipped" if candidate.reason else "pending"
+                reason = candidate.reason
+                if reason is None and path != candidate.path.as_posix():
+                    reason = NOT_UTF8  # the name only: SQLite text must be UTF-8
+                status = "skipped" if reason else "pending"
                 previous = known.get(path)
-                if candidate.reason and (previous is None or previous[1:3] != (
+                if reason and (previous is None or previous[1:3] != (
                         candidate.size, candidate.mtime_ns)):
-                    rejected.append((path, candidate.reason))
+                    rejected.append((path, reason))
                 if previous is None:
                     db.execute(
                         "INSERT INTO files (id, path, size, mtime_ns, format, status, reason,"
                         f" updated_at) VALUES ({_NEXT_FILE_ID}, ?, ?, ?, ?, ?, ?, ?)",
                         (path, candidate.size, candidate.mtime_ns, candidate.format, status,
-                         candidate.reason, now),
+                         reason, now),
                     )
                     added += 1
                 elif previous[1:3] != (candidate.size, candidate.mtime_ns):
@@ -425,7 +433,7 @@ class Store:
                         " reason = ?, content_hash = NULL, width = NULL, height = NULL,"
                         " updated_at = ? WHERE id = ?",
                         (candidate.size, candidate.mtime_ns, candidate.format, status,
-                         candidate.reason, now, previous[0]),
+                         reason, now, previous[0]),
                     )
                     changed += 1
                 else:

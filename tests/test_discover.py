@@ -7,6 +7,7 @@ import pytest
 
 from lookalike.discover import (
     as_root,
+    catalogue_path,
     discover,
     is_remote,
     sniff_format,
@@ -96,3 +97,20 @@ def test_fifo_named_like_an_image_is_reported_and_never_opened(tmp_path: Path) -
     os.mkfifo(tmp_path / "pipe")  # not named like an image: not an image
     found = {c.path.as_posix(): c.reason for c in discover(tmp_path)}
     assert found == {"photo.jpg": None, "x.jpg": "a named pipe (FIFO), not a file: not read"}
+
+
+def test_names_that_are_not_utf8_are_skipped_with_a_printable_catalogue_path(
+        tmp_path: Path) -> None:
+    root = os.fsencode(tmp_path)
+    try:
+        os.mkdir(root + b"/dossi\xe9r")
+    except OSError:  # macOS and some filesystems refuse such names
+        pytest.skip("this filesystem refuses names that are not UTF-8")
+    for name in (b"caf\xe9.jpg", b"dossi\xe9r/a.jpg"):
+        scene(1).save(os.fsdecode(root + b"/" + name), "JPEG")
+    found = {catalogue_path(c.path): c for c in discover(tmp_path)}
+    assert set(found) == {"caf\\xe9.jpg", "dossi\\xe9r/a.jpg"}
+    assert found["caf\\xe9.jpg"].reason == "file name is not valid UTF-8: rename it"
+    assert found["dossi\\xe9r/a.jpg"].reason.startswith("a folder name in its path")
+    assert os.fsencode(found["caf\\xe9.jpg"].path) == b"caf\xe9.jpg"  # the real name
+    assert catalogue_path(Path("plain/été.jpg")) == "plain/été.jpg"

@@ -16,6 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from lookalike.cli import app
@@ -59,6 +60,47 @@ def run_script(script: str, *args: object, timeout: float = 120) -> subprocess.C
     return subprocess.run([sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, cwd=REPO,
                           env={**os.environ, "COLUMNS": "200"})
+
+
+# -- 1. a file name that is not UTF-8 ----------------------------------------------------------
+def _bytes_name(folder: Path, name: bytes, content: bytes) -> None:
+    try:
+        descriptor = os.open(os.fsencode(folder) + b"/" + name, os.O_WRONLY | os.O_CREAT, 0o644)
+    except OSError as error:  # macOS and some filesystems refuse such names outright
+        pytest.skip(f"this filesystem refuses a non-UTF-8 name: {error}")
+    os.write(descriptor, content)
+    os.close(descriptor)
+
+
+def test_non_utf8_name_is_skipped_once_with_a_reason_and_the_rest_indexed(tmp_path: Path
+                                                                          ) -> None:
+    folder = photos(tmp_path / "photos", 3)
+    image = (folder / "scene0.jpg").read_bytes()
+    _bytes_name(folder, b"caf\xe9.jpg", image)
+    os.mkdir(os.fsencode(folder) + b"/dossi\xe9r")
+    _bytes_name(folder, b"dossi\xe9r/inside.jpg", (folder / "scene1.jpg").read_bytes())
+    before = fingerprint(folder, skip=OWN)
+
+    result = invoke("index", folder, "--model", "classic")
+    assert result.exit_code == 0, result.output
+    assert "3 new" not in result.output  # the two skipped files are catalogued too
+    assert "caf\\xe9.jpg" in result.output and "rename it" in result.output
+    assert "dossi\\xe9r/inside.jpg" in result.output
+
+    details = info(folder)
+    assert details["counts"] == {"ok": 3, "skipped": 2}
+    assert dict(details["skipped"]) == {
+        "caf\\xe9.jpg": "file name is not valid UTF-8: rename it",
+        "dossi\\xe9r/inside.jpg": "a folder name in its path is not valid UTF-8: rename the folder",
+    }
+    text = invoke("info", "--db", folder / ".lookalike")
+    assert text.exit_code == 0 and "caf\\xe9.jpg" in text.output
+
+    again = invoke("index", folder, "--model", "classic")  # unchanged: not reported again
+    assert again.exit_code == 0, again.output
+    assert "0 new, 0 changed, 0 removed, 5 unchanged" in again.output
+    assert "caf\\xe9.jpg" not in again.output
+    assert fingerprint(folder, skip=OWN) == before
 
 
 # -- 3. a FIFO named like an image -------------------------------------------------------------
