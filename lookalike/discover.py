@@ -75,13 +75,23 @@ def sniff_format(head: bytes) -> str | None:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A file found under the root: either an image (``format`` set) or a rejected file."""
+    """A file found under the root: either an image (``format`` set) or a rejected file.
+
+    An ``unreadable`` candidate is a folder (or an entry) that could not be read: nothing
+    can be said about the files at or under its path, so a catalogue keeps what it holds
+    there as it is, and ``reason`` tells the user what to fix.
+    """
 
     path: Path  # relative to the root
     size: int
     mtime_ns: int
     format: str | None
     reason: str | None = None  # why a file that looks like an image cannot be used
+    unreadable: bool = False
+
+
+class UnreadableRoot(OSError):
+    """The folder to index cannot be listed: nothing can be said about its files."""
 
 
 NOT_UTF8 = "file name is not valid UTF-8: rename it"
@@ -121,6 +131,8 @@ def discover(root: Path, exclude: tuple[str, ...] = (".lookalike",)) -> Iterator
     ``.jpg``, a zero-byte file, an unreadable file, a named pipe) are yielded with a
     ``reason`` so they can be reported instead of silently dropped; so are images whose
     name is not valid UTF-8 (a catalogue cannot store it: see :func:`catalogue_path`).
+    A folder that cannot be read is yielded as an ``unreadable`` candidate, not skipped
+    as if it were empty; a root that cannot be read raises :class:`UnreadableRoot`.
     Symlinked directories are followed once: a loop, or a link back to a folder already
     walked, is not entered twice. Nothing is ever opened that is not a regular file.
 
@@ -142,14 +154,25 @@ def _walk(
 ) -> Iterator[Candidate]:
     try:
         info = folder.stat()
-    except OSError:
-        return
-    if (info.st_dev, info.st_ino) in seen:
-        return
-    seen.add((info.st_dev, info.st_ino))
-    try:
+        if (info.st_dev, info.st_ino) in seen:
+            return
+        seen.add((info.st_dev, info.st_ino))
         entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-    except OSError:
+        if not _searchable(folder):  # names listed, but no file in it can be opened
+            raise PermissionError(13, "Permission denied (the folder is not searchable)")
+    except FileNotFoundError:
+        if folder == root:
+            raise UnreadableRoot(f"{root} does not exist (any more): nothing was changed") \
+                from None
+        return  # removed while we walked: its files are gone
+    except OSError as error:
+        problem = error.strerror or str(error)
+        if folder == root:
+            raise UnreadableRoot(f"cannot read the folder {root}: {problem}; nothing was "
+                                 "changed (fix its permissions and index again)") from None
+        yield _unreadable(root, folder, f"cannot read folder: {problem}; what the collection "
+                          "holds under it is kept as it was (fix its permissions and index "
+                          "again)")
         return
     for entry in entries:
         if entry.name in exclude:
@@ -165,6 +188,20 @@ def _walk(
             candidate = _inspect(root, path)
             if candidate is not None:
                 yield candidate
+
+
+_EFFECTIVE_IDS = os.access in os.supports_effective_ids
+
+
+def _searchable(folder: Path) -> bool:
+    """Whether the files of a listed folder can be opened (its execute bit)."""
+    if os.name != "posix":
+        return True
+    return os.access(folder, os.X_OK, effective_ids=_EFFECTIVE_IDS)
+
+
+def _unreadable(root: Path, path: Path, reason: str) -> Candidate:
+    return Candidate(path.relative_to(root), 0, 0, None, reason, unreadable=True)
 
 
 _SPECIAL_FILES = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
@@ -186,6 +223,9 @@ def _inspect(root: Path, path: Path) -> Candidate | None:
     looks_like_image = path.suffix.lower() in IMAGE_EXTENSIONS
     try:
         info = path.stat()
+    except PermissionError as error:  # a link into a folder we may not enter
+        return _unreadable(root, path, f"cannot read: {error.strerror}; what the collection "
+                           "holds there is kept as it was")
     except OSError as error:  # dangling symlink, vanished file, symlink loop
         if not looks_like_image:
             return None

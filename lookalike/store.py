@@ -390,15 +390,18 @@ class Store:
         New files are added as ``pending``; files whose size or mtime changed go back to
         ``pending`` and lose their embeddings; files no longer found are removed.
         Candidates with a ``reason`` (not an image) are recorded as ``skipped``, and
-        reported once (again only when they change). Paths are stored as
-        :func:`~lookalike.discover.catalogue_path` gives them: a name that is not valid
-        UTF-8 is skipped under a printable spelling of its bytes.
+        reported once (again only when they change). An ``unreadable`` candidate (a
+        folder that could not be read) is reported on every pass and keeps the rows at
+        and under its path as they are: its files are not known to be gone. Paths are
+        stored as :func:`~lookalike.discover.catalogue_path` gives them: a name that is
+        not valid UTF-8 is skipped under a printable spelling of its bytes.
         """
         from .discover import NOT_UTF8, catalogue_path
 
         now = time.time()
         added = changed = unchanged = 0
         rejected: list[tuple[str, str]] = []
+        kept: set[str] = set()  # paths of unreadable folders: rows at or under them stay
         with self.transaction() as db:
             known = {
                 path: (file_id, size, mtime_ns, status)
@@ -409,6 +412,10 @@ class Store:
             seen: set[str] = set()
             for candidate in candidates:
                 path = catalogue_path(candidate.path)
+                if candidate.unreadable:
+                    kept.add(path)
+                    rejected.append((path, candidate.reason or "cannot be read"))
+                    continue
                 seen.add(path)
                 reason = candidate.reason
                 if reason is None and path != candidate.path.as_posix():
@@ -438,7 +445,12 @@ class Store:
                     changed += 1
                 else:
                     unchanged += 1
-            gone = [known[path][0] for path in known.keys() - seen]
+            unseen = known.keys() - seen
+            under = tuple(path + "/" for path in kept)
+            missing = [path for path in unseen if not path.startswith(under)
+                       and path not in kept]
+            unchanged += len(unseen) - len(missing)  # kept under unreadable folders
+            gone = [known[path][0] for path in missing]
             db.executemany("DELETE FROM vectors WHERE file_id = ?", [(i,) for i in gone])
             db.executemany("DELETE FROM files WHERE id = ?", [(i,) for i in gone])
             if added or changed or gone:

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from lookalike import discover as discover_module
 from lookalike.discover import (
+    UnreadableRoot,
     as_root,
     catalogue_path,
     discover,
@@ -114,3 +116,42 @@ def test_names_that_are_not_utf8_are_skipped_with_a_printable_catalogue_path(
     assert found["dossi\\xe9r/a.jpg"].reason.startswith("a folder name in its path")
     assert os.fsencode(found["caf\\xe9.jpg"].path) == b"caf\xe9.jpg"  # the real name
     assert catalogue_path(Path("plain/été.jpg")) == "plain/été.jpg"
+
+
+def test_unreadable_folder_is_reported_not_taken_for_empty(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "locked").mkdir()
+    scene(1).save(tmp_path / "locked" / "a.jpg")
+    scene(2).save(tmp_path / "b.jpg")
+    scandir = os.scandir
+
+    def denied(path):
+        if Path(path).name == "locked" or Path(path) == tmp_path / "gone":
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(discover_module.os, "scandir", denied)
+    found = {c.path.as_posix(): c for c in discover(tmp_path)}
+    assert set(found) == {"b.jpg", "locked"}
+    assert found["locked"].unreadable and not found["b.jpg"].unreadable
+    assert found["locked"].reason.startswith("cannot read folder: Permission denied")
+    with pytest.raises(UnreadableRoot, match="cannot read the folder .*nothing was changed"):
+        list(discover(tmp_path / "locked"))
+    with pytest.raises(UnreadableRoot, match="does not exist"):
+        list(discover(tmp_path / "missing"))
+
+
+def test_folder_without_search_permission_is_one_unreadable_entry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "listed").mkdir()
+    scene(1).save(tmp_path / "listed" / "a.jpg")
+    scene(2).save(tmp_path / "listed" / "b.jpg")
+    access = os.access
+
+    def no_search(path, mode, **options):  # chmod 644 on a folder, as seen by non-root
+        return False if Path(path).name == "listed" else access(path, mode, **options)
+
+    monkeypatch.setattr(discover_module.os, "access", no_search)
+    found = list(discover(tmp_path))
+    assert [(c.path.as_posix(), c.unreadable) for c in found] == [("listed", True)]
+    assert "not searchable" in found[0].reason

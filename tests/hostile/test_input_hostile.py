@@ -8,18 +8,23 @@ file of theirs changed, and the run ends.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import stat
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from lookalike import discover as discover_module
 from lookalike.cli import app
+from lookalike.store import Store
 from tests.conftest import scene
 from tests.hostile.trees import fingerprint
 
@@ -103,6 +108,108 @@ def test_non_utf8_name_is_skipped_once_with_a_reason_and_the_rest_indexed(tmp_pa
     assert fingerprint(folder, skip=OWN) == before
 
 
+# -- 2. a folder that cannot be read --------------------------------------------------------------
+def test_unreadable_folder_keeps_its_rows_and_says_so(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = photos(tmp_path / "photos", 3, sub=4)
+    assert invoke("index", folder, "--model", "classic").exit_code == 0
+    before = fingerprint(folder, skip=OWN)
+    scandir = os.scandir
+
+    def denied(path):  # what os.scandir does on a folder without read permission
+        if Path(path).name == "sub":
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(discover_module.os, "scandir", denied)
+    result = invoke("index", folder, "--model", "classic")
+    assert result.exit_code == 0, result.output
+    assert "0 new, 0 changed, 0 removed, 7 unchanged" in result.output
+    assert "sub" in result.output and "cannot read folder" in result.output
+    assert "fix its permissions" in result.output
+    assert info(folder)["counts"] == {"ok": 7}
+
+    monkeypatch.setattr(discover_module.os, "scandir", scandir)  # readable again
+    result = invoke("index", folder, "--model", "classic")
+    assert "0 new, 0 changed, 0 removed, 7 unchanged" in result.output
+    assert fingerprint(folder, skip=OWN) == before
+
+
+def test_unreadable_root_is_an_error_and_empties_nothing(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = photos(tmp_path / "photos", 3, sub=2)
+    assert invoke("index", folder, "--model", "classic").exit_code == 0
+    scandir = os.scandir
+
+    def denied(path):
+        if Path(path) == folder:
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(discover_module.os, "scandir", denied)
+    result = invoke("index", folder, "--model", "classic")
+    assert result.exit_code == 1
+    assert "cannot read the folder" in result.output and "nothing was changed" in result.output
+    assert "Traceback" not in result.output
+    monkeypatch.setattr(discover_module.os, "scandir", scandir)
+    assert info(folder)["counts"] == {"ok": 5}
+
+
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH, _PR_CAPBSET_DROP = 1, 2, 24
+
+
+def _without_permission_override() -> None:
+    """In the child, before exec: root loses the power to ignore file permissions."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) refused")
+
+
+@contextmanager
+def modes(*changes: tuple[Path, int]) -> Iterator[None]:
+    saved = [(path, stat.S_IMODE(path.stat().st_mode)) for path, _ in changes]
+    try:
+        for path, mode in changes:
+            path.chmod(mode)
+        yield
+    finally:
+        for path, mode in reversed(saved):
+            path.chmod(mode)
+
+
+def test_real_permission_denial_end_to_end(tmp_path: Path) -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("permission denial is staged with Linux capabilities")
+    preexec = _without_permission_override if os.geteuid() == 0 else None
+    if preexec is not None:
+        probe = subprocess.run(["true"], preexec_fn=preexec, capture_output=True)
+        if probe.returncode != 0:  # pragma: no cover - a container without CAP_SETPCAP
+            pytest.skip("cannot drop root's permission override here")
+    folder = photos(tmp_path / "photos", 3, sub=4)
+    (folder / "listed").mkdir()
+    scene(9).save(folder / "listed" / "scene9.jpg")
+    first = lookalike("index", folder, "--model", "classic", preexec_fn=preexec)
+    assert first.returncode == 0, first.stderr
+    before = fingerprint(folder, skip=OWN)
+
+    # sub: no permission at all; listed: its names can be read, its files not opened
+    with modes((folder / "sub", 0), (folder / "listed", 0o644)):
+        result = lookalike("index", folder, "--model", "classic", preexec_fn=preexec)
+    assert result.returncode == 0, result.stderr
+    assert "0 new, 0 changed, 0 removed, 8 unchanged" in result.stdout
+    assert "sub" in result.stdout and "listed" in result.stdout
+    assert "Permission denied" in result.stdout
+    assert info(folder)["counts"] == {"ok": 8}
+
+    with modes((folder, 0o300)):  # the root: cannot be listed
+        result = lookalike("index", folder, "--model", "classic", preexec_fn=preexec)
+    assert result.returncode == 1, result.stdout
+    assert "cannot read the folder" in result.stderr and "Traceback" not in result.stderr
+    assert info(folder)["counts"] == {"ok": 8}
+    assert fingerprint(folder, skip=OWN) == before
+
+
 # -- 3. a FIFO named like an image -------------------------------------------------------------
 def test_fifo_named_like_an_image_is_reported_and_never_opened(tmp_path: Path) -> None:
     folder = photos(tmp_path / "photos", 3)
@@ -178,3 +285,26 @@ def test_huge_junk_jpeg_is_rejected_cheaply(tmp_path: Path) -> None:
     after = fingerprint(folder, skip=(*OWN, "big")), junk.stat()
     assert after[0] == before[0]
     assert (after[1].st_size, after[1].st_mtime_ns) == (before[1].st_size, before[1].st_mtime_ns)
+
+
+# -- the catalogue side ---------------------------------------------------------------------------
+def test_sync_files_keeps_rows_under_an_unreadable_folder_until_they_are_really_gone(
+        tmp_path: Path) -> None:
+    folder = photos(tmp_path / "photos", 2, sub=2)
+    store = Store.create(tmp_path / "db", folder)
+    try:
+        first = store.sync_files(discover_module.discover(folder))
+        assert (first.added, first.removed) == (4, 0)
+        marker = discover_module.Candidate(Path("sub"), 0, 0, None, "cannot read folder: x",
+                                           unreadable=True)
+        listed = [c for c in discover_module.discover(folder) if c.path.parent == Path(".")]
+        kept = store.sync_files([*listed, marker])
+        assert (kept.added, kept.changed, kept.removed, kept.unchanged) == (0, 0, 0, 4)
+        assert kept.rejected == [("sub", "cannot read folder: x")]
+        assert {r.path for r in store.files()} == {"scene0.jpg", "scene1.jpg",
+                                                   "sub/scene2.jpg", "sub/scene3.jpg"}
+        (folder / "sub" / "scene2.jpg").unlink()  # readable again, one file really gone
+        gone = store.sync_files(discover_module.discover(folder))
+        assert (gone.removed, gone.unchanged) == (1, 3)
+    finally:
+        store.close()
