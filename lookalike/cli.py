@@ -774,9 +774,12 @@ def models(as_json: JsonOption = False) -> None:
     for column in ("name", "available", "description", "note"):
         table.add_column(column, overflow="fold")
     for info in infos:
-        table.add_row(info.name, "[green]yes[/]" if info.available else "[red]no[/]",
+        table.add_row(info.name + (" [bold](auto)[/]" if info.auto else ""),
+                      "[green]yes[/]" if info.available else "[red]no[/]",
                       info.description, info.note)
     console.print(table)
+    console.print("(auto): what --model auto picks for a new collection here; a collection "
+                  "keeps the model it was indexed with", highlight=False)
     cache = os.environ.get("LOOKALIKE_HOME", "~/.cache/lookalike")
     console.print(f"weights cache: {cache} (set LOOKALIKE_HOME to move it)")
 

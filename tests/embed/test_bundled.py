@@ -111,6 +111,28 @@ def test_auto_prefers_cached_strong_weights(empty_cache: Path) -> None:
     assert infos["dinov2-small"].auto and not infos["mobilenetv2"].auto
 
 
+def test_models_lists_it_available_offline_without_importing_torch(empty_cache: Path) -> None:
+    code = """
+import json, sys
+from typer.testing import CliRunner
+from lookalike.cli import app
+result = CliRunner().invoke(app, ["models", "--json"])
+assert result.exit_code == 0, result.output
+models = {m["name"]: m for m in json.loads(result.stdout)}
+print(json.dumps({"torch": "torch" in sys.modules, "timm": "timm" in sys.modules,
+                  "mobilenetv2": models["mobilenetv2"]}))
+"""
+    result = _python(code, empty_cache)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["torch"] is False and seen["timm"] is False
+    assert seen["mobilenetv2"]["available"] is True and seen["mobilenetv2"]["auto"] is True
+    assert "offline" in seen["mobilenetv2"]["note"]
+
+    table = CliRunner().invoke(app, ["models"])
+    assert table.exit_code == 0 and "mobilenetv2 (auto)" in table.stdout
+
+
 def test_index_defaults_to_the_bundled_model_and_says_so(tmp_path: Path) -> None:
     folder = tmp_path / "photos"
     folder.mkdir()
