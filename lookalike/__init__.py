@@ -8,6 +8,8 @@ Python API (the CLI and the web server are thin layers over it)::
         print(hit.rank, f"{hit.score:.3f}", hit.path)
 """
 
+import importlib.metadata
+
 from .collection import (
     Collection,
     CollectionInfo,
@@ -20,7 +22,10 @@ from .decode import DecodeError
 from .embed import Backbone, ModelUnavailable, list_backbones, load_backbone
 from .store import StoreError
 
-__version__ = "0.1.0"
+try:  # one version source: the installed package's metadata (pyproject.toml)
+    __version__ = importlib.metadata.version("lookalike")
+except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Backbone",

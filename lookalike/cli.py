@@ -58,6 +58,21 @@ console = Console()
 errors = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        console.print(f"lookalike {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print lookalike's version and exit.")] = False) -> None:
+    pass
+
 DbOption = Annotated[
     Path | None,
     typer.Option("--db", help="Collection directory (default: FOLDER/.lookalike, found from "

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,12 @@ print(json.dumps({"torch": "torch" in sys.modules, "timm": "timm" in sys.modules
 
     table = CliRunner().invoke(app, ["models"])
     assert table.exit_code == 0 and "mobilenetv2 (auto)" in table.stdout
+
+
+def test_version_prints_the_package_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"lookalike {version('lookalike')}"
 
 
 def test_index_defaults_to_the_bundled_model_and_says_so(tmp_path: Path) -> None:
