@@ -36,7 +36,14 @@ from rich.text import Text
 
 from .act.grids import SheetFolder, Tile, contact_sheet, save_image
 from .act.report import Gallery, Section, write_report
-from .act.sort import SortError, describe_plan, execute_plan, list_journals, plan_sort
+from .act.sort import (
+    SortError,
+    describe_plan,
+    duplicate_assignments,
+    execute_plan,
+    list_journals,
+    plan_sort,
+)
 from .act.sort import undo as undo_journal
 from .analyse.layout import map_2d
 from .analyse.outliers import top_outliers
@@ -749,8 +756,13 @@ def _folders_by(collection: Collection, by: str | None, k: str,
         report = collection.duplicates(threshold=threshold)
         in_near = {m for g in report.near for m in g.members}  # near groups hold exact copies
         chosen = report.near + [g for g in report.exact if not in_near.intersection(g.members)]
-        return {root / report.paths[m]: f"duplicates_{n:03d}_{Path(report.paths[g.keeper]).stem}"
-                for n, g in enumerate(chosen, start=1) for m in g.members if m != g.keeper}
+        # Links and hard links are one file under several names, not copies: the planner
+        # compares files, never moves a link, and never moves a file a link points to.
+        return duplicate_assignments(
+            (f"duplicates_{n:03d}_{Path(report.paths[g.keeper]).stem}",
+             [root / report.paths[m]
+              for m in [g.keeper, *(m for m in g.members if m != g.keeper)]])
+            for n, g in enumerate(chosen, start=1))
     raise ValueError(f"--by must be clusters, groups or duplicates, not {by!r}")
 
 

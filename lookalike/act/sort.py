@@ -165,6 +165,52 @@ def plan_sort(
     return plan
 
 
+def duplicate_assignments(groups: Iterable[tuple[str, Iterable[Path]]]) -> dict[Path, str]:
+    """File -> folder for ``sort --by duplicates``: the copies of each group go to its folder,
+    the kept file stays.
+
+    ``groups``: (folder name, members with the suggested keeper first). Names are compared
+    as *files*: a symbolic link and its target, and hard links, are one file under several
+    names, never a pair of copies, so
+
+    * the keeper's file stays under all its names (a link suggested as keeper keeps its
+      target where it is);
+    * a file that a link in the group points to stays, with the link, wherever it is in
+      the group: moving it would leave the link dangling;
+    * a link is never moved; nor is a name that no longer resolves (vanished, dangling);
+    * when every file that stays is reached only through links (their targets lie outside
+      the group), the first real file stays too, so a real copy is always left in place;
+    * the other files move, each with all its names (hard links move together).
+
+    A file kept in one group is never moved by another.
+    """
+    files: list[tuple[str, dict[tuple[int, int], list[tuple[Path, bool]]]]] = []
+    kept: set[tuple[int, int]] = set()
+    for label, members in groups:
+        names: dict[tuple[int, int], list[tuple[Path, bool]]] = {}  # file -> (name, is link)
+        for member in members:
+            path = Path(member).expanduser().absolute()
+            try:
+                is_link = stat.S_ISLNK(os.lstat(path).st_mode)
+                info = os.stat(path)
+            except OSError:
+                continue
+            names.setdefault((info.st_dev, info.st_ino), []).append((path, is_link))
+        order = list(names)  # the keeper's file first
+        staying = set(order[:1]) | {key for key, named in names.items()
+                                    if any(link for _, link in named)}
+        if not any(not link for key in staying for _, link in names[key]):
+            staying |= set([key for key in order if key not in staying][:1])
+        kept |= staying
+        files.append((label, names))
+    assignments: dict[Path, str] = {}
+    for label, names in files:
+        for key, named in names.items():
+            if key not in kept:
+                assignments.update((path, label) for path, _ in named)
+    return assignments
+
+
 def describe_plan(plan: SortPlan) -> list[str]:
     """Human-readable lines for ``--dry-run``: a summary, then one line per file."""
     in_place = f" ({len(plan.in_place)} already in place)" if plan.in_place else ""

@@ -1,0 +1,110 @@
+"""Hostile: sort with links among the duplicates. Each test fingerprints the user's files and
+checks that nothing was lost."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lookalike.act.sort import duplicate_assignments
+from lookalike.cli import app
+from tests.conftest import scene
+from tests.hostile.trees import fingerprint
+
+runner = CliRunner()
+SKIP = (".lookalike",)
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """Distinct scenes; photo.jpg with a relative link to it that sorts first (so the
+    duplicate finder suggests the link as keeper), a hard link to it and a real byte copy."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(4):
+        scene(seed).save(folder / f"scene{seed}.jpg", quality=90)
+    scene(9).save(folder / "photo.jpg", quality=90)
+    (folder / "a-link.jpg").symlink_to("photo.jpg")
+    os.link(folder / "photo.jpg", folder / "c-hard.jpg")
+    (folder / "b-copy.jpg").write_bytes((folder / "photo.jpg").read_bytes())
+    assert invoke("index", folder, "--model", "classic").exit_code == 0
+    return folder
+
+
+def only_copies_moved(photos: Path, before: dict[str, str]) -> None:
+    after = fingerprint(photos, skip=SKIP)
+    assert {k: v for k, v in before.items() if k != "b-copy.jpg"} == after
+    assert (photos / "a-link.jpg").resolve() == (photos / "photo.jpg")
+    assert (photos / "a-link.jpg").read_bytes() == (photos / "photo.jpg").read_bytes()
+    assert os.path.samefile(photos / "photo.jpg", photos / "c-hard.jpg")
+
+
+# -- links are one file, never a duplicate pair -------------------------------------------------
+
+
+def test_sort_duplicates_move_never_moves_a_links_target_or_the_link(photos: Path,
+                                                                     tmp_path: Path) -> None:
+    before = fingerprint(photos, skip=SKIP)
+    dups = invoke("duplicates", "--db", photos, "--json")
+    keeper = json.loads(dups.stdout)["exact"][0]["keeper"]["path"]
+    assert keeper == "a-link.jpg"  # what made the move dangerous
+    dest = tmp_path / "dups"
+    result = invoke("sort", "--db", photos, "--by", "duplicates", "--to", dest, "--move")
+    assert result.exit_code == 0, result.output
+    only_copies_moved(photos, before)
+    moved = [p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()]
+    assert moved == ["duplicates_001_a-link/b-copy.jpg"]  # the one real copy
+    # Deleting the reviewed folder loses nothing: the file and both its names are intact.
+    for path in dest.rglob("*.jpg"):
+        path.unlink()
+    assert (photos / "a-link.jpg").read_bytes() == (photos / "photo.jpg").read_bytes()
+
+
+def test_a_link_and_its_target_alone_are_not_duplicates(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(3):
+        scene(seed).save(folder / f"scene{seed}.jpg", quality=90)
+    scene(9).save(folder / "z-photo.jpg")
+    (folder / "a-link.jpg").symlink_to(folder / "z-photo.jpg")  # absolute link
+    assert invoke("index", folder, "--model", "classic").exit_code == 0
+    before = fingerprint(folder, skip=SKIP)
+    result = invoke("sort", "--db", folder, "--by", "duplicates", "--to", tmp_path / "d",
+                    "--move", "--dry-run", "--json")
+    assert json.loads(result.stdout)["moves"] == []
+    result = invoke("sort", "--db", folder, "--by", "duplicates", "--to", tmp_path / "d",
+                    "--move")
+    assert result.exit_code == 0, result.output
+    assert fingerprint(folder, skip=SKIP) == before
+
+
+def test_duplicate_assignments_keep_one_real_file_and_never_move_links(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(b"x" * 100)
+    inside = tmp_path / "in"
+    inside.mkdir()
+    link = inside / "link.jpg"
+    link.symlink_to(outside)
+    first, second = inside / "copy1.jpg", inside / "copy2.jpg"
+    first.write_bytes(b"x" * 100)
+    second.write_bytes(b"x" * 100)
+    hard = inside / "copy2-hard.jpg"
+    os.link(second, hard)
+    dangling = inside / "dangling.jpg"
+    dangling.symlink_to(tmp_path / "gone.jpg")
+    # The suggested keeper is a link whose file is outside the group: a real file stays too.
+    moves = duplicate_assignments([("dups_1", [link, first, second, hard, dangling])])
+    assert moves == {second: "dups_1", hard: "dups_1"}  # one file, both its names
+    # A link to a member keeps that member where it is, whoever the keeper is.
+    to_second = inside / "to-copy2.jpg"
+    to_second.symlink_to("copy2.jpg")
+    moves = duplicate_assignments([("dups_1", [first, second, to_second, hard])])
+    assert moves == {}
