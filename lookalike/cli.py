@@ -781,6 +781,12 @@ def undo(
         journal = journals[-1]
     result = undo_journal(journal)
     console.print(f"undone: {len(result.undone)} files restored from {journal}")
+    if result.unrecorded:
+        console.print(
+            f"[yellow]note:[/] the journal ends before its run finished, {result.unrecorded} "
+            "planned file(s) short: the run was interrupted, or the journal was cut short. "
+            f"In that case files it sorted after that point are still in {result.destination}"
+            ": look there", highlight=False)
     for path, reason in result.kept:
         console.print(f"[yellow]kept:[/] {path}: {reason}", highlight=False)
     for failed, reason in result.failed:

@@ -62,6 +62,15 @@ class SortError(Exception):
     """Bad input to the sorter: unknown mode, unusable destination, unreadable journal."""
 
 
+class JournalError(SortError):
+    """A journal lookalike cannot act on. ``empty``: it holds no record at all, so its run
+    stopped before its first step (or it is not a journal): nothing of it to undo."""
+
+    def __init__(self, message: str, empty: bool = False) -> None:
+        super().__init__(message)
+        self.empty = empty
+
+
 class _Failed(Exception):
     """One operation could not be done; ``clean`` says whether everything was put back."""
 
@@ -104,6 +113,9 @@ class UndoResult:
     failed: list[tuple[Move, str]] = field(default_factory=list)  # could not be reversed
     skipped: int = 0  # needed nothing: undone earlier, rolled back when they failed, or
     # (for recover) completed
+    unrecorded: int = 0  # files the run planned that its journal has no record of, when the
+    # journal ends before the run's end (interrupted, or the journal was cut short)
+    destination: Path | None = None  # where the run sorted into
 
     @property
     def ok(self) -> bool:
@@ -309,7 +321,8 @@ class _Journal:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as error:
                 os.close(self.fd)
-                raise SortError(f"{path} is in use by another lookalike process") from error
+                raise SortError(f"{path} is in use by another lookalike process: wait for "
+                                "it to finish, then run lookalike undo again") from error
 
     @classmethod
     def create(cls, directory: Path) -> _Journal:
@@ -383,24 +396,88 @@ class _Log:
     mode: str
     ops: list[_Op]
     folders: list[Path]  # created by the run, in creation order
+    start: dict[str, Any] = field(default_factory=dict)  # the run's first record
+    finished: bool = False  # the run wrote its "finish" record
+
+
+# What each kind of record must hold for undo to act on it (others need only "event").
+_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "start": {"mode": str},
+    "mkdir": {"path": str},
+    "intent": {"op": int, "source": str, "destination": str},
+    "reserve": {"op": int, "path": str, "inode": list},
+    "verified": {"op": int, "size": int, "hash": str},
+    "undo-verified": {"op": int, "size": int, "hash": str},
+    "failed": {"op": int, "clean": bool},
+    **{event: {"op": int} for event in ("done", "undo-intent", "undone", "undo-kept",
+                                          "undo-failed")},
+}
+
+
+def _problem(record: Any) -> str | None:
+    """Why ``record`` is not a journal record undo can act on, or None."""
+    if not isinstance(record, dict) or not isinstance(record.get("event"), str):
+        return "not a journal record"
+    for name, kind in _FIELDS.get(record["event"], {}).items():
+        value = record.get(name)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return f"{record['event']!r} record without a valid {name!r}"
+    if record.get("temp") is not None and not isinstance(record["temp"], str):
+        return f"{record['event']!r} record without a valid 'temp'"
+    inode = record.get("inode")
+    if inode is not None and not (isinstance(inode, list) and len(inode) == 2
+                                  and all(type(n) is int for n in inode)):
+        return "'reserve' record without a valid 'inode'"
+    return None
+
+
+def _damaged(path: Path, number: int, problem: str) -> JournalError:
+    return JournalError(
+        f"{path} is damaged at line {number} ({problem}), so lookalike cannot tell what "
+        "that run did; nothing was changed. Undo another run with: lookalike undo JOURNAL; "
+        "or put this run's files back by hand: each \"intent\" line of the journal names a "
+        "file's source and its destination")
 
 
 def _read_journal(path: Path) -> _Log:
-    records: list[dict[str, Any]] = []
+    records: list[tuple[int, dict[str, Any]]] = []
+    garbage = 0
     with open(path, encoding="ascii", errors="replace") as handle:
-        for line in handle:
-            try:
-                records.append(json.loads(line))
-            except ValueError:  # a line cut short by a crash: its step never started
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
                 continue
-    if not records or records[0].get("event") != "start" or "mode" not in records[0]:
-        raise SortError(f"{path} is not a lookalike sort journal")
-    if records[0].get("version") != JOURNAL_VERSION:
-        raise SortError(f"{path} is journal version {records[0].get('version')}; "
-                        f"this lookalike reads version {JOURNAL_VERSION}")
+            try:
+                record = json.loads(line)
+            except ValueError:
+                if line.lstrip().startswith("{"):  # a record cut short by a crash (or a
+                    continue  # full disk): its step never started
+                garbage = garbage or number
+                continue
+            problem = _problem(record)
+            if problem:
+                raise _damaged(path, number, problem)
+            records.append((number, record))
+    if garbage:
+        raise _damaged(path, garbage, "not a journal record")
+    if not records:
+        raise JournalError(
+            f"{path} holds no complete record: its run stopped before its first step, so "
+            "nothing was changed by it (or it is not a lookalike sort journal). Undo another "
+            "run with: lookalike undo JOURNAL", empty=True)
+    number, start = records[0]
+    if start["event"] != "start":
+        raise _damaged(path, number, "it does not begin with the run's start record")
+    if start.get("version") != JOURNAL_VERSION:
+        raise JournalError(
+            f"{path} is journal version {start.get('version')}; this lookalike reads version "
+            f"{JOURNAL_VERSION}: nothing was changed. Undo it with the lookalike that wrote it")
+    if start["mode"] not in MODES:
+        raise _damaged(path, number, f"unknown mode {start['mode']!r}")
     ops: dict[int, _Op] = {}
     folders: list[Path] = []
-    for record in records[1:]:
+    finished = False
+    for _, record in records[1:]:
+        finished = finished or record["event"] == "finish"
         if record["event"] == "mkdir":
             folders.append(Path(record["path"]))
         elif record["event"] == "intent":
@@ -408,7 +485,7 @@ def _read_journal(path: Path) -> _Log:
             ops[record["op"]] = _Op(record["op"], move, [record])
         elif record.get("op") in ops:
             ops[record["op"]].events.append(record)
-    return _Log(records[0]["mode"], [ops[index] for index in sorted(ops)], folders)
+    return _Log(start["mode"], [ops[index] for index in sorted(ops)], folders, start, finished)
 
 
 def list_journals(journal_dir: str | os.PathLike[str]) -> list[Path]:
@@ -729,11 +806,17 @@ def _reverse_all(path: Path, progress: Progress | None, everything: bool) -> Und
     result = UndoResult(path)
     if not path.is_file():
         raise SortError(f"no journal at {path}")
+    log = _read_journal(path)  # a damaged journal is refused before anything is touched
     with _Journal(path, create=False) as journal:
-        log = _read_journal(path)
+        log = _read_journal(path)  # again, under the lock: a running sort may have added
         pending = [op for op in reversed(log.ops) if not op.undone and not op.rolled_back
                    and (everything or not op.finished)]
         result.skipped = len(log.ops) - len(pending)
+        total = log.start.get("total")
+        if not log.finished and type(total) is int:
+            result.unrecorded = max(0, total - len(log.ops))
+        if isinstance(log.start.get("destination"), str):
+            result.destination = Path(log.start["destination"])
         if progress:
             progress(0, len(pending))
         for done, op in enumerate(pending, 1):

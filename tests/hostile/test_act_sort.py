@@ -1,5 +1,6 @@
-"""Hostile: sort with links among the duplicates. Each test fingerprints the user's files and
-checks that nothing was lost."""
+"""Hostile: sort and undo with links among the duplicates and damaged journals.
+Each test fingerprints the user's files and checks that nothing was lost and that every
+message says what to do next."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lookalike.act.sort import duplicate_assignments
+from lookalike.act.sort import duplicate_assignments, list_journals
 from lookalike.cli import app
 from tests.conftest import scene
 from tests.hostile.trees import fingerprint
@@ -21,6 +22,20 @@ SKIP = (".lookalike",)
 
 def invoke(*args: object):
     return runner.invoke(app, [str(a) for a in args])
+
+
+def no_crash(result) -> None:
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        result.exception)
+    assert "Traceback" not in result.output
+
+
+def mentions(text: str, *phrases: object) -> None:
+    """Each phrase is in ``text``, whitespace aside: the console wraps long lines, and
+    folds a path longer than a line."""
+    flat = "".join(text.split())
+    for phrase in phrases:
+        assert "".join(str(phrase).split()) in flat, text
 
 
 @pytest.fixture
@@ -108,3 +123,55 @@ def test_duplicate_assignments_keep_one_real_file_and_never_move_links(tmp_path:
     to_second.symlink_to("copy2.jpg")
     moves = duplicate_assignments([("dups_1", [first, second, to_second, hard])])
     assert moves == {}
+
+
+# -- damaged journals -----------------------------------------------------------------------------
+
+
+def _moved(photos: Path, tmp_path: Path) -> Path:
+    result = invoke("sort", "--db", photos, "--by", "duplicates", "--to", tmp_path / "dups",
+                    "--move")
+    assert result.exit_code == 0, result.output
+    return list_journals(photos / ".lookalike" / "journals")[-1]
+
+
+@pytest.mark.parametrize("damage", ["missing-keys", "not-a-record", "wrong-types", "garbage",
+                                    "empty-start"])
+def test_a_damaged_journal_is_refused_with_what_to_do(photos: Path, tmp_path: Path,
+                                                      damage: str) -> None:
+    journal = _moved(photos, tmp_path)
+    lines = journal.read_text().splitlines(keepends=True)
+    if damage == "missing-keys":
+        lines = [json.dumps({"event": "intent", "op": 0}) + "\n" if '"intent"' in line
+                 else line for line in lines]
+    elif damage == "not-a-record":
+        lines.insert(1, "[1, 2]\n")
+    elif damage == "wrong-types":
+        lines = [line.replace('"op": 0', '"op": "zero"') for line in lines]
+    elif damage == "garbage":
+        lines = ["\x00\x01 not json at all \xff\n"]
+    else:
+        lines = [json.dumps({"event": "start"}) + "\n"] + lines[1:]
+    journal.write_text("".join(lines), encoding="latin-1")
+    moved_state = fingerprint(photos, skip=SKIP)
+    for args in (["undo", journal], ["undo", "--db", photos]):
+        result = invoke(*args)
+        no_crash(result)
+        assert result.exit_code == 1, result.output
+        mentions(result.stderr, journal, "nothing was changed", "lookalike undo JOURNAL",
+                 "by hand")
+        assert fingerprint(photos, skip=SKIP) == moved_state
+
+
+def test_a_journal_cut_short_undoes_what_it_records_and_says_so(photos: Path,
+                                                                tmp_path: Path) -> None:
+    before = fingerprint(photos, skip=SKIP)
+    journal = _moved(photos, tmp_path)
+    data = journal.read_bytes()
+    intent = data.index(b'"intent"')
+    journal.write_bytes(data[:intent])  # cut inside the intent line: that step never started
+    result = invoke("undo", journal)
+    no_crash(result)
+    mentions(result.output, "cut short", tmp_path / "dups")
+    assert fingerprint(photos, skip=SKIP) != before  # the copy it did not record stays moved
+    assert (tmp_path / "dups" / "duplicates_001_a-link" / "b-copy.jpg").is_file()
