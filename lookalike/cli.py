@@ -38,10 +38,10 @@ from .act.grids import SheetFolder, Tile, contact_sheet, save_image
 from .act.report import Gallery, Section, write_report
 from .act.sort import (
     SortError,
+    choose_journal,
     describe_plan,
     duplicate_assignments,
     execute_plan,
-    list_journals,
     plan_sort,
 )
 from .act.sort import undo as undo_journal
@@ -774,11 +774,12 @@ def undo(
     db: DbOption = None,
 ) -> None:
     """Undo a sort run exactly, from its journal (safe to run again)."""
-    if journal is None:
-        journals = list_journals(_find_collection(db) / "journals")
-        if not journals:
-            raise ValueError("no sort runs to undo")
-        journal = journals[-1]
+    if journal is None:  # the last run that changed something, and how to pick another
+        journal, notes = choose_journal(_find_collection(db) / "journals")
+        for note in notes:
+            console.print(note, highlight=False)
+        if journal is None:
+            return
     result = undo_journal(journal)
     console.print(f"undone: {len(result.undone)} files restored from {journal}")
     if result.unrecorded:

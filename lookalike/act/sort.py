@@ -494,6 +494,66 @@ def list_journals(journal_dir: str | os.PathLike[str]) -> list[Path]:
     return sorted(directory.glob("sort-*.jsonl")) if directory.is_dir() else []
 
 
+@dataclass(frozen=True)
+class JournalSummary:
+    path: Path
+    mode: str
+    started: str  # when the run began (ISO 8601), or "" if not recorded
+    changed: int  # operations that changed something (all but those rolled back at once)
+    pending: int  # of those, the ones not undone yet
+
+
+def summarise_journal(path: str | os.PathLike[str]) -> JournalSummary:
+    """What a run did, from its journal (read only). Raises :class:`JournalError`."""
+    path = Path(path)
+    log = _read_journal(path)
+    changed = [op for op in log.ops if not op.rolled_back]
+    return JournalSummary(path, log.mode, str(log.start.get("created") or ""), len(changed),
+                          sum(not op.undone for op in changed))
+
+
+def choose_journal(journal_dir: str | os.PathLike[str]) -> tuple[Path | None, list[str]]:
+    """The run a plain ``undo`` undoes: the newest that changed something. Runs that
+    changed nothing (every file failed and was rolled back, nothing to sort, stopped before
+    the first step) are passed over; a damaged journal stops the search, since what its run
+    did is unknown. Returns the journal (None: nothing to undo) and lines saying what was
+    chosen and how to choose another."""
+    directory = Path(journal_dir).expanduser()
+    journals = list_journals(directory)
+    if not journals:
+        raise SortError(f"no sort runs to undo: no journals in {directory}")
+    passed = 0
+    for position in range(len(journals) - 1, -1, -1):
+        path = journals[position]
+        earlier = journals[position - 1] if position else None
+        try:
+            summary = summarise_journal(path)
+        except JournalError as error:
+            if error.empty:
+                passed += 1
+                continue
+            if earlier is None:
+                raise
+            raise JournalError(f"{error}; the run before it: lookalike undo {earlier}"
+                               ) from None
+        if not summary.changed:
+            passed += 1
+            continue
+        notes = [f"passed over {passed} later run(s) that changed nothing"] if passed else []
+        if summary.pending:
+            notes.append(f"undoing the last sort that changed files: {summary.mode} of "
+                         f"{summary.changed} file(s), started {summary.started or '?'} "
+                         f"({path})")
+        else:
+            notes.append(f"the last sort that changed files ({path}, started "
+                         f"{summary.started or '?'}) was already undone")
+        notes.append(f"to undo an earlier run: lookalike undo {earlier}" if earlier else
+                     f"to undo another run: lookalike undo JOURNAL (journals in {directory})")
+        return path, notes
+    return None, [f"nothing to undo: none of the {len(journals)} sort run(s) in {directory} "
+                  "changed anything"]
+
+
 # -- acting -----------------------------------------------------------------------------------
 
 

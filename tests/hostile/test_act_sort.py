@@ -1,4 +1,4 @@
-"""Hostile: sort and undo with links among the duplicates and damaged journals.
+"""Hostile: sort and undo with links among the duplicates, several runs and damaged journals.
 Each test fingerprints the user's files and checks that nothing was lost and that every
 message says what to do next."""
 
@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lookalike.act.sort import duplicate_assignments, list_journals
+from lookalike.act.sort import (
+    duplicate_assignments,
+    execute_plan,
+    list_journals,
+    plan_sort,
+)
 from lookalike.cli import app
 from tests.conftest import scene
 from tests.hostile.trees import fingerprint
@@ -125,6 +130,41 @@ def test_duplicate_assignments_keep_one_real_file_and_never_move_links(tmp_path:
     assert moves == {}
 
 
+# -- undo picks the run that changed something --------------------------------------------------
+
+
+def test_undo_picks_the_last_run_that_changed_something(photos: Path, tmp_path: Path) -> None:
+    before = fingerprint(photos, skip=SKIP)
+    result = invoke("sort", "--db", photos, "--by", "clusters", "-k", "2", "--to",
+                    tmp_path / "clusters")
+    assert result.exit_code == 0, result.output
+    result = invoke("sort", "--db", photos, "--by", "duplicates", "--to", tmp_path / "dups",
+                    "--move")
+    assert result.exit_code == 0, result.output
+    assert not (photos / "b-copy.jpg").exists()
+    # A third, concurrent sort finds its file taken by the others: it fails, changing nothing.
+    journals = photos / ".lookalike" / "journals"
+    gone = plan_sort({photos / "b-copy.jpg": "mine"}, tmp_path / "third", mode="move")
+    assert not execute_plan(gone, journals).ok
+    first, second, failed = list_journals(journals)
+
+    result = invoke("undo", "--db", photos)
+    assert result.exit_code == 0, result.output
+    assert fingerprint(photos, skip=SKIP) == before  # b-copy.jpg is back
+    mentions(result.output, second, "changed nothing", "lookalike undo")
+    assert any((tmp_path / "clusters").rglob("*.jpg"))  # the run before stays sorted
+
+    result = invoke("undo", "--db", photos)  # again: says so, and how to undo the one before
+    assert result.exit_code == 0, result.output
+    mentions(result.output, "already undone", f"lookalike undo {first}")
+    assert any((tmp_path / "clusters").rglob("*.jpg"))
+
+    result = invoke("undo", first)
+    assert result.exit_code == 0, result.output
+    assert not any(p.is_file() for p in (tmp_path / "clusters").rglob("*"))
+    assert fingerprint(photos, skip=SKIP) == before
+
+
 # -- damaged journals -----------------------------------------------------------------------------
 
 
@@ -175,3 +215,14 @@ def test_a_journal_cut_short_undoes_what_it_records_and_says_so(photos: Path,
     mentions(result.output, "cut short", tmp_path / "dups")
     assert fingerprint(photos, skip=SKIP) != before  # the copy it did not record stays moved
     assert (tmp_path / "dups" / "duplicates_001_a-link" / "b-copy.jpg").is_file()
+
+
+def test_an_empty_journal_of_a_run_that_never_started_is_skipped(photos: Path,
+                                                                 tmp_path: Path) -> None:
+    before = fingerprint(photos, skip=SKIP)
+    _moved(photos, tmp_path)
+    journals = photos / ".lookalike" / "journals"
+    (journals / "sort-99991231T000000.000000Z.jsonl").write_bytes(b"")  # newest, empty
+    result = invoke("undo", "--db", photos)
+    assert result.exit_code == 0, result.output
+    assert fingerprint(photos, skip=SKIP) == before
