@@ -735,6 +735,10 @@ def sort_files(
                       f"{result.journal} (undo: lookalike undo)")
         for failed, reason in result.failed:
             errors.print(f"[red]failed:[/] {failed.source}: {reason}", highlight=False)
+    if result.disk_full:
+        errors.print(f"[red]the disk is full:[/] {len(result.failed)} file(s) were not sorted. "
+                     "Free some space and run the same sort again, or run lookalike undo to "
+                     f"put back the {len(result.done)} file(s) sorted", highlight=False)
     if result.failed:
         raise typer.Exit(1)
 

@@ -99,6 +99,7 @@ class SortResult:
     mode: str
     done: list[Move] = field(default_factory=list)
     failed: list[tuple[Move, str]] = field(default_factory=list)  # and why; source intact
+    disk_full: bool = False  # some failed because the disk (or a quota) was full
 
     @property
     def ok(self) -> bool:
@@ -313,7 +314,7 @@ class _Journal:
     """
 
     def __init__(self, path: Path, create: bool) -> None:
-        flags = os.O_WRONLY | os.O_APPEND | (os.O_CREAT | os.O_EXCL if create else 0)
+        flags = os.O_APPEND | (os.O_WRONLY | os.O_CREAT | os.O_EXCL if create else os.O_RDWR)
         self.path = path
         self.fd = os.open(path, flags, 0o644)
         if fcntl is not None:
@@ -323,6 +324,10 @@ class _Journal:
                 os.close(self.fd)
                 raise SortError(f"{path} is in use by another lookalike process: wait for "
                                 "it to finish, then run lookalike undo again") from error
+        if not create:  # a crash (or a full disk) may have cut the last line short:
+            size = os.fstat(self.fd).st_size  # new records start on a line of their own
+            if size and os.pread(self.fd, 1, size - 1) != b"\n":
+                os.write(self.fd, b"\n")
 
     @classmethod
     def create(cls, directory: Path) -> _Journal:
@@ -563,32 +568,49 @@ def execute_plan(
     """Carry a plan out under a new journal ``<journal_dir>/sort-<timestamp>.jsonl``.
 
     A failing file is rolled back (temporary copy removed, source untouched), recorded with
-    its reason, and the run goes on with the next one.
+    its reason, and the run goes on with the next one. When the journal itself cannot be
+    written (a full disk) the run stops at once with a :class:`SortError` saying how to
+    put back what it did.
     """
     if plan.mode not in MODES:
         raise SortError(f"mode must be one of {', '.join(MODES)}, not {plan.mode!r}")
     total = len(plan.moves)
     with _Journal.create(Path(journal_dir).expanduser().absolute()) as journal:
         result = SortResult(journal.path, plan.mode)
-        journal.write(event="start", version=JOURNAL_VERSION, mode=plan.mode, total=total,
-                      destination=str(plan.destination) if plan.destination else None,
-                      created=datetime.now(timezone.utc).isoformat(), pid=os.getpid())
-        if progress:
-            progress(0, total)
-        for index, move in enumerate(plan.moves):
-            reason = _run_one(index, move, plan.mode, journal)
-            if reason is None:
-                result.done.append(move)
-            else:
-                result.failed.append((move, reason))
+        try:
+            journal.write(event="start", version=JOURNAL_VERSION, mode=plan.mode, total=total,
+                          destination=str(plan.destination) if plan.destination else None,
+                          created=datetime.now(timezone.utc).isoformat(), pid=os.getpid())
             if progress:
-                progress(index + 1, total)
-        journal.write(event="finish", done=len(result.done), failed=len(result.failed))
+                progress(0, total)
+            for index, move in enumerate(plan.moves):
+                reason, full = _run_one(index, move, plan.mode, journal)
+                result.disk_full |= full
+                if reason is None:
+                    result.done.append(move)
+                else:
+                    result.failed.append((move, reason))
+                if progress:
+                    progress(index + 1, total)
+            journal.write(event="finish", done=len(result.done), failed=len(result.failed))
+        except OSError as error:  # the journal could not be written: stop here
+            full = "the disk is full" if _is_full(error) else _reason(error)
+            raise SortError(
+                f"the sort stopped after {len(result.done)} of {total} file(s): {full} "
+                f"(writing its journal {journal.path}). Nothing is lost: run lookalike undo to "
+                "put back what it did, or free some space and run the same sort again"
+            ) from error
     return result
 
 
-def _run_one(index: int, move: Move, mode: str, journal: _Journal) -> str | None:
-    """Do one operation; the reason it failed (everything put back), or None."""
+def _is_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC,
+                                                          getattr(errno, "EDQUOT", -1))
+
+
+def _run_one(index: int, move: Move, mode: str, journal: _Journal) -> tuple[str | None, bool]:
+    """Do one operation; the reason it failed (everything put back), or None, and whether
+    it failed because the disk was full."""
     temp = move.destination.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
     journal.write(event="intent", op=index, source=str(move.source),
                   destination=str(move.destination), temp=None if mode == "symlink" else str(temp))
@@ -602,9 +624,9 @@ def _run_one(index: int, move: Move, mode: str, journal: _Journal) -> str | None
         reason = _reason(error)
         clean = temp_gone and (error.clean if isinstance(error, _Failed) else True)
         journal.write(event="failed", op=index, reason=reason, clean=clean)
-        return reason
+        return reason, _is_full(error)
     journal.write(event="done", op=index, method=method)
-    return None
+    return None, False
 
 
 def _perform(index: int, move: Move, mode: str, temp: Path, journal: _Journal) -> str:
@@ -879,19 +901,26 @@ def _reverse_all(path: Path, progress: Progress | None, everything: bool) -> Und
             result.destination = Path(log.start["destination"])
         if progress:
             progress(0, len(pending))
-        for done, op in enumerate(pending, 1):
-            _reverse_one(op, log.mode, journal, result)
-            if progress:
-                progress(done, len(pending))
-        if everything:
-            for folder in reversed(log.folders):
-                try:
-                    os.rmdir(folder)  # only if empty: anything left in it stays
-                except OSError:
-                    continue
-        journal.write(event="undo-finish" if everything else "recover-finish",
-                      undone=len(result.undone), kept=len(result.kept),
-                      failed=len(result.failed))
+        try:
+            for done, op in enumerate(pending, 1):
+                _reverse_one(op, log.mode, journal, result)
+                if progress:
+                    progress(done, len(pending))
+            if everything:
+                for folder in reversed(log.folders):
+                    try:
+                        os.rmdir(folder)  # only if empty: anything left in it stays
+                    except OSError:
+                        continue
+            journal.write(event="undo-finish" if everything else "recover-finish",
+                          undone=len(result.undone), kept=len(result.kept),
+                          failed=len(result.failed))
+        except OSError as error:  # the journal could not be written
+            full = "the disk is full" if _is_full(error) else _reason(error)
+            raise SortError(
+                f"undo stopped after {len(result.undone)} file(s): {full} (writing the journal "
+                f"{path}). Free some space and run lookalike undo {path} again: it carries on "
+                "where it stopped") from error
     return result
 
 

@@ -1,9 +1,10 @@
-"""Hostile: sort and undo with links among the duplicates, several runs and damaged journals.
-Each test fingerprints the user's files and checks that nothing was lost and that every
-message says what to do next."""
+"""Hostile: sort and undo with links among the duplicates, several runs, damaged journals and a
+full disk. Each test fingerprints the user's files and checks that nothing was lost and that
+every message says what to do next."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from lookalike.act import sort
 from lookalike.act.sort import (
     duplicate_assignments,
     execute_plan,
@@ -226,3 +228,62 @@ def test_an_empty_journal_of_a_run_that_never_started_is_skipped(photos: Path,
     result = invoke("undo", "--db", photos)
     assert result.exit_code == 0, result.output
     assert fingerprint(photos, skip=SKIP) == before
+
+
+# -- a full disk ------------------------------------------------------------------------------
+
+
+def test_disk_full_while_copying_ends_saying_run_lookalike_undo(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = fingerprint(photos, skip=SKIP)
+    real_write, calls = sort._write_chunk, [0]
+
+    def fill_disk(fd: int, data: bytes) -> None:
+        calls[0] += 1
+        if calls[0] >= 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write(fd, data)
+
+    monkeypatch.setattr(sort, "_write_chunk", fill_disk)
+    dest = tmp_path / "clusters"
+    result = invoke("sort", "--db", photos, "--by", "clusters", "-k", "2", "--to", dest)
+    no_crash(result)
+    assert result.exit_code == 1
+    mentions(result.stderr.split("failed:")[-1], "disk is full", "run lookalike undo")
+    monkeypatch.undo()
+    assert invoke("undo", "--db", photos).exit_code == 0
+    assert not any(p.is_file() for p in dest.rglob("*"))
+    assert fingerprint(photos, skip=SKIP) == before
+
+
+def test_disk_full_while_journalling_stops_saying_run_lookalike_undo(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = fingerprint(photos, skip=SKIP)
+    real_write, calls = sort._Journal.write, [0]
+
+    def fill_disk(self: sort._Journal, **record: object) -> None:
+        calls[0] += 1
+        if calls[0] == 9:  # part way through the run
+            os.write(self.fd, b'{"event": "do')  # and half a line on disk
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write(self, **record)
+
+    monkeypatch.setattr(sort._Journal, "write", fill_disk)
+    dest = tmp_path / "clusters"
+    result = invoke("sort", "--db", photos, "--by", "clusters", "-k", "2", "--to", dest,
+                    "--move")
+    no_crash(result)
+    assert result.exit_code == 1
+    mentions(result.stderr, "disk is full", "run lookalike undo")
+    assert fingerprint(photos, skip=SKIP) != before  # some files were moved
+    monkeypatch.undo()
+    result = invoke("undo", "--db", photos)
+    assert result.exit_code == 0, result.output
+    assert fingerprint(photos, skip=SKIP) == before
+    assert not any(p.is_file() for p in dest.rglob("*"))
+    journal = list_journals(photos / ".lookalike" / "journals")[-1]
+    for line in journal.read_text().splitlines()[1:]:  # undo's records start on a new line
+        if "undo" in line:
+            json.loads(line)
