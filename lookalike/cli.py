@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import os
 import sqlite3
 import sys
@@ -47,9 +48,10 @@ from .act.sort import (
 from .act.sort import undo as undo_journal
 from .analyse.layout import map_2d
 from .analyse.outliers import top_outliers
-from .collection import DEFAULT_DIRNAME, Collection, SearchHit, locate
+from .collection import DEFAULT_DIRNAME, Collection, GroupThreshold, SearchHit, locate
 from .decode import DecodeError
 from .discover import discover, is_remote
+from .duplicates_job import load_calibration
 from .embed import ModelUnavailable, describe_model, list_backbones
 from .ownership import NotOwnedError, OwnedFolder
 from .pipeline_ray import RayUnavailable
@@ -476,11 +478,30 @@ def duplicates(
             for number, (kind, group) in enumerate(groups, start=1)])
 
 
+def _positive_cosine(value: float | None) -> float | None:
+    """A group threshold must be a cosine above 0 (at most 1 is the option's ``max``): at
+    0 or below every pair of neighbours would be "the same place, the same moment"."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"must be above 0 and at most 1, not {value:g}")
+    return value
+
+
+def _describe_group_threshold(used: GroupThreshold) -> str:
+    if math.isnan(used.value):
+        return "threshold: none (fewer than two images to compare)"
+    if used.calibrated:
+        return (f"threshold {used.value:.3f} (calibrated for {used.model} on this collection;"
+                " --threshold to change)")
+    return f"threshold {used.value:g} (--threshold)"
+
+
 @app.command()
 @friendly_errors
 def groups(
-    threshold: Annotated[float, typer.Option(
-        help="Cosine two images need to share a group.")] = 0.8,
+    threshold: Annotated[float | None, typer.Option(
+        max=1.0, callback=_positive_cosine,
+        help="Cosine two images need to share a group, above 0 and at most 1 (default: "
+             "the near-duplicate threshold calibrated for the collection's model).")] = None,
     db: DbOption = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours per image.")] = 16,
     grid: GridOption = None,
@@ -488,15 +509,25 @@ def groups(
 ) -> None:
     """Seed 001's "same place, same moment" groups at a similarity threshold."""
     collection = Collection.open(_find_collection(db))
-    file_ids, found = collection.groups(threshold, k=k)
+    if threshold is None and not as_json and collection.model is not None \
+            and load_calibration(collection) is None:
+        errors.print(f"calibrating {collection.model.spec} on this collection's images "
+                     "(once: the result is stored)...", highlight=False, soft_wrap=True)
+    used = collection.group_threshold(threshold)
+    file_ids, found = collection.groups(used.value, k=k, raw=used.calibrated)
     paths = collection.paths(file_ids)
     if as_json:
-        _print_json([{"size": g.size, "mean_similarity": g.mean_similarity,
-                      "medoid": {"id": int(file_ids[g.medoid]), "path": paths[g.medoid]},
-                      "members": [{"id": int(file_ids[m]), "path": paths[m]}
-                                  for m in g.members]} for g in found])
+        _print_json({
+            "threshold": None if math.isnan(used.value) else used.value,
+            "threshold_source": "calibrated" if used.calibrated else "given",
+            "model": collection.model.spec if collection.model else None,
+            "groups": [{"size": g.size, "mean_similarity": g.mean_similarity,
+                        "medoid": {"id": int(file_ids[g.medoid]), "path": paths[g.medoid]},
+                        "members": [{"id": int(file_ids[m]), "path": paths[m]}
+                                    for m in g.members]} for g in found]})
     else:
-        table = Table(title=f"{len(found)} groups at cosine >= {threshold}",
+        console.print(_describe_group_threshold(used), highlight=False, soft_wrap=True)
+        table = Table(title=f"{len(found)} groups at cosine >= {used.value:.3f}",
                       title_justify="left")
         for column in ("group", "size", "similarity", "medoid", "members"):
             table.add_column(column, overflow="fold")

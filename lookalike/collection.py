@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -32,7 +33,7 @@ from .analyse.groups import Group, threshold_groups
 from .analyse.outliers import outlier_scores
 from .decode import decode_file
 from .discover import Root, as_root, discover, is_remote
-from .duplicates_job import DuplicateReport, find_duplicates
+from .duplicates_job import DuplicateReport, find_duplicates, model_calibration
 from .embed import Backbone, Preprocess, load_backbone, resolve_auto
 from .embed.transform import TransformChain
 from .index import (
@@ -98,6 +99,20 @@ class IndexReport:
         return self.changes.rejected + self.embed.skipped
 
 
+@dataclass(frozen=True)
+class GroupThreshold:
+    """The cosine threshold groups are cut at, and where it came from.
+
+    ``calibrated``: it is the collection's calibrated near-duplicate threshold for ``model``
+    (:meth:`Collection.group_threshold`), not a value that was given. ``value`` is NaN when
+    the collection has fewer than two images (nothing to calibrate on, nothing to group).
+    """
+
+    value: float
+    calibrated: bool
+    model: str | None = None
+
+
 @dataclass
 class CollectionInfo:
     directory: Path
@@ -158,6 +173,7 @@ class Collection:
         self._index_version: tuple[int, str, str | None] | None = None
         self._transform: tuple[str, TransformChain] | None = None
         self._projected: tuple[tuple[int, str, str], np.ndarray] | None = None
+        self._calibration: tuple[str, dict[str, Any]] | None = None
         self._lock = threading.Lock()
 
     # -- opening ---------------------------------------------------------------------------
@@ -746,13 +762,49 @@ class Collection:
         """Exact and near-duplicate groups; see :func:`lookalike.duplicates_job.find_duplicates`."""
         return find_duplicates(self, **options)
 
+    def calibration(self) -> dict[str, Any]:
+        """The near-duplicate calibration of the collection's model, the one ``duplicates``
+        uses: stored with the collection, measured on first use from synthetic edits of its
+        own images (see :func:`lookalike.verify.calibrate`). Its ``near_threshold`` is the
+        cosine above which two images are copies on the embedding alone."""
+        record = self._require_model()
+        if self._calibration is None or self._calibration[0] != record.key:
+            # kept here too: a read-only collection measures it once per process
+            self._calibration = (record.key, model_calibration(self))
+        return self._calibration[1]
+
+    def group_threshold(self, threshold: float | None = None) -> GroupThreshold:
+        """The threshold :meth:`groups` uses: ``threshold`` as given, or by default the
+        collection's calibrated ``near_threshold`` (measured on first use, see
+        :meth:`calibration`), so that the default follows the model: a fixed cosine that
+        suits one model groups look-alikes (or nothing) with another."""
+        if threshold is not None:
+            return GroupThreshold(float(threshold), calibrated=False)
+        record = self._require_model()
+        if len(self.store.live_rows(record.key)[0]) < 2:
+            return GroupThreshold(float("nan"), calibrated=True, model=record.spec)
+        calibration = self.calibration()
+        return GroupThreshold(float(calibration["near_threshold"]), calibrated=True,
+                              model=calibration.get("model") or record.spec)
+
     def groups(
-        self, threshold: float, *, k: int = 16, mutual: bool = True
+        self, threshold: float | None = None, *, k: int = 16, mutual: bool = True,
+        raw: bool | None = None,
     ) -> tuple[np.ndarray, list[Group]]:
-        """``(file_ids, groups)``: seed 001's threshold groups (positions index file_ids)."""
-        file_ids, graph = self.knn_graph(k)
-        _, vectors = self.vectors(copy=False)  # read in blocks
-        return file_ids, threshold_groups(vectors, graph, threshold, mutual=mutual)
+        """``(file_ids, groups)``: seed 001's threshold groups (positions index file_ids).
+
+        ``threshold``: the cosine two images need; None: the calibrated one of
+        :meth:`group_threshold`. ``raw``: group in the model's own space even when a
+        learned transform is set; by default only with the calibrated threshold, which
+        holds in that space alone.
+        """
+        used = self.group_threshold(threshold)
+        raw = used.calibrated if raw is None else raw
+        if math.isnan(used.value):  # fewer than two images
+            return self.vectors(copy=False)[0], []
+        file_ids, graph = self.knn_graph(k, raw=raw)
+        _, vectors = self.vectors(raw=raw, copy=False)  # read in blocks
+        return file_ids, threshold_groups(vectors, graph, used.value, mutual=mutual)
 
     def clusters(self, k: int | str = "auto", *, seed: int = 0) -> tuple[np.ndarray, Clustering]:
         """``(file_ids, clustering)``: k-means with ``k`` clusters, or a chosen k (``auto``)."""

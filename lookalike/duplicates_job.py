@@ -163,6 +163,32 @@ def ensure_calibration(
     return result
 
 
+def model_calibration(
+    collection: Collection, *, k: int = 16, workers: int | None = None
+) -> dict[str, Any]:
+    """The calibration of the collection's model, measured the way :func:`find_duplicates`
+    measures it (and stored under the same key, so either finds the other's).
+
+    For callers without the duplicate job's own files, embeddings and graph at hand, e.g.
+    threshold groups, whose default is the calibrated ``near_threshold``. ``k``: neighbours
+    per image of the k-NN graph to measure look-alikes on (the analyses' cached graph).
+    """
+    found = load_calibration(collection)
+    if found is not None:
+        return found
+    file_ids, relative, _ = _paths(collection)
+    vector_ids, vectors = collection.vectors(raw=True, copy=False)
+    graph_ids, graph = collection.knn_graph(max(k, LOOKALIKE_RANK + 1), raw=True)
+    if not (np.array_equal(graph_ids, file_ids) and np.array_equal(vector_ids, file_ids)):
+        raise StoreError("the collection changed while its model was being calibrated "
+                         "(an index run?): try again")
+    if len(file_ids) < 2:
+        raise StoreError("the collection needs at least two embedded images to calibrate "
+                         "its model")
+    return ensure_calibration(collection, [collection.root / path for path in relative],
+                              vectors, graph, workers=workers)
+
+
 def _paths(collection: Collection) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:
     """Per embedded position: file ids, relative paths, and width/height/size/hash columns."""
     record = collection.model

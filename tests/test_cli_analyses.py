@@ -11,7 +11,9 @@ import pytest
 from PIL import Image, ImageEnhance
 from typer.testing import CliRunner
 
+from lookalike import Collection
 from lookalike.cli import app
+from lookalike.duplicates_job import load_calibration
 from tests.conftest import crop, scene
 
 runner = CliRunner()
@@ -62,8 +64,9 @@ def test_duplicates_csv_has_one_row_per_member(planted: Path) -> None:
 
 
 def test_groups_cluster_outliers(planted: Path) -> None:
-    groups = json.loads(invoke("groups", "--db", planted, "--threshold", "0.9", "--json").stdout)
-    members = [{m["path"] for m in g["members"]} for g in groups]
+    found = json.loads(invoke("groups", "--db", planted, "--threshold", "0.9", "--json").stdout)
+    assert found["threshold"] == 0.9 and found["threshold_source"] == "given"
+    members = [{m["path"] for m in g["members"]} for g in found["groups"]]
     assert any({"s00.jpg", "s00-crop.jpg"} <= group for group in members)
     clusters = json.loads(invoke("cluster", "--db", planted, "-k", "3", "--json").stdout)
     assert clusters["k"] == 3 and sum(c["size"] for c in clusters["clusters"]) == 17
@@ -72,6 +75,47 @@ def test_groups_cluster_outliers(planted: Path) -> None:
     outliers = json.loads(invoke("outliers", "--db", planted, "--fraction", "0.1",
                                  "--json").stdout)
     assert outliers[0]["path"] == "grey.png"
+
+
+def test_groups_default_to_the_calibrated_near_duplicate_threshold(planted: Path) -> None:
+    result = invoke("groups", "--db", planted, "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    with Collection.open(planted) as collection:
+        calibration = load_calibration(collection)  # measured by groups, or by duplicates
+    assert calibration is not None
+    assert found["threshold"] == calibration["near_threshold"]
+    assert found["threshold_source"] == "calibrated" and found["model"] == "classic"
+    members = [{m["path"] for m in g["members"]} for g in found["groups"]]
+    assert any({"s00.jpg", "s00-crop.jpg"} <= group for group in members)
+    assert any({"s02.jpg", "s02-copy.jpg"} <= group for group in members)
+    copied = {"s00", "s01", "s02"}
+    for group in members:  # each group is a planted set, not look-alikes linked together
+        scenes = {path[:3] for path in group}
+        assert len(scenes & copied) == 1 and len(scenes - copied) <= 1, group
+    # (colour histograms let one look-alike scene join; test_groups_default.py shows the
+    # default model keeping distinct scenes apart)
+    table = invoke("groups", "--db", planted)
+    assert table.exit_code == 0, table.output
+    first = table.stdout.splitlines()[0]
+    assert first == (f"threshold {calibration['near_threshold']:.3f} (calibrated for classic "
+                     "on this collection; --threshold to change)")
+    assert f"groups at cosine >= {calibration['near_threshold']:.3f}" in table.stdout
+    given = invoke("groups", "--db", planted, "--threshold", "0.95")
+    assert given.stdout.splitlines()[0] == "threshold 0.95 (--threshold)"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "must be above 0 and at most 1, not 0"),
+    ("-0.5", "must be above 0 and at most 1, not -0.5"),
+    ("1.5", "Input should be less than or equal to 1"),
+])
+def test_groups_refuses_a_threshold_out_of_range(planted: Path, value: str,
+                                                 message: str) -> None:
+    result = invoke("groups", "--db", planted, "--threshold", value)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())  # the message box may wrap it
+    assert "Traceback" not in result.output
 
 
 def test_report_is_a_self_contained_folder(planted: Path, tmp_path: Path) -> None:
