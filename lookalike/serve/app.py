@@ -193,7 +193,8 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
         limit: Annotated[int, Query(ge=1, le=500)] = 60,
         cluster: Annotated[int | None, Query(description="only this cluster (k=auto)")] = None,
         group: Annotated[int | None, Query(description="only this group number")] = None,
-        threshold: Annotated[float, Query(ge=-1, le=1, description="for group")] = 0.8,
+        threshold: Annotated[float | None, Query(
+            gt=0, le=1, description="for group (default: the calibrated one)")] = None,
         status: Annotated[str, Query(pattern="^(ok|skipped|pending|all)$")] = "ok",
         sort: Annotated[str, Query(pattern="^-?(id|path|size|resolution)$")] = "id",
     ) -> schemas.ImagePage:
@@ -203,9 +204,9 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
             file_ids, clustering = clusters_or_422("auto")
             listed = file_ids[clustering.members(cluster)]
         elif group is not None:
-            file_ids, found = service.groups(threshold)
+            file_ids, found, used = service.groups(threshold)
             if not 1 <= group <= len(found):
-                raise HTTPException(404, f"no group {group} at threshold {threshold}")
+                raise HTTPException(404, f"no group {group} at threshold {used.value:.4g}")
             listed = file_ids[found[group - 1].members]
         if listed is not None:
             records = [table.by_id[int(i)] for i in listed if int(i) in table.by_id]
@@ -305,12 +306,14 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
 
     @app.get("/api/groups", response_model=schemas.GroupPage)
     def groups(
-        threshold: Annotated[float, Query(ge=-1, le=1)] = 0.8,
+        threshold: Annotated[float | None, Query(
+            gt=0, le=1, description="cosine two images need to share a group; default: the "
+            "near-duplicate threshold calibrated for the collection's model")] = None,
         offset: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         members: Annotated[int, Query(ge=1, le=1000)] = 12,
     ) -> schemas.GroupPage:
-        file_ids, found = service.groups(threshold)
+        file_ids, found, used = service.groups(threshold)
         by_id = service.files().by_id
         page = [schemas.Group(
             number=number, size=g.size, mean_similarity=round(g.mean_similarity, 4),
@@ -318,7 +321,8 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
             members=[image_model(by_id[int(file_ids[m])]) for m in g.members[:members]])
             for number, g in enumerate(found[offset:offset + limit], start=offset + 1)]
         return schemas.GroupPage(total=len(found), offset=offset, limit=limit,
-                                 threshold=threshold, groups=page)
+                                 threshold=None if np.isnan(used.value) else used.value,
+                                 calibrated=used.calibrated, groups=page)
 
     @app.get("/api/clusters", response_model=schemas.ClusterList)
     def clusters(k: Annotated[str, Query(

@@ -101,7 +101,10 @@ class GroupPage(BaseModel):
     total: int
     offset: int
     limit: int
-    threshold: float
+    threshold: float | None = Field(
+        description="the cosine used (null: fewer than two images, nothing to group)")
+    calibrated: bool = Field(
+        description="the threshold is the one calibrated for the collection's model")
     groups: list[Group]
 
 

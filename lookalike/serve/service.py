@@ -187,8 +187,15 @@ class Service:
         return self.cached("duplicates", (threshold, verify), lambda: self.collection.duplicates(
             threshold=threshold, verify=verify))
 
-    def groups(self, threshold: float) -> tuple[np.ndarray, list[Any]]:
-        return self.cached("groups", (threshold,), lambda: self.collection.groups(threshold))
+    def groups(self, threshold: float | None) -> tuple[np.ndarray, list[Any], Any]:
+        """``(file_ids, groups, used)``: threshold groups at ``threshold``, or (None) at the
+        collection's calibrated one; ``used`` is the :class:`GroupThreshold` applied."""
+        def compute() -> tuple[np.ndarray, list[Any], Any]:
+            used = self.collection.group_threshold(threshold)
+            file_ids, found = self.collection.groups(used.value, raw=used.calibrated)
+            return file_ids, found, used
+
+        return self.cached("groups", (threshold,), compute)
 
     def clusters(self, k: int | str) -> tuple[np.ndarray, Any]:
         return self.cached("clusters", (k,), lambda: self.collection.clusters(k))

@@ -10,6 +10,8 @@ import numpy as np
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from lookalike import Collection
+from lookalike.duplicates_job import load_calibration
 from lookalike.serve import create_app
 from tests.conftest import crop, scene
 from tests.serve.conftest import LOCAL, file_id
@@ -212,6 +214,29 @@ def test_analyses(client: TestClient) -> None:
     assert outliers["items"] and outliers["items"][0]["rank"] == 1
     points = client.get("/api/map").json()["points"]
     assert len(points) == 15 and all(0 <= p["x"] <= 1 for p in points)
+
+
+def test_groups_default_to_the_calibrated_threshold(client: TestClient,
+                                                   served_folder: Path) -> None:
+    page = client.get("/api/groups").json()
+    with Collection.open(served_folder) as collection:
+        calibration = load_calibration(collection)  # measured on first use, then stored
+    assert calibration is not None
+    assert page["threshold"] == calibration["near_threshold"] and page["calibrated"] is True
+    grouped = {group["number"]: {member["path"] for member in group["members"]}
+               for group in page["groups"]}
+    number = next(n for n, paths in grouped.items()
+                  if {"scene0.jpg", "sub/scene0-crop.jpg"} <= paths)
+    # the gallery of one group, without a threshold, lists the same default groups
+    listed = client.get("/api/images", params={"group": number}).json()
+    assert {item["path"] for item in listed["items"]} == grouped[number]
+    given = client.get("/api/groups", params={"threshold": 0.9}).json()
+    assert given["threshold"] == 0.9 and given["calibrated"] is False
+    for bad in (0, -0.5, 1.5):
+        refused = client.get("/api/groups", params={"threshold": bad})
+        assert refused.status_code == 422, (bad, refused.text)
+        assert client.get("/api/images", params={"group": 1, "threshold": bad}
+                          ).status_code == 422
 
 
 def test_marks_round_trip_and_csv(client: TestClient, served_folder: Path) -> None:

@@ -238,20 +238,25 @@ function duplicateGroup(group) {
 }
 
 // -- groups, clusters, outliers ------------------------------------------------------------
-async function groupsView(threshold = "0.8") {
-  const input = el("input", { type: "number", step: "0.01", min: "0", max: "1",
-    value: threshold, "aria-label": "threshold" });
+async function groupsView(given = "") {
+  // no threshold: the server's default, calibrated for the collection's model
+  const input = el("input", { type: "number", step: "0.01", min: "0.01", max: "1",
+    value: given, placeholder: "calibrated", "aria-label": "threshold" });
   view.append(el("form", { class: "bar", onsubmit: (event) => {
     event.preventDefault(); location.hash = `#groups/${input.value}`; } },
   el("h1", {}, "Groups"), el("label", {}, "cosine ≥ ", input),
   el("button", { type: "submit" }, "Group")));
-  const page = await api(`/api/groups?threshold=${threshold}&limit=200`);
-  view.append(message(`${page.total} groups at cosine ≥ ${page.threshold}`));
+  const query = given ? `threshold=${encodeURIComponent(given)}&` : "";
+  const page = await api(`/api/groups?${query}limit=200`);
+  const threshold = page.threshold === null ? "" : String(page.threshold);
+  if (!given) input.value = threshold;
+  view.append(message(`${page.total} groups at cosine ≥ ${threshold}` +
+    (page.calibrated ? " (calibrated for this collection's model)" : "")));
   for (const group of page.groups) {
     view.append(el("section", { class: "set" }, el("div", { class: "bar" },
       el("h2", {}, `group ${group.number}: ${group.size} images, mean cosine ` +
         group.mean_similarity.toFixed(3)),
-      el("a", { href: `#gallery-group/${group.number}/${threshold}` }, "all members")),
+      el("a", { href: `#gallery-group/${group.number}/${given}` }, "all members")),
     grid(group.members, (image) => image.id === group.medoid.id ? "medoid" : null)));
   }
 }
@@ -345,13 +350,14 @@ async function route() {
     if (name === "image") await imageView(Number(args[0]));
     else if (name === "search") searchView();
     else if (name === "duplicates") await duplicatesView();
-    else if (name === "groups") await groupsView(args[0] || "0.8");
+    else if (name === "groups") await groupsView(args[0] || "");
     else if (name === "clusters") await clustersView();
     else if (name === "outliers") await outliersView();
     else if (name === "map") await mapView();
     else if (name === "gallery-cluster") gallery({ cluster: args[0] }, `Cluster ${args[0]}`);
     else if (name === "gallery-group") {
-      gallery({ group: args[0], threshold: args[1] || "0.8" }, `Group ${args[0]}`);
+      gallery(args[1] ? { group: args[0], threshold: args[1] } : { group: args[0] },
+        `Group ${args[0]}`);
     } else gallery(args[0] ? { sort: args[0] } : {});
   } catch (error) { showError(error); }
   window.scrollTo(0, 0);
