@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -962,7 +963,9 @@ def _size(n: int) -> str:
 # -- evaluation against labels and metric learning ----------------------------------------------
 ModelsOption = Annotated[list[str] | None, typer.Option(
     "--model", help="A configuration to score (repeatable): a model spec, an ensemble "
-    "a+b or a:0.6+b:0.4 (weighted concatenation of L2-normalised embeddings).")]
+    "a+b or a:0.6+b:0.4 (weighted concatenation of L2-normalised embeddings). Default: "
+    "auto, the model a new collection gets (see lookalike models); with --db, only the "
+    "collection.")]
 PreprocessOption = Annotated[list[str] | None, typer.Option(
     "--preprocess", help="ONNX preprocessing JSON for every model, or SPEC=JSON for one "
     "model (repeatable).")]
@@ -987,8 +990,18 @@ def _configurations(models: list[str] | None, preprocess: list[str] | None, crop
     from .eval_job import parse_configuration
 
     options = _preprocess_options(preprocess)
-    return [parse_configuration(text, options, border_crop=crop_borders, flip=flip,
-                                fusion=fusion) for text in (models or ["classic"])]
+    return [parse_configuration(_resolve_auto(text), options, border_crop=crop_borders,
+                                flip=flip, fusion=fusion) for text in (models or ["auto"])]
+
+
+def _resolve_auto(text: str) -> str:
+    """``auto`` (alone or as an ensemble member) as the model it stands for now, so that
+    results and cached embeddings are labelled with the real model."""
+    if not re.search(r"(^|\+)\s*auto\s*(:|\+|$)", text):
+        return text
+    from .embed import resolve_auto
+
+    return re.sub(r"(^|\+)(\s*)auto(?=\s*(:|\+|$))", rf"\g<1>\g<2>{resolve_auto()}", text)
 
 
 @app.command("eval")
@@ -1134,8 +1147,9 @@ def learn(
         help="Labelled images: a folder of class sub-folders, or a CSV of path,label. "
              "Not needed for --method pca with --db (fitted on the collection).")] = None,
     method: Annotated[str, typer.Option(help="kissme, lda, linear, mlp or pca.")] = "lda",
-    model: Annotated[str, typer.Option(help="Model spec or ensemble a+b (see eval).")]
-    = "classic",
+    model: Annotated[str, typer.Option(
+        help="Model spec or ensemble a+b (see eval); auto: the model a new collection gets. "
+             "With --db, the collection's model.")] = "auto",
     preprocess: PreprocessOption = None,
     crop_borders: Annotated[bool, typer.Option("--crop-borders")] = False,
     flip: Annotated[bool, typer.Option("--flip")] = False,

@@ -107,3 +107,21 @@ def test_eval_with_a_learned_transform_scores_the_projected_space(tmp_path: Path
     learned = json.loads(invoke(*args, "--learn", "lda").stdout)["results"][0]
     assert plain["queries"] == learned["queries"] == 8
     assert learned["summary"]["top-1"] == 1.0 > plain["summary"]["top-1"]
+
+
+def test_eval_and_learn_default_to_auto(labelled: Path, tmp_path: Path) -> None:
+    """Like every other command, --model defaults to auto: the model a new collection
+    gets here (the bundled mobilenetv2 offline), named as such in the results."""
+    from lookalike.embed import resolve_auto
+
+    cache = tmp_path / "cache"
+    result = invoke("eval", labelled, "--cache", cache, "-k", "5", "--json")
+    assert result.exit_code == 0, result.output
+    (scored,) = json.loads(result.stdout)["results"]
+    assert scored["label"] == resolve_auto() != "auto"
+    assert scored["summary"]["top-1"] == 1.0  # six edits of one scene per class
+    learned = invoke("learn", labelled, "--method", "lda", "--split", "0.5", "--cache", cache,
+                     "--out", tmp_path / "lda", "--json")
+    assert learned.exit_code == 0, learned.output
+    outcome = json.loads(learned.stdout)
+    assert {row["label"].split(" ")[0] for row in outcome["held_out"]} == {resolve_auto()}
