@@ -90,3 +90,11 @@ def shared_model(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not present (../shared is only on the project's machines)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def no_model_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reaches the real model hub: ``auto`` falls back to the bundled model at once
+    instead of probing and downloading. Tests of the download itself delete the variable
+    and point the hub client at a local fake hub (tests/embed/test_download.py)."""
+    monkeypatch.setenv("LOOKALIKE_NO_DOWNLOAD", "1")

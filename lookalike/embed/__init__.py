@@ -6,17 +6,25 @@ Specs:
   ``onnx:PATH``                    any ONNX image model (sidecar JSON or explicit options)
   ``dinov2-small`` ``clip-vit-b-32`` ``resnet50`` ``inception-v3`` ``convnext-tiny``
   ``timm:NAME`` ``open_clip:ARCH[/TAG]``  any timm / open_clip model
-  ``auto``                         the first named model whose weights are cached here,
-                                   else the bundled ``mobilenetv2``; never downloads
+  ``auto``                         the first named model whose weights are cached here;
+                                   else, with torch installed and the hub answering,
+                                   ``dinov2-small`` downloaded now; else the bundled
+                                   ``mobilenetv2``
 
-Listing models and resolving ``auto`` look for cached weights by file presence and for
-libraries with ``importlib.util.find_spec``: neither imports torch.
+Listing models looks for cached weights by file presence and for libraries with
+``importlib.util.find_spec``: it never imports torch and never downloads. Resolving
+``auto`` imports torch only when there are weights to use, and downloads only when
+allowed (see :func:`resolve_auto`).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +36,24 @@ from .classic import ClassicBackbone
 
 __all__ = [
     "BUNDLED_MODELS", "DEFAULT_MODEL", "Backbone", "BackboneInfo", "ModelUnavailable",
-    "Preprocess", "describe_model", "list_backbones", "load_backbone", "resolve_auto",
+    "Preprocess", "describe_model", "download_progress", "download_weights", "list_backbones",
+    "load_backbone", "resolve_auto",
 ]
+
+log = logging.getLogger(__name__)
 
 # What "auto" gives when no stronger model's weights are cached: it ships with the package.
 DEFAULT_MODEL = "mobilenetv2"
+# What "auto" downloads, when it may, if no named model's weights are cached.
+AUTO_DOWNLOAD = "dinov2-small"
+# Set to 1 (CI, air-gapped machines): "auto" never touches the network. HF_HUB_OFFLINE=1
+# does the same.
+NO_DOWNLOAD_ENV = "LOOKALIKE_NO_DOWNLOAD"
+
+# progress(done_bytes, total_bytes or None) while weights download
+Progress = Callable[[int, "int | None"], None]
+_progress: ContextVar[Progress | None] = ContextVar("lookalike_download_progress",
+                                                    default=None)
 
 
 # Preference order for "auto": the strongest general-purpose model first.
@@ -84,7 +105,8 @@ def _torch_installed() -> bool:
 
 def _libraries(name: str) -> tuple[str, ...]:
     """The packages named model ``name`` needs."""
-    library = _HUB_FILES[name][0] if name in _HUB_FILES else "timm"
+    library = (_HUB_FILES[name][0] if name in _HUB_FILES else
+               "open_clip" if name.startswith("open_clip:") else "timm")
     return ("torch", library)
 
 
@@ -172,13 +194,21 @@ def _augmented(backbone: Backbone, border_crop: bool, flip: bool) -> Backbone:
     return AugmentedBackbone.wrap(backbone, border_crop=border_crop, flip=flip)
 
 
-def resolve_auto() -> str:
-    """What ``auto`` means for a new collection: the first named model (strongest first)
-    whose weights are already cached and whose libraries are installed, else the bundled
-    :data:`DEFAULT_MODEL`. Never downloads; imports torch only when cached weights exist.
+def resolve_auto(download: bool = True, progress: Progress | None = None) -> str:
+    """What ``auto`` means for a new collection, in this order:
 
-    (A collection that already has embeddings keeps its recorded model: see
-    ``Collection.index``.)
+    1. the first named model (strongest first) whose weights are cached and whose
+       libraries are installed;
+    2. with ``download``, torch and timm installed, downloads allowed (neither
+       ``LOOKALIKE_NO_DOWNLOAD=1`` nor ``HF_HUB_OFFLINE=1``) and the hub answering a
+       2-second probe: :data:`AUTO_DOWNLOAD` (``dinov2-small``), downloaded now, with
+       ``progress(done_bytes, total_bytes)`` (default: the one set by
+       :func:`download_progress`);
+    3. the bundled :data:`DEFAULT_MODEL`, with one warning line saying why when a
+       download was tried and failed.
+
+    Imports torch only when there are weights to use. (A collection that already has
+    embeddings keeps its recorded model: see ``Collection.index``.)
     """
     for name in NAMED_MODELS:
         if _weights_present(name) and _installed(*_libraries(name)):
@@ -186,7 +216,56 @@ def resolve_auto() -> str:
 
             if is_cached(name):
                 return name
+    if download and _downloads_allowed() and _installed(*_libraries(AUTO_DOWNLOAD),
+                                                        "huggingface_hub"):
+        from .torch_hub import fetch_for_auto
+
+        why_not = fetch_for_auto(AUTO_DOWNLOAD, progress or _progress.get())
+        if why_not is None:
+            return AUTO_DOWNLOAD
+        log.warning("%s: using the bundled %s (lookalike models --download %s when online)",
+                    why_not, DEFAULT_MODEL, AUTO_DOWNLOAD)
     return DEFAULT_MODEL
+
+
+def _downloads_allowed() -> bool:
+    """Neither lookalike's opt-out nor the hub's offline mode is set."""
+    def on(variable: str) -> bool:
+        return os.environ.get(variable, "").strip().lower() not in {"", "0", "false", "no",
+                                                                     "off"}
+
+    return not any(on(variable) for variable in
+                   (NO_DOWNLOAD_ENV, "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+@contextmanager
+def download_progress(progress: Progress | None) -> Iterator[None]:
+    """Within this block, a download that ``auto`` starts reports to ``progress``
+    (the command line's progress bar), wherever ``auto`` is resolved."""
+    token = _progress.set(progress)
+    try:
+        yield
+    finally:
+        _progress.reset(token)
+
+
+def download_weights(name: str, progress: Progress | None = None) -> Path:
+    """Fetch named model ``name``'s pretrained weights into the cache (no model is built)
+    and return the cached file; after this, ``auto`` and ``--model NAME`` use them
+    offline. ``progress(done_bytes, total_bytes)`` follows the download."""
+    if name in BUNDLED_MODELS or name == "classic":
+        raise ModelUnavailable(f"{name} needs no download: it ships with lookalike")
+    if name not in NAMED_MODELS and not name.startswith(("timm:", "open_clip:")):
+        known = ", ".join([*NAMED_MODELS, "timm:NAME", "open_clip:ARCH/TAG"])
+        raise ModelUnavailable(f"nothing to download for {name!r}; choose one of: {known}")
+    missing = [module for module in (*_libraries(name), "huggingface_hub")
+               if not _installed(module)]
+    if missing:
+        raise ModelUnavailable(f"model {name!r} needs PyTorch ({', '.join(missing)} missing): "
+                               "pip install 'lookalike[torch]'")
+    from .torch_hub import download_weights as fetch
+
+    return fetch(name, progress)
 
 
 def _auto_choice() -> str:
@@ -235,7 +314,8 @@ def list_backbones() -> list[BackboneInfo]:
             continue
         cached = _weights_present(name)
         note = ("weights cached" if cached else
-                "weights not cached: downloaded on first use, or --weights PATH")
+                f"weights not cached: lookalike models --download {name}, or downloaded "
+                "on first use, or --weights PATH")
         infos.append(BackboneInfo(name, description, cached, note, auto=name == auto))
     infos.append(BackboneInfo("onnx:PATH", "any ONNX image model (JSON sidecar for options)",
                               onnx_ok, "onnxruntime installed" if onnx_ok else "needs onnxruntime"))

@@ -2,18 +2,22 @@
 
 Weights come from, in order: an explicit ``weights`` file; a copy already in the cache
 (loaded straight from disk, no network at all); a hub download into the cache. When none
-works, one :class:`ModelUnavailable` names the ways out. torch, timm and open_clip are
-imported only inside functions, so the package imports without them.
+works, one :class:`ModelUnavailable` names the ways out. :func:`download_weights` fetches
+a model's weights into that same cache ahead of time, reporting progress. torch, timm and
+open_clip are imported only inside functions, so the package imports without them.
 """
 
 from __future__ import annotations
 
 import importlib
+import io
 import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +58,11 @@ _SAFE_ALTERNATIVES = {
 }
 _PROXY_VARS = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
 _PROBE_SECONDS = 5.0
+# ``auto`` downloads only from a hub that answers at once: offline, it costs no more
+_AUTO_PROBE_SECONDS = 2.0
+
+# progress(done_bytes, total_bytes or None), as a download goes
+DownloadProgress = Callable[[int, "int | None"], None]
 
 
 def pick_device() -> str:
@@ -214,16 +223,88 @@ def load_torch_backbone(
 
 def is_cached(name: str) -> bool:
     """Whether ``name``'s pretrained weights are in the cache, so loading works offline."""
-    library, model_name, tag, _ = _parse(name)
     try:
-        if library == "timm":
-            return _timm_cached_file(_timm_cfg(model_name)) is not None
-        open_clip = _require("open_clip")
-        tag = _open_clip_tag(open_clip, model_name, tag)
-        cfg = open_clip.get_pretrained_cfg(model_name, tag) if tag else {}
-        return _open_clip_cached_file(cfg) is not None
+        return _cached_weights(name) is not None
     except ModelUnavailable:  # library not installed, or no such model
         return False
+
+
+def _cached_weights(name: str) -> Path | None:
+    """The cached file the loader would read for ``name``'s pretrained weights."""
+    library, model_name, tag, _ = _parse(name)
+    if library == "timm":
+        return _timm_cached_file(_timm_cfg(model_name))
+    open_clip = _require("open_clip")
+    tag = _open_clip_tag(open_clip, model_name, tag)
+    cfg = open_clip.get_pretrained_cfg(model_name, tag) if tag else {}
+    return _open_clip_cached_file(cfg)
+
+
+def download_weights(name: str, progress: DownloadProgress | None = None) -> Path:
+    """Fetch ``name``'s pretrained weights into the cache the loaders read (so that
+    :func:`is_cached` holds and loading then works offline); return the cached file.
+
+    Hub files come through ``huggingface_hub`` exactly as the libraries fetch them, with
+    ``progress(done_bytes, total_bytes)`` reported as they arrive (``None``: the hub
+    client's own bars). Weights published only at a plain URL are fetched by loading the
+    model once. Failures raise one :class:`ModelUnavailable` with the ways out.
+    """
+    found = _cached_weights(name)
+    if found is not None:
+        return found
+    cache, repo, files, url, label = _hub_source(name)
+    if repo is not None:
+        with _hub_errors(label, _hf_endpoint()):
+            _hf_fetch(repo, files, cache, progress)
+    else:
+        load_torch_backbone(name, device="cpu")  # the library's own download of ``url``
+    found = _cached_weights(name)
+    if found is None:
+        raise ModelUnavailable(f"downloaded the weights of {label} from {repo or url}, but "
+                               f"they are not where the loader looks ({cache})")
+    return found
+
+
+def fetch_for_auto(name: str, progress: DownloadProgress | None = None) -> str | None:
+    """Download ``name``'s hub weights for ``auto`` if the hub answers at once: ``None``
+    once they are cached, else why not, in a few words. Offline, this costs at most
+    :data:`_AUTO_PROBE_SECONDS` (the probe), never the hub client's retries."""
+    if _offline_requested():
+        return "offline mode is set (HF_HUB_OFFLINE)"
+    if not _reachable(_hf_endpoint(), _AUTO_PROBE_SECONDS):
+        return "hub unreachable"
+    try:
+        cache, repo, files, _, _ = _hub_source(name)
+        if repo is None:
+            return f"{name} has no weights on the hub"
+        _hf_fetch(repo, files, cache, progress)
+    except Exception as exc:  # hub, HTTP and disk errors alike: auto falls back
+        return f"could not download {name} ({error_summary(exc)})"
+    return None if is_cached(name) else f"{name} downloaded, but not where the loader looks"
+
+
+def _hub_source(name: str) -> tuple[Path, str | None, tuple[str, ...], str | None, str]:
+    """Where ``name``'s pretrained weights come from: (cache folder, hub repo[@revision],
+    hub file names to try in order, plain URL, label for messages)."""
+    library, model_name, tag, _ = _parse(name)
+    if library == "timm":
+        cfg = _timm_cfg(model_name) or {}
+        label = f"timm:{cfg.get('architecture', model_name)}" + (
+            f".{cfg['tag']}" if cfg.get("tag") else "")
+        if not (cfg.get("hf_hub_id") or cfg.get("url")):
+            raise ModelUnavailable(f"timm publishes no weights for {model_name}")
+        filename = cfg.get("hf_hub_filename") or "pytorch_model.bin"
+        return (cache_dir() / "timm", cfg.get("hf_hub_id"), _hub_candidates(filename),
+                cfg.get("url"), label)
+    open_clip = _require("open_clip")
+    tag = _open_clip_tag(open_clip, model_name, tag)
+    if tag is None:
+        raise ModelUnavailable(f"open_clip has no published weights for {model_name}")
+    cfg = open_clip.get_pretrained_cfg(model_name, tag)
+    repo, filename = os.path.split(cfg["hf_hub"]) if cfg.get("hf_hub") else (None, "")
+    return (cache_dir() / "open_clip", repo,
+            _hub_candidates(filename or "open_clip_pytorch_model.bin"), cfg.get("url"),
+            f"open_clip:{model_name}/{tag}")
 
 
 # -- names ---------------------------------------------------------------------------------
@@ -492,6 +573,14 @@ def _hf_endpoint() -> str:
     return constants.ENDPOINT
 
 
+def _hub_candidates(filename: str) -> tuple[str, ...]:
+    """The hub file names the libraries try for ``filename``: its safetensors copy first."""
+    safe = _SAFE_ALTERNATIVES.get(filename)
+    if safe is None and filename.endswith((".bin", ".pth")):
+        safe = filename[:-4] + ".safetensors"
+    return (safe, filename) if safe and safe != filename else (filename,)
+
+
 def _hf_cached(repo: str, filename: str, cache: Path) -> Path | None:
     """A weights file of ``repo`` already in the Hugging Face cache layout under ``cache``."""
     try:
@@ -499,18 +588,61 @@ def _hf_cached(repo: str, filename: str, cache: Path) -> Path | None:
     except ImportError:
         return None
     repo_id, _, revision = repo.partition("@")
-    safe = _SAFE_ALTERNATIVES.get(filename)
-    if safe is None and filename.endswith((".bin", ".pth")):
-        safe = filename[:-4] + ".safetensors"
-    for candidate in (safe, filename):
-        if candidate is None:
-            continue
+    for candidate in _hub_candidates(filename):
         found = try_to_load_from_cache(
             repo_id, candidate, cache_dir=str(cache), revision=revision or None
         )
         if isinstance(found, str):
             return Path(found)
     return None
+
+
+def _hf_fetch(repo: str, files: tuple[str, ...], cache: Path,
+              progress: DownloadProgress | None) -> Path:
+    """Download the first of ``files`` that ``repo`` has into the hub cache layout."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    repo_id, _, revision = repo.partition("@")
+    missing: Exception | None = None
+    for filename in files:
+        try:
+            return Path(hf_hub_download(
+                repo_id, filename, revision=revision or None, cache_dir=str(cache),
+                endpoint=_hf_endpoint(),
+                tqdm_class=None if progress is None else _reporting_bar(progress)))
+        except RemoteEntryNotFoundError as exc:  # no safetensors copy: the next name
+            missing = exc
+    assert missing is not None
+    raise missing
+
+
+def _reporting_bar(progress: DownloadProgress) -> type:
+    """A tqdm class for ``huggingface_hub`` that draws nothing and hands its byte counts
+    to ``progress``. (Xet downloads open a second bar for network bytes, whose total is a
+    guess: only the bytes-written bar reports.)"""
+    from tqdm import tqdm
+
+    class Reporting(tqdm):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.update(file=io.StringIO(), disable=False)
+            super().__init__(*args, **kwargs)
+            self._reports = "downloading bytes" not in str(self.desc or "").lower()
+            self._report()
+
+        def display(self, *args: Any, **kwargs: Any) -> bool:
+            return True
+
+        def update(self, n: float | None = 1) -> bool | None:
+            done = super().update(n)
+            self._report()
+            return done
+
+        def _report(self) -> None:
+            if self._reports:
+                progress(int(self.n), int(self.total) if self.total else None)
+
+    return Reporting
 
 
 def _url_cached(url: str | None, cache: Path) -> Path | None:
@@ -558,24 +690,32 @@ def _offline_requested() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def _reachable(url: str) -> bool:
-    """Can a TCP connection to ``url``'s host open within a few seconds?"""
-    if any(os.environ.get(var) for var in _PROXY_VARS):
-        return True  # only the proxy can tell; let the client try
+def _reachable(url: str, seconds: float = _PROBE_SECONDS) -> bool:
+    """Can a TCP connection to ``url``'s host open within ``seconds``? Through a proxy
+    (the ``*_proxy`` variables), can a HEAD request to ``url`` get any answer?"""
     parts = urlsplit(url)
     if not parts.hostname:
         return True
     port = parts.port or (80 if parts.scheme == "http" else 443)
+    proxied = any(os.environ.get(var) for var in _PROXY_VARS) and not (
+        urllib.request.proxy_bypass(parts.hostname))
     opened: list[bool] = []
 
     def probe() -> None:  # in a thread: name resolution itself has no timeout
         try:
-            socket.create_connection((parts.hostname, port), timeout=_PROBE_SECONDS).close()
+            if proxied:  # only the proxy can tell: ask it for the page
+                try:
+                    urllib.request.urlopen(
+                        urllib.request.Request(url, method="HEAD"), timeout=seconds).close()
+                except urllib.error.HTTPError:
+                    pass  # an answer all the same
+            else:
+                socket.create_connection((parts.hostname, port), timeout=seconds).close()
             opened.append(True)
-        except OSError:
+        except (OSError, ValueError):
             pass
 
     thread = threading.Thread(target=probe, daemon=True)
     thread.start()
-    thread.join(_PROBE_SECONDS)
+    thread.join(seconds)
     return bool(opened)

@@ -64,6 +64,27 @@ print(backbone.name, backbone.embed_images([scene(0)]).shape)
     assert result.stdout.split() == ["mobilenetv2", "(1,", "1280)"]
 
 
+def test_without_torch_auto_never_tries_the_hub(empty_cache: Path) -> None:
+    """Downloads allowed (no LOOKALIKE_NO_DOWNLOAD), but no torch: no probe, no warning."""
+    code = """
+import socket, sys
+for name in ("torch", "torchvision", "timm", "open_clip"):
+    sys.modules[name] = None
+def refuse(*args, **kwargs):
+    raise AssertionError("the network was touched")
+socket.create_connection = socket.getaddrinfo = refuse
+from lookalike.embed import resolve_auto
+print(resolve_auto())
+"""
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("LOOKALIKE_NO_DOWNLOAD", "HF_HUB_OFFLINE")}
+    env.update(PYTHONPATH=str(REPO), LOOKALIKE_HOME=str(empty_cache))
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["mobilenetv2"] and "unreachable" not in result.stderr
+
+
 def test_embeds_float32_unit_rows_of_1280(backbone) -> None:
     images = [scene(0), crop(scene(0)), flip(scene(1)), scene(2, (200, 320))]
     vectors = backbone.embed(np.stack([backbone.preprocess(image) for image in images]))
