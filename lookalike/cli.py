@@ -25,6 +25,7 @@ import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
@@ -32,6 +33,7 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -53,7 +55,14 @@ from .collection import DEFAULT_DIRNAME, Collection, GroupThreshold, SearchHit, 
 from .decode import DecodeError
 from .discover import discover, is_remote
 from .duplicates_job import load_calibration
-from .embed import ModelUnavailable, describe_model, list_backbones
+from .embed import (
+    AUTO_DOWNLOAD,
+    ModelUnavailable,
+    describe_model,
+    download_progress,
+    download_weights,
+    list_backbones,
+)
 from .ownership import NotOwnedError, OwnedFolder
 from .pipeline_ray import RayUnavailable
 from .store import StoreError
@@ -158,6 +167,31 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:,.1f} files/s" if speed else "", style="cyan")
 
 
+class _CountOrBytes(ProgressColumn):
+    """``counts`` for a task of files, ``transfer`` for a download (a task with
+    ``bytes=True``), so that weights can download under the same bars."""
+
+    def __init__(self, counts: ProgressColumn, transfer: ProgressColumn) -> None:
+        super().__init__()
+        self.counts, self.transfer = counts, transfer
+
+    def render(self, task: Task) -> Any:
+        return (self.transfer if task.fields.get("bytes") else self.counts).render(task)
+
+
+def _bytes_progress(bar: Progress, description: str) -> Callable[[int, int | None], None]:
+    """A download's ``progress(done, total)`` as a bytes task on ``bar``, added at the
+    first report (nothing shows when nothing downloads)."""
+    task: list[TaskID] = []
+
+    def progress(done: int, total: int | None) -> None:
+        if not task:
+            task.append(bar.add_task(description, total=total, bytes=True))
+        bar.update(task[0], completed=done, total=total)
+
+    return progress
+
+
 def _find_collection(db: Path | None, *hints: Path | None) -> Path:
     if db is not None:
         return locate(db)
@@ -180,8 +214,10 @@ def index(
     db: DbOption = None,
     model: Annotated[str, typer.Option(
         help="Backbone: auto (the collection's own model; for a new one, the best model "
-             "cached here, else the bundled mobilenetv2), mobilenetv2, classic, onnx:PATH, "
-             "dinov2-small, clip-vit-b-32, resnet50, ... (see lookalike models)")] = "auto",
+             "cached here, else dinov2-small downloaded now if torch is installed and the "
+             "hub answers, else the bundled mobilenetv2; LOOKALIKE_NO_DOWNLOAD=1: never "
+             "download), mobilenetv2, classic, onnx:PATH, dinov2-small, clip-vit-b-32, "
+             "resnet50, ... (see lookalike models)")] = "auto",
     weights: Annotated[Path | None, typer.Option(help="Local weights file for the model.")]
     = None,
     preprocess: Annotated[str | None, typer.Option(
@@ -215,8 +251,11 @@ def index(
     """Index FOLDER into a collection; re-running embeds only new or changed files."""
     options = {} if preprocess is None else {"preprocess": _json_argument(preprocess)}
     quiet = as_json or not console.is_terminal
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  RateColumn(), TimeRemainingColumn(), console=errors, disable=as_json) as bar:
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  _CountOrBytes(MofNCompleteColumn(), DownloadColumn()),
+                  _CountOrBytes(RateColumn(), TransferSpeedColumn()), TimeRemainingColumn(),
+                  console=errors, disable=as_json) as bar, download_progress(
+                      _bytes_progress(bar, f"downloading {AUTO_DOWNLOAD}")):
         embedding = bar.add_task("embedding", total=None)
         indexing: list[TaskID] = []  # a second bar, once the vector index takes vectors
 
@@ -834,8 +873,18 @@ def undo(
 
 @app.command()
 @friendly_errors
-def models(as_json: JsonOption = False) -> None:
-    """List the backbones lookalike knows and whether each works offline here."""
+def models(
+    as_json: JsonOption = False,
+    download: Annotated[list[str] | None, typer.Option(
+        "--download", metavar="NAME", help="Download NAME's pretrained weights into the "
+        "cache now, with a progress bar (e.g. dinov2-small; repeatable): then auto and "
+        "--model NAME use them offline.")] = None,
+) -> None:
+    """List the backbones lookalike knows and whether each works offline here
+    (never downloading); --download NAME fetches a model's weights."""
+    if download:
+        _download_models(download, as_json)
+        return
     infos = list_backbones()
     if as_json:
         _print_json(infos)
@@ -851,7 +900,23 @@ def models(as_json: JsonOption = False) -> None:
     console.print("(auto): what --model auto picks for a new collection here; a collection "
                   "keeps the model it was indexed with", highlight=False)
     cache = os.environ.get("LOOKALIKE_HOME", "~/.cache/lookalike")
-    console.print(f"weights cache: {cache} (set LOOKALIKE_HOME to move it)")
+    console.print(f"weights cache: {cache} (set LOOKALIKE_HOME to move it); "
+                  "lookalike models --download NAME fetches a model's weights now",
+                  highlight=False)
+
+
+def _download_models(names: list[str], as_json: bool) -> None:
+    fetched = []
+    for name in names:
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+                      TransferSpeedColumn(), TimeRemainingColumn(), console=errors,
+                      disable=as_json) as bar:
+            path = download_weights(name, progress=_bytes_progress(bar, f"downloading {name}"))
+        fetched.append({"name": name, "path": str(path)})
+        if not as_json:
+            console.print(f"{name}: weights cached at {path}", highlight=False, soft_wrap=True)
+    if as_json:
+        _print_json(fetched)
 
 
 @app.command()
