@@ -98,6 +98,10 @@ DbOption = Annotated[
                  "the query's folder or the current directory)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+# Bounds of -k: memory grows with k per query (search) and per image (neighbour graphs).
+MAX_MATCHES = 100_000
+MAX_NEIGHBOURS = 1_000
+MAX_FILE_ID = 2**63 - 1  # SQLite's largest integer: a larger id names no image
 
 
 def friendly_errors(command: F) -> F:
@@ -323,7 +327,8 @@ def search(
     query: Annotated[str | None, typer.Argument(
         help="Image file (in the collection or not), a folder of query images, or a "
              "catalogue id.")] = None,
-    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Number of matches.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=MAX_MATCHES,
+                                   help="Number of matches.")] = 10,
     db: DbOption = None,
     text: Annotated[str | None, typer.Option(help="Search by text (CLIP models).")] = None,
     vector: Annotated[Path | None, typer.Option(help=".npy file holding a query vector.")]
@@ -349,6 +354,8 @@ def search(
         results = [collection.search(np.load(vector).astype(np.float32).ravel(), k)]
         labels, query_files = [str(vector)], [None]
     elif query_path is None:
+        if int(query) > MAX_FILE_ID:
+            raise StoreError(f"no embedded image with id {query}")
         results, labels = [collection.search(int(query), k)], [f"id {query}"]
         record = collection.store.file(int(query))
         query_files = [collection.root / record.path if record else None]
@@ -404,7 +411,8 @@ def grid(
     images: Annotated[list[Path] | None, typer.Argument(
         help="Images of the collection to explore (default: every image).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for the contact sheets.")] = Path("grids"),
-    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours per sheet.")] = 24,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=MAX_NEIGHBOURS,
+                                   help="Neighbours per sheet.")] = 24,
     db: DbOption = None,
 ) -> None:
     """Seed 000's exploration view: one sheet per image, it and its K nearest neighbours."""
@@ -472,10 +480,12 @@ def _stage_progress() -> tuple[Progress, Callable[[str, int, int], None]]:
 def duplicates(
     db: DbOption = None,
     threshold: Annotated[float | None, typer.Option(
+        min=-1.0, max=1.0,
         help="Candidate cosine (default: calibrated for the collection's model).")] = None,
     verify: Annotated[bool, typer.Option(
         help="Confirm candidates with local features + geometry (recommended).")] = True,
-    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours per image.")] = 16,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=MAX_NEIGHBOURS,
+                                   help="Neighbours per image.")] = 16,
     grid: GridOption = None,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV: group,kind,keeper,id,path,score")]
     = False,
@@ -543,7 +553,8 @@ def groups(
         help="Cosine two images need to share a group, above 0 and at most 1 (default: "
              "the near-duplicate threshold calibrated for the collection's model).")] = None,
     db: DbOption = None,
-    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours per image.")] = 16,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=MAX_NEIGHBOURS,
+                                   help="Neighbours per image.")] = 16,
     grid: GridOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -632,9 +643,11 @@ def cluster(
 @app.command()
 @friendly_errors
 def outliers(
-    fraction: Annotated[float, typer.Option(help="Top fraction to list.")] = 0.01,
+    fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Top fraction to list.")]
+    = 0.01,
     db: DbOption = None,
-    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours per image.")] = 16,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=MAX_NEIGHBOURS,
+                                   help="Neighbours per image.")] = 16,
     grid: Annotated[Path | None, typer.Option(help="Contact sheet of the outliers (PNG).")]
     = None,
     as_json: JsonOption = False,
@@ -668,8 +681,10 @@ def report(
     out: Annotated[Path, typer.Option(help="Folder for the report.")] = Path("report"),
     db: DbOption = None,
     k: Annotated[str, typer.Option("-k", "--k", help="Clusters: a number or auto.")] = "auto",
-    threshold: Annotated[float, typer.Option(help="Cosine for threshold groups.")] = 0.8,
-    fraction: Annotated[float, typer.Option(help="Top fraction listed as outliers.")] = 0.01,
+    threshold: Annotated[float, typer.Option(min=-1.0, max=1.0,
+                                             help="Cosine for threshold groups.")] = 0.8,
+    fraction: Annotated[float, typer.Option(min=0.0, max=1.0,
+                                            help="Top fraction listed as outliers.")] = 0.01,
     verify: Annotated[bool, typer.Option(help="Verify near duplicates geometrically.")]
     = True,
     map_method: Annotated[str, typer.Option("--map", help="auto, umap, tsne or pca.")]

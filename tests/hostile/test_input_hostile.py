@@ -287,6 +287,42 @@ def test_huge_junk_jpeg_is_rejected_cheaply(tmp_path: Path) -> None:
     assert (after[1].st_size, after[1].st_mtime_ns) == (before[1].st_size, before[1].st_mtime_ns)
 
 
+# -- 5. command-line values out of range --------------------------------------------------------
+@pytest.mark.parametrize("args, message", [
+    (["search", "{query}", "-k", "10000000000"],
+     "Invalid value for '-k' / '--k': Input should be less than or equal to 100000"),
+    (["search", "99999999999999999999"], "no embedded image with id 99999999999999999999"),
+    (["grid", "-k", "10000000000", "--out", "{out}"],
+     "Invalid value for '-k' / '--k': Input should be less than or equal to 1000"),
+    (["cluster", "-k", "99999999999"],
+     "k must be between 1 and the number of vectors (4), not 99999999999"),
+    (["groups", "--threshold", "1.5"],
+     "Invalid value for '--threshold': Input should be less than or equal to 1"),
+    (["duplicates", "--threshold", "-3"],
+     "Invalid value for '--threshold': Input should be greater than or equal to -1"),
+    (["duplicates", "-k", "10000000000"],
+     "Invalid value for '-k' / '--k': Input should be less than or equal to 1000"),
+    (["outliers", "--fraction", "2"],
+     "Invalid value for '--fraction': Input should be less than or equal to 1"),
+    (["report", "--threshold", "7", "--out", "{out}"],
+     "Invalid value for '--threshold': Input should be less than or equal to 1"),
+])
+def test_out_of_range_values_get_one_clear_message(tmp_path: Path, args: list[str],
+                                                   message: str) -> None:
+    folder = photos(tmp_path / "photos", 4)
+    assert invoke("index", folder, "--model", "classic").exit_code == 0
+    before = fingerprint(folder, skip=OWN)
+    filled = [a.format(query=folder / "scene0.jpg", out=tmp_path / "out") for a in args]
+    result = invoke(*filled, "--db", folder / ".lookalike")
+    assert result.exit_code != 0, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        repr(result.exception)
+    assert "Traceback" not in result.output
+    assert message in result.output
+    assert not (tmp_path / "out").exists()
+    assert fingerprint(folder, skip=OWN) == before
+
+
 # -- the catalogue side ---------------------------------------------------------------------------
 def test_sync_files_keeps_rows_under_an_unreadable_folder_until_they_are_really_gone(
         tmp_path: Path) -> None:
