@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import time
 from collections import defaultdict
@@ -46,6 +47,7 @@ from .analyse.duplicates import (
     make_group,
     visit_order,
 )
+from .discover import Root, is_remote
 from .knn import KnnGraph
 from .store import StoreError
 from .verify import FeatureCache, calibrate, pixel_hashes, verify_pairs
@@ -270,11 +272,18 @@ def find_duplicates(
         if progress:
             progress("hash", len(suspects), len(suspects))
     exact_members = exact_groups(list(columns["hash"]), pixel_keys)
-    exact = [make_group(g, "exact", columns["width"], columns["height"], columns["size"])
-             for g in exact_members]
+    # a link and its target (or two hard links) are one file: one name stands for it
+    alias_of = _other_names(absolute, exact_members)
+    exact_members = [kept for members in exact_members
+                     if len(kept := [p for p in members if p not in alias_of]) > 1]
+    linked_to = set(alias_of.values())  # keep the file that links point to
+    exact = [make_group(g, "exact", columns["width"], columns["height"], columns["size"],
+                        preferred=linked_to) for g in exact_members]
     representative = np.arange(n)
     for group in exact:
         representative[group.members] = group.keeper
+    for alias, name in alias_of.items():
+        representative[alias] = representative[name]
     lap("exact")
 
     # 2. thresholds
@@ -318,7 +327,8 @@ def find_duplicates(
     # 5. groups without chains, expanded with exact copies
     copies: dict[int, list[int]] = defaultdict(list)
     for position, rep in enumerate(representative.tolist()):
-        copies[rep].append(position)
+        if position not in alias_of:
+            copies[rep].append(position)
     links: dict[int, dict[int, float]] = defaultdict(dict)
     for a, b, w in zip(i.tolist(), j.tolist(), weight.tolist()):
         if w > 0:
@@ -338,6 +348,31 @@ def find_duplicates(
         verified=verify, calibration=calibration, candidates=int(len(i)),
         confirmed=int((weight > 0).sum()), seconds=timings,
     )
+
+
+def _other_names(paths: list[Root], groups: list[list[int]]) -> dict[int, int]:
+    """Among exact-duplicate groups, the positions that are another name of a file already
+    in the group (a symbolic link to it, a hard link), each mapped to the name that stands
+    for the file: a real name before a link, then the first. A link and its target are one
+    file, never a pair to clean up (moving the "copy" would move the only data)."""
+    alias_of: dict[int, int] = {}
+    for members in groups:
+        if is_remote(paths[members[0]]):
+            continue
+        named: dict[tuple[int, int], int] = {}
+        keyed = []
+        for position in members:
+            try:
+                info = os.stat(paths[position])
+            except OSError:  # gone meanwhile: judged by its content like any other
+                continue
+            keyed.append((os.path.islink(paths[position]), position,
+                          (info.st_dev, info.st_ino)))
+        for _link, position, file in sorted(keyed):
+            first = named.setdefault(file, position)
+            if first != position:
+                alias_of[position] = first
+    return alias_of
 
 
 def _graph(collection: Collection, k: int,

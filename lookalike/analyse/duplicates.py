@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -300,13 +300,17 @@ def _refine(
 
 
 def choose_keeper(
-    members: Sequence[int], width: np.ndarray, height: np.ndarray, size: np.ndarray
+    members: Sequence[int], width: np.ndarray, height: np.ndarray, size: np.ndarray,
+    preferred: Collection[int] = (),
 ) -> int:
-    """The copy to keep: most pixels, then the largest file, then the lowest position.
+    """The copy to keep: most pixels, then the largest file, then a ``preferred`` one
+    (e.g. a file that links point to: moving it would break them), then the lowest
+    position.
 
     ``width``, ``height``, ``size``: per-position arrays (unknown values as 0).
     """
-    return min(members, key=lambda p: (-int(width[p]) * int(height[p]), -int(size[p]), p))
+    return min(members, key=lambda p: (-int(width[p]) * int(height[p]), -int(size[p]),
+                                       p not in preferred, p))
 
 
 def make_group(
@@ -316,12 +320,14 @@ def make_group(
     height: np.ndarray,
     size: np.ndarray,
     score: dict[int, float] | None = None,
+    preferred: Collection[int] = (),
 ) -> DuplicateGroup:
     """A :class:`DuplicateGroup` with its keeper chosen and members ordered keeper first.
 
     ``score``: per member, how surely it is a copy of the keeper (missing: 1.0).
+    ``preferred``: keeper candidates to favour on a tie (see :func:`choose_keeper`).
     """
-    keeper = choose_keeper(members, width, height, size)
+    keeper = choose_keeper(members, width, height, size, preferred)
     score = dict(score or {})
     score[keeper] = 1.0
     ordered = sorted(members, key=lambda p: (p != keeper, -score.get(p, 1.0), p))

@@ -47,8 +47,8 @@ def mentions(text: str, *phrases: object) -> None:
 
 @pytest.fixture
 def photos(tmp_path: Path) -> Path:
-    """Distinct scenes; photo.jpg with a relative link to it that sorts first (so the
-    duplicate finder suggests the link as keeper), a hard link to it and a real byte copy."""
+    """Distinct scenes; photo.jpg with a relative link to it that sorts first, a hard link
+    to it and a real byte copy: four names, two files."""
     folder = tmp_path / "photos"
     folder.mkdir()
     for seed in range(4):
@@ -76,14 +76,16 @@ def test_sort_duplicates_move_never_moves_a_links_target_or_the_link(photos: Pat
                                                                      tmp_path: Path) -> None:
     before = fingerprint(photos, skip=SKIP)
     dups = invoke("duplicates", "--db", photos, "--json")
-    keeper = json.loads(dups.stdout)["exact"][0]["keeper"]["path"]
-    assert keeper == "a-link.jpg"  # what made the move dangerous
+    (group,) = json.loads(dups.stdout)["exact"]
+    # one file under three names is one member: never a pair, never a link as keeper
+    assert group["keeper"]["path"] == "c-hard.jpg"  # the file the other names point to
+    assert sorted(m["path"] for m in group["members"]) == ["b-copy.jpg", "c-hard.jpg"]
     dest = tmp_path / "dups"
     result = invoke("sort", "--db", photos, "--by", "duplicates", "--to", dest, "--move")
     assert result.exit_code == 0, result.output
     only_copies_moved(photos, before)
     moved = [p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()]
-    assert moved == ["duplicates_001_a-link/b-copy.jpg"]  # the one real copy
+    assert moved == ["duplicates_001_c-hard/b-copy.jpg"]  # the one real copy
     # Deleting the reviewed folder loses nothing: the file and both its names are intact.
     for path in dest.rglob("*.jpg"):
         path.unlink()
@@ -216,7 +218,7 @@ def test_a_journal_cut_short_undoes_what_it_records_and_says_so(photos: Path,
     no_crash(result)
     mentions(result.output, "cut short", tmp_path / "dups")
     assert fingerprint(photos, skip=SKIP) != before  # the copy it did not record stays moved
-    assert (tmp_path / "dups" / "duplicates_001_a-link" / "b-copy.jpg").is_file()
+    assert (tmp_path / "dups" / "duplicates_001_c-hard" / "b-copy.jpg").is_file()
 
 
 def test_an_empty_journal_of_a_run_that_never_started_is_skipped(photos: Path,
