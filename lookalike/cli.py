@@ -681,8 +681,9 @@ def report(
     out: Annotated[Path, typer.Option(help="Folder for the report.")] = Path("report"),
     db: DbOption = None,
     k: Annotated[str, typer.Option("-k", "--k", help="Clusters: a number or auto.")] = "auto",
-    threshold: Annotated[float, typer.Option(min=-1.0, max=1.0,
-                                             help="Cosine for threshold groups.")] = 0.8,
+    threshold: Annotated[float | None, typer.Option(
+        min=-1.0, max=1.0, help="Cosine for threshold groups (default: the one calibrated "
+        "for the collection's model, as in lookalike groups).")] = None,
     fraction: Annotated[float, typer.Option(min=0.0, max=1.0,
                                             help="Top fraction listed as outliers.")] = 0.01,
     verify: Annotated[bool, typer.Option(help="Verify near duplicates geometrically.")]
@@ -710,7 +711,9 @@ def report(
         paths = [collection.root / p for p in collection.paths(file_ids)]
         index = write_report(
             folder, title=f"lookalike report: {collection.root.name}", paths=paths,
-            overview=_report_overview(collection, dups, found, clustering),
+            overview={**_report_overview(collection, dups, found, clustering),
+                      "group threshold": _describe_group_threshold(
+                          collection.group_threshold(threshold))},
             sections=_report_sections(dups, found, clustering, scores, fraction),
             layout=layout, layout_method=method, colours=clustering.labels,
             progress=lambda done, total: update("thumbnails", done, total),
@@ -838,7 +841,7 @@ def _folders_by(collection: Collection, by: str | None, k: str,
         paths = collection.paths(file_ids)
         return {root / path: f"cluster_{label:03d}" for path, label in zip(paths, result.labels)}
     if by == "groups":
-        file_ids, found = collection.groups(0.8 if threshold is None else threshold)
+        file_ids, found = collection.groups(threshold)  # None: the calibrated threshold
         paths = collection.paths(file_ids)
         return {root / paths[m]: f"group_{n:03d}" for n, g in enumerate(found, start=1)
                 for m in g.members}

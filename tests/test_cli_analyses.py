@@ -136,3 +136,21 @@ def test_sort_by_clusters_copies_every_image_once(planted: Path, tmp_path: Path)
     assert copied == originals and len({p.parent.name for p in dest.rglob("*.jpg")}) <= 3
     assert invoke("undo", "--db", planted).exit_code == 0
     assert not any(p.is_file() for p in dest.rglob("*"))
+
+
+def test_report_and_sort_by_groups_use_the_groups_default(planted: Path, tmp_path: Path) -> None:
+    """report and sort --by groups group exactly as lookalike groups does by default."""
+    found = json.loads(invoke("groups", "--db", planted, "--json").stdout)
+    expected = sorted(sorted(m["path"] for m in g["members"]) for g in found["groups"])
+    dest = tmp_path / "by-groups"
+    result = invoke("sort", "--db", planted, "--by", "groups", "--to", dest, "--dry-run",
+                    "--json")
+    assert result.exit_code == 0, result.output
+    folders: dict[str, list[str]] = {}
+    for source, destination in json.loads(result.stdout)["moves"]:
+        folders.setdefault(Path(destination).parent.name, []).append(Path(source).name)
+    assert sorted(sorted(names) for names in folders.values()) == expected
+    out = tmp_path / "report"
+    assert invoke("report", "--db", planted, "--out", out, "-k", "3").exit_code == 0
+    page = (out / "index.html").read_text()
+    assert f"threshold {found['threshold']:.3f} (calibrated for classic" in page
