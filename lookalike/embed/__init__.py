@@ -60,9 +60,9 @@ _progress: ContextVar[Progress | None] = ContextVar("lookalike_download_progress
 NAMED_MODELS: dict[str, str] = {
     "dinov2-small": "DINOv2 ViT-S/14 (timm), 384-d, best general-purpose similarity",
     "clip-vit-b-32": "CLIP ViT-B/32 (open_clip), 512-d, also embeds text",
-    "convnext-tiny": "ConvNeXt-T (timm), 768-d, seed 004",
-    "resnet50": "ResNet-50 (timm), 2048-d, seeds 001/003/004",
-    "inception-v3": "Inception-v3 (timm), 2048-d, seed 002",
+    "convnext-tiny": "ConvNeXt-T (timm), 768-d, ImageNet features",
+    "resnet50": "ResNet-50 (timm), 2048-d, ImageNet features",
+    "inception-v3": "Inception-v3 (timm), 2048-d, ImageNet features",
 }
 
 

@@ -6,8 +6,9 @@ Three parts, each L2-normalised, weighted, concatenated and normalised again:
 * a coarse colour layout: mean Lab-like colour on a 4 x 4 grid,
 * an edge-orientation histogram on a 2 x 2 grid (texture and shape, robust to lighting).
 
-It is what seed 001 tried first and what ``make run`` falls back to when no pretrained
-model is available offline. Histograms use the Hellinger (square-root) mapping so that
+Colour histograms are what the threshold-grouping workflow tried first; they fail when the
+lighting changes, so this is used only when asked for by name (``--model classic``), e.g.
+for speed in tests. Histograms use the Hellinger (square-root) mapping so that
 cosine similarity behaves like a histogram-intersection measure.
 """
 
