@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo-output
 
-.PHONY: run test install lint clean
+.PHONY: run test install check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,12 +33,12 @@ run: install
 	@echo "contact sheets: $(DEMO)/coffee-matches.png, $(DEMO)/grids/, $(DEMO)/duplicates/"
 	@echo "report: $(DEMO)/report/index.html (opens from disk)"
 
-test: install
+test: check
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) \
 		|| echo "chromium could not be installed: the browser tests will be skipped"
 	$(BIN)/python -m pytest -q
 
-lint: install
+check: install
 	$(BIN)/ruff check lookalike tests benchmarks
 
 clean:
