@@ -1,0 +1,123 @@
+"""The store on its own: catalogue rows, embedding rows, the writer lock and recovery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lookalike.discover import Candidate
+from lookalike.store import CollectionBusy, EmbeddedFile, Store, StoreError, usable_rows
+
+DIM = 8
+
+
+def candidates(*names: str) -> list[Candidate]:
+    return [Candidate(Path(name), 100 + i, i, "JPEG") for i, name in enumerate(names)]
+
+
+def unit_rows(n: int, seed: int = 0) -> np.ndarray:
+    rows = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    store = Store.create(tmp_path / "db", tmp_path / "photos")
+    store.add_model("m-00000000", "test", {}, {"name": "test"}, DIM)
+    return store
+
+
+def embed_all(store: Store, seed: int = 0) -> np.ndarray:
+    pending = store.files_to_embed("m-00000000")
+    vectors = unit_rows(len(pending), seed)
+    store.commit_batch("m-00000000", [EmbeddedFile(f.id, "0" * 32, 1, 1, "JPEG")
+                                      for f in pending], vectors)
+    return vectors
+
+
+def test_create_refuses_a_folder_of_the_users(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="not empty and holds no collection"):
+        Store.create(tmp_path / "mine", tmp_path)
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(StoreError, match="is a file"):
+        Store.create(tmp_path / "file", tmp_path)
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
+def test_ids_are_never_reused(store: Store) -> None:
+    store.sync_files(candidates("a.jpg", "b.jpg", "c.jpg"))
+    ids = {f.path: f.id for f in store.files()}
+    store.sync_files(candidates("a.jpg", "b.jpg"))  # c.jpg, the highest id, is gone
+    store.sync_files(candidates("a.jpg", "b.jpg", "d.jpg"))
+    assert store.file_by_path("d.jpg").id > ids["c.jpg"]
+
+
+def test_rows_round_trip_and_bad_rows_are_skipped(store: Store) -> None:
+    store.sync_files(candidates("a.jpg", "b.jpg", "c.jpg"))
+    files = store.files_to_embed("m-00000000")
+    vectors = unit_rows(3)
+    vectors[1] = 0
+    store.commit_batch("m-00000000", [EmbeddedFile(f.id, "0" * 32, 1, 1, "JPEG")
+                                      for f in files], vectors)
+    file_ids, rows = store.live_rows("m-00000000")
+    assert file_ids.tolist() == [files[0].id, files[2].id]
+    np.testing.assert_allclose(store.embeddings("m-00000000")[rows], vectors[[0, 2]],
+                               atol=1e-3)
+    assert store.file(files[1].id).status == "skipped"
+
+
+def test_usable_rows() -> None:
+    rows = np.vstack([unit_rows(1), np.zeros((1, DIM)), np.full((1, DIM), np.nan),
+                      2 * unit_rows(1)])
+    assert usable_rows(rows).tolist() == [True, False, False, False]
+
+
+def test_one_writer_per_process_shared_and_others_refused(store: Store, tmp_path: Path) -> None:
+    again = Store.open(tmp_path / "db", writable=True)  # same process: shares the lock
+    again.close()
+    assert store.writable
+    reader = Store.open(tmp_path / "db")
+    with pytest.raises(StoreError, match="read-only"):
+        reader.commit_batch("m-00000000", [], np.zeros((0, DIM)))
+    lock = (tmp_path / "db" / Store.WRITER_LOCK).read_text()
+    assert lock.startswith("PID ")
+    assert issubclass(CollectionBusy, StoreError)
+
+
+def test_recovery_keeps_unknown_files_and_repairs_a_short_file(store: Store,
+                                                              tmp_path: Path) -> None:
+    store.sync_files(candidates(*(f"{i}.jpg" for i in range(6))))
+    vectors = embed_all(store)
+    embeddings = tmp_path / "db" / "embeddings"
+    (embeddings / "run1.npy").write_bytes(b"user's")
+    (embeddings / "m-00000000.7.f16").write_bytes(b"aborted compaction")  # lookalike's name
+    data = (embeddings / "m-00000000.0.f16").read_bytes()
+    (embeddings / "m-00000000.0.f16").write_bytes(data[: 4 * DIM * 2 + 3])  # 4 rows intact
+    store.close()
+    reopened = Store.open(tmp_path / "db", writable=True)
+    assert sorted(p.name for p in embeddings.iterdir()) == ["m-00000000.0.f16", "run1.npy"]
+    file_ids, rows = reopened.live_rows("m-00000000")
+    assert len(rows) == 4
+    np.testing.assert_allclose(reopened.embeddings("m-00000000")[rows], vectors[:4],
+                               atol=1e-3)
+    assert len(reopened.files_to_embed("m-00000000")) == 2  # embedded again next run
+    assert reopened.check() == []  # consistent again: the lost files are simply pending
+
+
+def test_check_finds_bad_rows_and_repair_forgets_them(store: Store) -> None:
+    store.sync_files(candidates("a.jpg", "b.jpg"))
+    embed_all(store)
+    path = store.directory / "embeddings" / "m-00000000.0.f16"
+    data = bytearray(path.read_bytes())
+    data[: DIM * 2] = bytes(DIM * 2)  # row 0 zeroed behind the store's back
+    path.write_bytes(bytes(data))
+    (problem,) = store.check()
+    assert problem.what == "1 embeddings are zero or not finite" and not problem.repaired
+    (problem,) = store.check(repair=True)
+    assert problem.repaired
+    assert [f.path for f in store.files_to_embed("m-00000000")] == ["a.jpg"]
+    assert store.check() == []
