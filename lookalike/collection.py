@@ -31,7 +31,6 @@ from .analyse.clusters import Clustering, auto_k, kmeans
 from .analyse.exemplars import assign_to_exemplars
 from .analyse.groups import Group, threshold_groups
 from .analyse.outliers import outlier_scores
-from .decode import decode_file
 from .discover import Root, as_root, discover, is_remote
 from .duplicates_job import DuplicateReport, find_duplicates, model_calibration
 from .embed import Backbone, Preprocess, load_backbone, resolve_auto
@@ -51,7 +50,7 @@ from .index import (
 from .index_disk import BUCKET_BYTES, write_ivfpq
 from .knn import KnnGraph, knn_graph
 from .ownership import checksum
-from .pipeline import EmbedReport, Progress, embed_pending
+from .pipeline import EmbedReport, Progress, embed_image, embed_pending
 from .pipeline_gpu import embed_pending_on_device, gpu_decode_available
 from .store import (
     CatalogueChanges,
@@ -68,8 +67,45 @@ DEFAULT_DIRNAME = ".lookalike"
 TRANSFORMS_DIRNAME = "transforms"
 
 
+MAX_FILE_ID = 2**63 - 1  # SQLite's largest integer: no catalogue id is larger
+Query = str | os.PathLike[str] | int | np.ndarray  # what search() takes
+
+
 class ModelMismatch(StoreError):
     """The model asked for is not the one the collection's embeddings came from."""
+
+
+class NoEmbeddings(StoreError):
+    """The collection has no embeddings yet (:meth:`Collection.require_model`)."""
+
+    def __init__(self) -> None:
+        super().__init__("the collection has no embeddings yet: run lookalike index first")
+
+
+class NotEmbedded(StoreError, KeyError):
+    """A catalogue id that names no embedded image: a StoreError to the CLI, a KeyError
+    (a failed lookup) to the web server."""
+
+    __str__ = Exception.__str__  # the message, not KeyError's quoted repr of it
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One result of :meth:`Collection.search_vectors`: a file and its cosine to the query."""
+
+    score: float
+    record: FileRecord
+
+
+@dataclass(frozen=True)
+class _SearchState:
+    """What a search reads from the catalogue, as of one ``Store.data_version``."""
+
+    version: tuple[int, int]
+    record: ModelRecord
+    index: VectorIndex
+    stored: np.ndarray  # the store's embeddings (memory-mapped), by store row
+    transform: TransformChain | None
 
 
 @dataclass(frozen=True)
@@ -174,6 +210,7 @@ class Collection:
         self._transform: tuple[str, TransformChain] | None = None
         self._projected: tuple[tuple[int, str, str], np.ndarray] | None = None
         self._calibration: tuple[str, dict[str, Any]] | None = None
+        self._search_state: _SearchState | None = None
         self._lock = threading.Lock()
 
     # -- opening ---------------------------------------------------------------------------
@@ -344,7 +381,7 @@ class Collection:
     def backbone(self) -> Backbone:
         """The collection's own model, loaded lazily and checked against what was recorded."""
         if self._backbone is None:
-            record = self._require_model()
+            record = self.require_model()
             backbone = load_backbone(record.spec, **record.options)
             if json.loads(json.dumps(backbone.identity())) != record.identity:
                 raise ModelMismatch(
@@ -368,15 +405,16 @@ class Collection:
                 self.store.set_meta(f"text:{record.key}", recorded)
         return recorded == "1"
 
-    def _require_model(self) -> ModelRecord:
+    def require_model(self) -> ModelRecord:
+        """The model of the collection's embeddings; :class:`NoEmbeddings` before any."""
         record = self.model
         if record is None:
-            raise StoreError("the collection has no embeddings yet: run lookalike index first")
+            raise NoEmbeddings
         return record
 
     def check_model(self, spec: str | None) -> None:
         """Refuse a query model that differs from the collection's."""
-        record = self._require_model()
+        record = self.require_model()
         if spec not in (None, "auto", record.spec):
             raise ModelMismatch(
                 f"this collection was embedded with {record.spec!r}; it cannot be searched "
@@ -391,7 +429,7 @@ class Collection:
         ``copy`` they come as stored: the store's float16 memmap itself when every row is
         live (nothing read until used), else the live rows gathered.
         """
-        record = self._require_model()
+        record = self.require_model()
         file_ids, rows = self.store.live_rows(record.key)
         matrix = self._live_matrix(record, rows, raw=raw)
         return file_ids, np.asarray(matrix, dtype=np.float32) if copy else matrix
@@ -401,7 +439,7 @@ class Collection:
     def transform(self) -> TransformChain | None:
         """The fitted projection (``lookalike learn --db``) applied to every stored
         embedding and every query, or None."""
-        record = self._require_model()
+        record = self.require_model()
         state = self._transform_state(record)
         if state is None:
             return None
@@ -415,7 +453,7 @@ class Collection:
 
         Nothing is re-embedded: the index is rebuilt over the projected vectors on next use.
         """
-        record = self._require_model()
+        record = self.require_model()
         key = f"transform:{record.key}"
         if chain is None:
             self.store.set_meta(key, "null")
@@ -453,7 +491,7 @@ class Collection:
         """The store's embedding matrix (memory-mapped), or its projection when a transform
         is set (computed once per embeddings version and kept in memory). Rows are store
         rows, live or not (``store.live_rows`` says which)."""
-        record = record or self._require_model()
+        record = record or self.require_model()
         matrix = self.store.embeddings(record.key)
         stamp = self._transform_stamp(record)
         if stamp is None:
@@ -474,7 +512,7 @@ class Collection:
         it, otherwise (and after a compaction) the index is rebuilt. ``progress(done,
         total)`` counts the vectors a build or a change adds.
         """
-        record = self._require_model()
+        record = self.require_model()
         transform = self._transform_stamp(record)
         with self._lock:
             version = (record.version, record.file, transform)
@@ -621,7 +659,7 @@ class Collection:
         quarter of the collection's ``max_memory``, it is also built on disk rather than in
         RAM.
         """
-        record = self._require_model()
+        record = self.require_model()
         stamp_hex = self._transform_stamp(record)
         raw = raw and stamp_hex is not None  # without a transform both spaces are one
         prefix = f"{record.key}.{'raw.' if raw else ''}knn"
@@ -670,49 +708,102 @@ class Collection:
         return file_ids, graph
 
     # -- search ----------------------------------------------------------------------------
-    def search(
-        self, query: str | os.PathLike[str] | int | np.ndarray, k: int = 10
-    ) -> list[SearchHit]:
+    def search(self, query: Query, k: int = 10) -> list[SearchHit]:
         """Images most similar to ``query``: an image file (inside the collection or not),
         a catalogue id, or a vector. The query itself is never returned."""
         return self.search_many([query], k)[0]
 
     def search_text(self, text: str, k: int = 10) -> list[SearchHit]:
         """Images matching a text description (CLIP-style models only)."""
-        vector = self.project(self.backbone.embed_text([text]))
-        return self._search_vectors(vector, [None], k)[0]
+        return self._hits(self.search_vectors(self.backbone.embed_text([text]), k)[0])
 
-    def search_many(
-        self, queries: Sequence[str | os.PathLike[str] | int | np.ndarray], k: int = 10
-    ) -> list[list[SearchHit]]:
-        vectors, own_rows = self._query_vectors(queries)
-        return self._search_vectors(vectors, own_rows, k)
+    def search_many(self, queries: Sequence[Query], k: int = 10) -> list[list[SearchHit]]:
+        vectors, own = [], []
+        for resolved in self.query_vectors(queries):
+            if isinstance(resolved, Exception):
+                raise resolved
+            vectors.append(resolved[0])
+            own.append(resolved[1])
+        return [self._hits(found)
+                for found in self.search_vectors(np.stack(vectors), k, exclude=own)]
 
-    def _query_vectors(
-        self, queries: Sequence[str | os.PathLike[str] | int | np.ndarray]
-    ) -> tuple[np.ndarray, list[int | None]]:
-        record = self._require_model()
-        stored = self.store.embeddings(record.key)
-        vectors: list[np.ndarray] = []
-        own_rows: list[int | None] = []
+    def query_vectors(self, queries: Sequence[Query]
+                      ) -> list[tuple[np.ndarray, int | None] | Exception]:
+        """Per query, ``(vector, own file id)`` in the model's own space: an embedded
+        image's stored vector (by id, or by a path inside the collection; its id is then
+        to be left out of its results), a vector as given, or another image file
+        embedded. Or, as data, why the query cannot be searched: :class:`NotEmbedded`
+        for an id, ValueError for a vector of the wrong size. One bad query of a batch
+        fails only itself."""
+        state = self._searched()
+        resolved: list[tuple[np.ndarray, int | None] | Exception] = []
         for query in queries:
-            row = self._own_row(record, query)
-            if row is not None:
-                vectors.append(np.asarray(stored[row], dtype=np.float32))
-            elif isinstance(query, np.ndarray):
-                if query.shape != (record.dim,):
-                    raise ValueError(f"query vector must have shape ({record.dim},)")
-                vectors.append(query.astype(np.float32))
+            if isinstance(query, np.ndarray):
+                dim = state.record.dim
+                resolved.append((query.astype(np.float32), None) if query.shape == (dim,)
+                                else ValueError(f"query vector must have {dim} numbers, "
+                                                f"not {query.size}"))
+                continue
+            file_id = self._file_id(query)
+            row = None if file_id is None else self.store.row_for_file(state.record.key,
+                                                                          file_id)
+            if row is not None and row < len(state.stored):
+                resolved.append((np.asarray(state.stored[row], dtype=np.float32), file_id))
             elif isinstance(query, (int, np.integer)):
-                raise StoreError(f"no embedded image with id {query}")
+                resolved.append(NotEmbedded(f"no embedded image with id {query}"))
             else:
-                vectors.append(self._embed_raw(query))
-            own_rows.append(row)
-        return self.project(np.stack(vectors)), own_rows
+                resolved.append((embed_image(self.backbone, query), None))
+        return resolved
 
-    def _own_row(self, record: ModelRecord, query: object) -> int | None:
+    def search_vectors(self, vectors: np.ndarray, k: int, *,
+                       exclude: Sequence[int | None] | None = None) -> list[list[Neighbour]]:
+        """The one search, behind :meth:`search`, the CLI and the web server: the ``k``
+        files nearest each of ``vectors`` ``[n, dim]`` (the model's own embeddings: the
+        learned transform, when one is set, is applied here), best first. ``exclude``:
+        per vector, a file id to leave out (the query image itself)."""
+        state = self._searched()
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != state.record.dim:
+            raise ValueError(f"query vectors must have shape (n, {state.record.dim}), "
+                             f"not {vectors.shape}")
+        if state.transform is not None:
+            vectors = state.transform.transform(vectors)
+        scores, keys = state.index.search(np.ascontiguousarray(vectors), k + 1)
+        files = self.store.files_for_rows(state.record.key, keys.ravel())
+        found: list[list[Neighbour]] = []
+        for row_scores, row_keys, own in zip(scores, keys, exclude or [None] * len(vectors)):
+            near: list[Neighbour] = []
+            for score, key in zip(row_scores, row_keys):
+                record = files.get(int(key)) if key >= 0 else None
+                if record is None or record.id == own:
+                    continue  # padding, the query itself, or a row that died meanwhile
+                near.append(Neighbour(float(score), record))
+                if len(near) == k:
+                    break
+            found.append(near)
+        return found
+
+    def _searched(self) -> _SearchState:
+        """The model, index, embeddings and transform a search reads, re-read only after
+        a commit (an ``index`` run's, or this collection's own): one cheap check per
+        search instead of a dozen catalogue reads."""
+        version = self.store.data_version()
+        state = self._search_state
+        if state is None or state.version != version:
+            record = self.require_model()
+            state = _SearchState(version, record, self.vector_index(),
+                                 self.store.embeddings(record.key), self.transform)
+            self._search_state = state
+        return state
+
+    def _hits(self, found: list[Neighbour]) -> list[SearchHit]:
+        return [SearchHit(rank, n.score, n.record.id, n.record.path, self.root / n.record.path)
+                for rank, n in enumerate(found, start=1)]
+
+    def _file_id(self, query: object) -> int | None:
+        """The catalogue id a query names: an id, or a local path inside the folder."""
         if isinstance(query, (int, np.integer)):
-            return self.store.row_for_file(record.key, int(query))
+            return int(query) if 0 <= query <= MAX_FILE_ID else None
         if isinstance(query, (str, os.PathLike)) and not is_remote(self.root):
             path = Path(query).expanduser().absolute()
             try:
@@ -720,37 +811,13 @@ class Collection:
             except ValueError:
                 return None
             found = self.store.file_by_path(relative)
-            return self.store.row_for_file(record.key, found.id) if found else None
+            return found.id if found else None
         return None
 
     def embed_file(self, path: str | os.PathLike[str]) -> np.ndarray:
         """Embed one image file with the collection's model (decode guards included),
         projected by the learned transform when one is set."""
-        return self.project(self._embed_raw(path)[None])[0]
-
-    def _embed_raw(self, path: str | os.PathLike[str]) -> np.ndarray:
-        backbone = self.backbone
-        decoded = decode_file(path, min_side=backbone.decode_size)
-        return backbone.embed(backbone.preprocess(decoded.image)[None])[0]
-
-    def _search_vectors(
-        self, vectors: np.ndarray, own_rows: list[int | None], k: int
-    ) -> list[list[SearchHit]]:
-        record = self._require_model()
-        index = self.vector_index()
-        scores, keys = index.search(np.ascontiguousarray(vectors, dtype=np.float32), k + 1)
-        files = self.store.files_for_rows(record.key, keys.ravel())
-        results = []
-        for query_scores, query_keys, own in zip(scores, keys, own_rows):
-            hits: list[SearchHit] = []
-            for score, key in zip(query_scores, query_keys):
-                if key < 0 or key == own or int(key) not in files or len(hits) == k:
-                    continue
-                found = files[int(key)]
-                hits.append(SearchHit(len(hits) + 1, float(score), found.id, found.path,
-                                      self.root / found.path))
-            results.append(hits)
-        return results
+        return self.project(embed_image(self.backbone, path)[None])[0]
 
     # -- analyses (thin layers over lookalike.analyse) ---------------------------------------
     def paths(self, file_ids: np.ndarray) -> list[str]:
@@ -767,7 +834,7 @@ class Collection:
         uses: stored with the collection, measured on first use from synthetic edits of its
         own images (see :func:`lookalike.verify.calibrate`). Its ``near_threshold`` is the
         cosine above which two images are copies on the embedding alone."""
-        record = self._require_model()
+        record = self.require_model()
         if self._calibration is None or self._calibration[0] != record.key:
             # kept here too: a read-only collection measures it once per process
             self._calibration = (record.key, model_calibration(self))
@@ -780,7 +847,7 @@ class Collection:
         suits one model groups look-alikes (or nothing) with another."""
         if threshold is not None:
             return GroupThreshold(float(threshold), calibrated=False)
-        record = self._require_model()
+        record = self.require_model()
         if len(self.store.live_rows(record.key)[0]) < 2:
             return GroupThreshold(float("nan"), calibrated=True, model=record.spec)
         calibration = self.calibration()

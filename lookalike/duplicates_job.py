@@ -124,9 +124,7 @@ class DuplicateReport:
 
 
 def calibration_key(collection: Collection) -> str:
-    record = collection.model
-    if record is None:
-        raise StoreError("the collection has no embeddings yet: run lookalike index first")
+    record = collection.require_model()
     return "calibration:" + record.key
 
 
@@ -193,9 +191,7 @@ def model_calibration(
 
 def _paths(collection: Collection) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:
     """Per embedded position: file ids, relative paths, and width/height/size/hash columns."""
-    record = collection.model
-    if record is None:
-        raise StoreError("the collection has no embeddings yet: run lookalike index first")
+    record = collection.require_model()
     ids, _rows = collection.store.live_rows(record.key)
     by_id = {f.id: f for f in collection.store.files()}
     files = [by_id[int(i)] for i in ids]
@@ -235,10 +231,7 @@ def find_duplicates(
         timings[name] = timings.get(name, 0.0) + now - clock
         clock = now
 
-    record = collection.model
-    if record is None:
-        raise StoreError("the collection has no embeddings yet: run lookalike index first")
-    file_ids, relative, columns = _paths(collection)
+    file_ids, relative, columns = _paths(collection)  # or NoEmbeddings
     # as stored (a memmap): only the rows a step needs are read
     vector_ids, vectors = collection.vectors(raw=True, copy=False)
     absolute = [collection.root / path for path in relative]

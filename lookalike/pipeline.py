@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from .decode import decode_file, parallel_ordered
+from .decode import DEFAULT_MAX_PIXELS, decode_bytes, decode_file, parallel_ordered
 from .discover import Root, is_remote
 from .embed.base import Backbone
 from .store import EmbeddedFile, FileRecord, Store
@@ -52,6 +52,18 @@ def prepare_file(path: Root | str, file_id: int,
     item = EmbeddedFile(file_id, decoded.content_hash, decoded.width, decoded.height,
                         decoded.format)
     return item, backbone.preprocess(decoded.image)
+
+
+def embed_image(backbone: Backbone, image: Root | str | bytes, *,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """One image, a file or its bytes (an upload), as its embedding ``[dim]`` in the
+    model's own space: decoded with the indexing guards (bomb, format, EXIF) and
+    preprocessed as indexing does. The one path for a single image: search by a file,
+    exemplars, an upload to the web server."""
+    decoded = (decode_bytes(image, min_side=backbone.decode_size, max_pixels=max_pixels)
+               if isinstance(image, bytes) else
+               decode_file(image, min_side=backbone.decode_size, max_pixels=max_pixels))
+    return backbone.embed(backbone.preprocess(decoded.image)[None])[0]
 
 
 # Threads reading from object storage: each spends most of its time waiting 20-50 ms for

@@ -247,12 +247,13 @@ class Store:
         row = self._query_one("SELECT value FROM meta WHERE key = ?", (key,))
         return row[0] if row else None
 
-    def data_version(self) -> int:
-        """A number that changes whenever another connection commits (SQLite's
-        ``data_version``): one cheap check tells a reader whether anything it cached from
-        the catalogue may be stale. This connection's own commits do not change it."""
+    def data_version(self) -> tuple[int, int]:
+        """Changes whenever a commit changes the catalogue: another connection's (SQLite's
+        ``data_version``) or this one's (its ``total_changes``). One cheap check tells a
+        reader whether anything it cached from the catalogue may be stale."""
         row = self._query_one("PRAGMA data_version")
-        return int(row[0]) if row else 0
+        with self._lock:
+            return (int(row[0]) if row else 0), self._db.total_changes
 
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction() as db:

@@ -23,13 +23,13 @@ from pydantic import ValidationError
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import UploadFile
 
+from ..collection import Neighbour
 from ..decode import DecodeError, FileGone, read_file
 from ..discover import is_remote
 from ..embed import ModelUnavailable
 from ..store import FileRecord, StoreError
 from . import schemas
 from .auth import LocalHostMiddleware, TokenMiddleware, is_loopback
-from .batching import Neighbour
 from .limits import BodyLimitMiddleware
 from .marks import MarkRecord
 from .page import render_page

@@ -1,10 +1,11 @@
-"""Coalesce concurrent nearest-neighbour queries into one vector-index search.
+"""Coalesce concurrent nearest-neighbour queries into one search of the collection.
 
 Requests that arrive while the workers are busy are answered together by the next free
-one (one index call, two SQLite queries per batch); an idle server answers a lone request
-at once. One worker per core, each running FAISS single-threaded: FAISS's OpenMP threads
-spin-wait, and for one small query on a busy 2-core machine two of them cost ~8x the CPU
-of one (measured: 40 ms vs 4.8 ms for an exact search of 100k x 272).
+one (one :meth:`Collection.search_vectors` call: one index search, two SQLite queries per
+batch); an idle server answers a lone request at once. One worker per core, each running
+FAISS single-threaded: FAISS's OpenMP threads spin-wait, and for one small query on a
+busy 2-core machine two of them cost ~8x the CPU of one (measured: 40 ms vs 4.8 ms for an
+exact search of 100k x 272).
 """
 
 from __future__ import annotations
@@ -18,18 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..collection import Collection
-from ..index import VectorIndex
-from ..store import FileRecord, ModelRecord, StoreError
-from .schemas import MAX_ID
+from ..collection import Collection, Neighbour
+from ..store import StoreError
 
 MAX_BATCH = 16
-
-
-@dataclass(frozen=True)
-class Neighbour:
-    score: float
-    record: FileRecord
 
 
 @dataclass
@@ -46,7 +39,6 @@ class SearchBatcher:
                  workers: int | None = None) -> None:
         self.collection = collection
         self.max_batch = max_batch
-        self._cached: tuple[int, ModelRecord, VectorIndex, np.ndarray] | None = None
         self._queue: queue.SimpleQueue[_Query | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._run, name=f"lookalike-search-{n}", daemon=True)
@@ -112,59 +104,23 @@ class SearchBatcher:
             else:
                 item.future.set_result(result)
 
-    def _state(self) -> tuple[ModelRecord, VectorIndex, np.ndarray]:
-        """The model, index and embeddings, re-read only after another process (an
-        ``index`` run) committed: a dozen catalogue reads per batch become one."""
-        collection = self.collection
-        version = collection.store.data_version()
-        cached = self._cached
-        if cached is not None and cached[0] == version:
-            return cached[1:]
-        record = collection.model
-        if record is None:
-            raise StoreError("the collection has no embeddings yet: run lookalike index first")
-        state = (record, collection.vector_index(), collection.embedding_matrix(record))
-        self._cached = (version, *state)
-        return state
-
     def _search(self, batch: list[_Query]) -> list[list[Neighbour] | Exception]:
-        collection, store = self.collection, self.collection.store
-        record, index, matrix = self._state()
-        vectors: list[np.ndarray] = []
-        own: list[int | None] = []
-        positions: list[int] = []  # batch position of each query that is searched
-        results: list[list[Neighbour] | Exception] = [[] for _ in batch]
-        for position, item in enumerate(batch):
-            if isinstance(item.query, np.ndarray):
-                if item.query.shape != (record.dim,):
-                    results[position] = ValueError(
-                        f"query vector must have {record.dim} numbers, not {item.query.size}")
-                    continue
-                vectors.append(collection.project(item.query[None])[0])
-                own.append(None)
-            else:
-                # an id past SQLite's integers would fail the whole batch (OverflowError)
-                row = (store.row_for_file(record.key, int(item.query))
-                       if 0 <= item.query <= MAX_ID else None)
-                if row is None or row >= len(matrix):
-                    results[position] = KeyError(item.query)
-                    continue
-                vectors.append(np.asarray(matrix[row], dtype=np.float32))
-                own.append(row)
-            positions.append(position)
-        if not positions:
-            return results
-        k = max(batch[p].k for p in positions) + 1
-        scores, keys = index.search(np.stack(vectors), k)
-        files = store.files_for_rows(record.key, keys.ravel())
-        for position, row_scores, row_keys, own_row in zip(positions, scores, keys, own):
-            wanted = batch[position].k
-            found: list[Neighbour] = []
-            for score, key in zip(row_scores, row_keys):
-                if len(found) == wanted:
-                    break
-                if key < 0 or key == own_row or int(key) not in files:
-                    continue  # padding, the query itself, or a row that died meanwhile
-                found.append(Neighbour(float(score), files[int(key)]))
-            results[position] = found
+        """Each query's neighbours, or why it has none (an id that is not embedded, a
+        vector of the wrong size), from one search of the whole batch."""
+        results: list[list[Neighbour] | Exception] = []
+        vectors, own, searched = [], [], []  # searched: batch positions with a vector
+        for position, resolved in enumerate(
+                self.collection.query_vectors([item.query for item in batch])):
+            if isinstance(resolved, Exception):
+                results.append(resolved)
+                continue
+            results.append([])
+            vectors.append(resolved[0])
+            own.append(resolved[1])
+            searched.append(position)
+        if searched:
+            k = max(batch[p].k for p in searched)
+            found = self.collection.search_vectors(np.stack(vectors), k, exclude=own)
+            for position, near in zip(searched, found):
+                results[position] = near[:batch[position].k]
         return results

@@ -23,9 +23,10 @@ import numpy as np
 from ..analyse.layout import TSNE_MAX, map_2d
 from ..analyse.outliers import top_outliers
 from ..collection import Collection, CollectionInfo
-from ..decode import DEFAULT_MAX_PIXELS, DecodeError, decode_bytes
+from ..decode import DEFAULT_MAX_PIXELS, DecodeError
 from ..discover import Root, is_remote
 from ..embed import Backbone
+from ..pipeline import embed_image
 from ..store import FileRecord
 from .batching import SearchBatcher
 from .marks import MarkStore
@@ -157,10 +158,8 @@ class Service:
         if len(data) > self.max_upload_bytes:
             raise DecodeError(f"upload is larger than {self.max_upload_bytes:,} bytes")
         backbone = self.backbone()
-        decoded = decode_bytes(data, min_side=backbone.decode_size,
-                               max_pixels=self.max_upload_pixels)
         with self._backbone_lock:
-            return backbone.embed(backbone.preprocess(decoded.image)[None])[0]
+            return embed_image(backbone, data, max_pixels=self.max_upload_pixels)
 
     def embed_text(self, text: str) -> np.ndarray:
         backbone = self.backbone()
