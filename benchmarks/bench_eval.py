@@ -19,14 +19,10 @@ import time
 from pathlib import Path
 
 from lookalike.embed.transform import chain_for
-from lookalike.eval_job import (
-    EvalOptions,
-    embed_configuration,
-    evaluate_duplicates,
-    evaluate_vectors,
-    load_labelled,
-    parse_configuration,
-)
+from lookalike.eval import EvalOptions, evaluate_duplicates, parse_configuration
+from lookalike.eval.configurations import embed_configuration
+from lookalike.eval.datasets import load_labelled
+from lookalike.eval.scoring import evaluate_vectors
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 V2 = f"onnx:{SHARED}/models/mobilenetv2-int8/model.onnx"

@@ -1070,7 +1070,7 @@ def _preprocess_options(values: list[str] | None) -> dict[str, dict[str, Any]]:
 
 def _configurations(models: list[str] | None, preprocess: list[str] | None, crop_borders: bool,
                     flip: bool, fusion: str) -> list[Any]:
-    from .eval_job import parse_configuration
+    from .eval import parse_configuration
 
     options = _preprocess_options(preprocess)
     return [parse_configuration(_resolve_auto(text), options, border_crop=crop_borders,
@@ -1140,7 +1140,7 @@ def eval_command(
     """Measure retrieval (mAP@k, P@k, R@k, top-1/top-k accuracy) and clustering quality
     of one or more model configurations against class labels."""
     from .embed.transform import TransformChain, chain_for
-    from .eval_job import EvalOptions, run_eval
+    from .eval import EvalOptions, run_eval
 
     if gallery not in ("rest", "held-out"):
         raise ValueError("--gallery must be rest or held-out")
@@ -1162,7 +1162,7 @@ def eval_command(
                        progress=update, collection=collection)
         dup = None
         if duplicates_csv is not None:
-            from .eval_job import evaluate_duplicates
+            from .eval import evaluate_duplicates
 
             first = _configurations(model, preprocess, crop_borders, flip, fusion)[0]
             dup = evaluate_duplicates(duplicates_csv, first, cache=cache)
@@ -1257,7 +1257,7 @@ def learn(
     """Fit a projection on labelled embeddings (KISSME, LDA, a metric-loss head, PCA) and
     save it, or apply it to a collection (--db); with --split, print raw vs learned quality
     on the held-out images."""
-    from .eval_job import learn_transform
+    from .eval import learn_transform
 
     collection = Collection.open(db, writable=True) if db is not None else None
     if clear:
@@ -1275,7 +1275,7 @@ def learn(
         if collection is None or method != "pca":
             raise ValueError("give a labelled DATASET (only --method pca with --db fits on "
                              "the collection's own images)")
-        from .eval_job import fit_collection_pca
+        from .eval import fit_collection_pca
 
         chain = fit_collection_pca(collection, dim=dim, whiten=whiten)
         console.print(f"fitted {chain.description} on the collection's "
@@ -1303,7 +1303,7 @@ def learn(
             table.add_row(row["label"], row["gallery"],
                           *[f"{row['summary'][m]:.3f}" for m in metrics])
         console.print(table)
-        from .evaluate import DEFINITIONS
+        from .eval import DEFINITIONS
 
         console.print(f"[dim]{DEFINITIONS}[/]", highlight=False)
 

@@ -18,7 +18,7 @@ from lookalike.embed.transform import (
     chain_for,
     fit_chain,
 )
-from lookalike.evaluate import rank, retrieval_scores
+from lookalike.eval.metrics import rank, retrieval_scores
 from tests.conftest import scene
 
 

@@ -3,13 +3,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lookalike.evaluate import (
+from lookalike.eval.metrics import (
     average_precision_at_k,
     rank,
     reciprocal_rank_fusion,
     retrieval_confusion,
     retrieval_scores,
-    stratified_split,
 )
 
 
@@ -86,21 +85,6 @@ def test_confusion_rows_are_shares() -> None:
     neighbours = np.array([[1, 0], [0, 1], [3, 2], [2, 3]])
     assert retrieval_confusion(neighbours, labels, labels, ["a", "b"], 2).tolist() == [
         [1.0, 0.0], [0.0, 1.0]]
-
-
-def test_stratified_split_is_reproducible_and_per_class() -> None:
-    labels = np.array(["a"] * 10 + ["b"] * 20 + ["c"] * 1)
-    rest, held = stratified_split(labels, 0.5, seed=3)
-    again = stratified_split(labels, 0.5, seed=3)
-    assert np.array_equal(held, again[1]) and np.array_equal(rest, again[0])
-    assert not set(rest) & set(held) and len(rest) + len(held) == len(labels)
-    counts = {c: int((labels[held] == c).sum()) for c in "abc"}
-    assert counts == {"a": 5, "b": 10, "c": 1}
-    assert not np.array_equal(held, stratified_split(labels, 0.5, seed=4)[1])
-    _, five = stratified_split(labels, 0.0, per_class=5)
-    assert {c: int((labels[five] == c).sum()) for c in "ab"} == {"a": 5, "b": 5}
-    with pytest.raises(ValueError):
-        stratified_split(labels, 1.5)
 
 
 def test_reciprocal_rank_fusion_hand_case() -> None:
