@@ -1,0 +1,10 @@
+"""The app's routes, one router per area, in the order the API documents them."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from . import analyses, files, images, marks, page, search
+
+ROUTERS: list[APIRouter] = [page.router, images.router, search.router, analyses.router,
+                            marks.router, files.router]

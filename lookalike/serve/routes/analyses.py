@@ -1,0 +1,123 @@
+"""The analyses, each cached per parameters by the service: duplicates, threshold groups,
+clusters, outliers and the 2-D map."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query
+
+from .. import schemas
+from ..deps import ServiceDep, image_model
+from ..service import Service
+
+MAX_CLUSTERS = 1000
+
+router = APIRouter()
+
+
+def clusters_or_422(service: Service, k: int | str) -> tuple[np.ndarray, Any]:
+    try:
+        return service.clusters(k)
+    except ValueError as error:  # k past the number of images, too few images
+        raise HTTPException(422, f"no clusters: {error}") from None
+
+
+@router.get("/api/duplicates", response_model=schemas.DuplicatePage)
+def duplicates(
+    service: ServiceDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    threshold: Annotated[float | None, Query(ge=-1, le=1)] = None,
+    verify: bool = True,
+) -> schemas.DuplicatePage:
+    report = service.duplicates(threshold, verify)
+    table = service.files()
+    marks = service.marks.decisions(table.by_id)
+    listed = []  # groups none of whose files is gone since
+    for group in report.exact + report.near:
+        ids = [int(report.file_ids[m]) for m in group.members]
+        if all(i in table.by_id for i in ids):
+            listed.append((group, ids))
+    page = [schemas.DuplicateGroup(  # models for this page only
+        key="-".join(str(i) for i in sorted(ids)), kind=group.kind,
+        keeper=int(report.file_ids[group.keeper]),
+        members=[schemas.DuplicateMember(
+            image=image_model(table.by_id[i]), score=round(float(s), 4),
+            keeper=m == group.keeper, mark=marks.get(i))
+            for i, m, s in zip(ids, group.members, group.scores)])
+        for group, ids in listed[offset:offset + limit]]
+    return schemas.DuplicatePage(total=len(listed), offset=offset, limit=limit,
+                                 threshold=report.threshold, verified=report.verified,
+                                 groups=page)
+
+
+@router.get("/api/groups", response_model=schemas.GroupPage)
+def groups(
+    service: ServiceDep,
+    threshold: Annotated[float | None, Query(
+        gt=0, le=1, description="cosine two images need to share a group; default: the "
+        "near-duplicate threshold calibrated for the collection's model")] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    members: Annotated[int, Query(ge=1, le=1000)] = 12,
+) -> schemas.GroupPage:
+    file_ids, found, used = service.groups(threshold)
+    by_id = service.files().by_id
+    page = [schemas.Group(
+        number=number, size=g.size, mean_similarity=round(g.mean_similarity, 4),
+        medoid=image_model(by_id[int(file_ids[g.medoid])]),
+        members=[image_model(by_id[int(file_ids[m])]) for m in g.members[:members]])
+        for number, g in enumerate(found[offset:offset + limit], start=offset + 1)]
+    return schemas.GroupPage(total=len(found), offset=offset, limit=limit,
+                             threshold=None if np.isnan(used.value) else used.value,
+                             calibrated=used.calibrated, groups=page)
+
+
+@router.get("/api/clusters", response_model=schemas.ClusterList)
+def clusters(service: ServiceDep,
+             k: Annotated[str, Query(
+                 pattern="^(auto|[0-9]+)$",
+                 description=f"auto, or a number of clusters from 1 to {MAX_CLUSTERS}")
+             ] = "auto",
+             members: Annotated[int, Query(ge=1, le=1000)] = 12) -> schemas.ClusterList:
+    if k != "auto" and not (len(k) <= 6 and 1 <= int(k) <= MAX_CLUSTERS):
+        raise HTTPException(422, f"k must be auto or a number from 1 to {MAX_CLUSTERS}, "
+                            f"not {k[:20]}")
+    file_ids, result = clusters_or_422(service, k if k == "auto" else int(k))
+    by_id = service.files().by_id
+    listed = []
+    for c in range(result.k):
+        central = result.members(c)[:members]
+        medoid = int(result.medoids[c])
+        listed.append(schemas.Cluster(
+            cluster=c, size=int(result.sizes[c]),
+            medoid=image_model(by_id[int(file_ids[medoid])]) if medoid >= 0 else None,
+            members=[image_model(by_id[int(file_ids[m])]) for m in central]))
+    return schemas.ClusterList(k=result.k, clusters=listed)
+
+
+@router.get("/api/outliers", response_model=schemas.OutlierList)
+def outliers(service: ServiceDep,
+             fraction: Annotated[float, Query(gt=0, le=1)] = 0.05) -> schemas.OutlierList:
+    file_ids, scores, top = service.top_outliers(fraction)
+    by_id = service.files().by_id
+    return schemas.OutlierList(fraction=fraction, total=len(file_ids), items=[
+        schemas.Outlier(rank=r, score=round(float(scores[p]), 4),
+                        image=image_model(by_id[int(file_ids[p])]))
+        for r, p in enumerate(top, start=1)])
+
+
+@router.get("/api/map", response_model=schemas.MapData)
+def map_points(service: ServiceDep,
+               method: Annotated[str, Query(pattern="^(auto|pca|tsne|umap)$")] = "auto"
+               ) -> schemas.MapData:
+    try:
+        file_ids, layout, used, labels = service.map(method)
+    except ValueError as error:  # too few images to lay out
+        raise HTTPException(422, f"no map: {error}") from None
+    return schemas.MapData(method=used, points=[
+        schemas.MapPoint(id=int(i), x=round(float(x), 4), y=round(float(y), 4),
+                         cluster=int(c))
+        for i, (x, y), c in zip(file_ids, layout, labels)])
