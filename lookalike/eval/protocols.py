@@ -1,8 +1,101 @@
-"""How a labelled set is divided into queries and gallery."""
+"""Evaluation protocols: which labelled images query, which are searched (the gallery),
+and which a learned stage may be fitted on.
+
+Each protocol is a small splitter object in the manner of scikit-learn's cross-validators:
+``split(labels)`` returns a :class:`Split` of positions into ``labels``, and
+``description`` says in words what was measured. The pool of labels is the dataset,
+followed by a separate query set's labels when there is one (:class:`SeparateQueries`).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Split:
+    """Positions into the pool of labels. ``leave_one_out``: the queries are the gallery, in
+    the same order, and query q must not retrieve gallery item q (itself)."""
+
+    queries: np.ndarray
+    gallery: np.ndarray
+    fit: np.ndarray  # the rows a learned transform may see: never a held-out query
+    leave_one_out: bool
+
+
+class Splitter(Protocol):
+    holds_out: ClassVar[bool]  # False: every query is also fitted on (no learned stage)
+
+    @property
+    def description(self) -> str: ...
+
+    def split(self, labels: np.ndarray) -> Split: ...
+
+
+@dataclass(frozen=True)
+class LeaveOneOut:
+    """Every image queries all the others."""
+
+    holds_out: ClassVar[bool] = False
+
+    @property
+    def description(self) -> str:
+        return "leave-one-out over all images"
+
+    def split(self, labels: np.ndarray) -> Split:
+        everything = np.arange(len(labels))
+        return Split(everything, everything, everything, leave_one_out=True)
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """A stratified held-out share (``fraction``, or ``per_class`` images) of each class
+    queries; the gallery is the rest (``gallery="rest"``) or the other held-out images
+    (``"held-out"``: leave-one-out among images no learned stage has seen). A learned
+    stage is fitted on the rest in both cases."""
+
+    fraction: float = 0.0
+    per_class: int | None = None
+    seed: int = 0
+    gallery: str = "rest"
+    holds_out: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        if self.gallery not in ("rest", "held-out"):
+            raise ValueError(f"gallery must be rest or held-out, not {self.gallery!r}")
+
+    @property
+    def description(self) -> str:
+        amount = f"{self.per_class}/class" if self.per_class is not None else f"{self.fraction:g}"
+        if self.gallery == "held-out":
+            return f"held-out {amount} (seed {self.seed}), leave-one-out among them"
+        return f"held-out {amount} (seed {self.seed}) vs the rest"
+
+    def split(self, labels: np.ndarray) -> Split:
+        rest, held = stratified_split(labels, self.fraction, self.seed, per_class=self.per_class)
+        if self.gallery == "held-out":
+            return Split(held, held, rest, leave_one_out=True)
+        return Split(held, rest, rest, leave_one_out=False)
+
+
+@dataclass(frozen=True)
+class SeparateQueries:
+    """The last ``count`` labels are a separate query set, searched against (and fitted on)
+    the dataset before them."""
+
+    count: int
+    holds_out: ClassVar[bool] = True
+
+    @property
+    def description(self) -> str:
+        return f"{self.count} separate queries vs the dataset"
+
+    def split(self, labels: np.ndarray) -> Split:
+        dataset = np.arange(len(labels) - self.count)
+        return Split(np.arange(len(dataset), len(labels)), dataset, dataset, leave_one_out=False)
 
 
 def stratified_split(

@@ -19,7 +19,7 @@ from .metrics import (
     retrieval_confusion,
     retrieval_scores,
 )
-from .protocols import stratified_split
+from .protocols import HeldOut, LeaveOneOut, SeparateQueries, Splitter
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,15 @@ class EvalOptions:
     learn: Any = None  # a callable () -> unfitted TransformChain, or None
     transform: Any = None  # an already fitted TransformChain, or None
     rrf_depth: int = 100
+
+    def protocol(self, separate_queries: int | None = None) -> Splitter:
+        """The splitter these options name; ``separate_queries``: the size of a separate
+        query set, which overrides the split options."""
+        if separate_queries is not None:
+            return SeparateQueries(separate_queries)
+        if self.split is not None or self.per_class is not None:
+            return HeldOut(self.split or 0.0, self.per_class, self.seed, self.gallery)
+        return LeaveOneOut()
 
 
 @dataclass
@@ -71,47 +80,30 @@ def evaluate_vectors(
 ) -> ConfigResult:
     """Score one configuration's embeddings under ``options``' protocol."""
     valid = vectors.valid
-    labels = labelled.labels
     positions = np.flatnonzero(valid)
     parts = [p[positions] for p in vectors.parts]
-    labels = labels[positions]
+    labels = labelled.labels[positions]
+    dataset = len(labels)  # the pool's first rows; a separate query set's follow
+    separate = None
     if query_vectors is not None and query_set is not None:
         q_valid = np.flatnonzero(query_vectors.valid)
-        query_parts = [p[q_valid] for p in query_vectors.parts]
-        query_labels = query_set.labels[q_valid]
-        gallery_index = np.arange(len(labels))
-        train_index = gallery_index
-        loo = False
-        protocol = f"{len(query_labels)} separate queries vs the dataset"
-    elif options.split is not None or options.per_class is not None:
-        rest, held = stratified_split(labels, options.split or 0.0, options.seed,
-                                      per_class=options.per_class)
-        amount = (f"{options.per_class}/class" if options.per_class is not None
-                  else f"{options.split:g}")
-        train_index = rest
-        query_parts = [p[held] for p in parts]
-        query_labels = labels[held]
-        if options.gallery == "held-out":
-            gallery_index, loo = held, True
-            protocol = f"held-out {amount} (seed {options.seed}), leave-one-out among them"
-        else:
-            gallery_index, loo = rest, False
-            protocol = f"held-out {amount} (seed {options.seed}) vs the rest"
-    else:
-        if options.learn is not None:
-            raise ValueError("a learned transform needs held-out queries: use --split or "
-                             "--queries (fitting and scoring on the same images flatters it)")
-        train_index = gallery_index = np.arange(len(labels))
-        query_parts, query_labels, loo = parts, labels, True
-        protocol = "leave-one-out over all images"
+        parts = [np.concatenate([p, q[q_valid]]) for p, q in zip(parts, query_vectors.parts)]
+        labels = np.concatenate([labels, query_set.labels[q_valid]])
+        separate = len(q_valid)
+    protocol = options.protocol(separate)
+    if options.learn is not None and not protocol.holds_out:
+        raise ValueError("a learned transform needs held-out queries: use --split or "
+                         "--queries (fitting and scoring on the same images flatters it)")
+    split = protocol.split(labels)
+    loo, gallery_index = split.leave_one_out, split.gallery
+    query_parts, query_labels = [p[split.queries] for p in parts], labels[split.queries]
     chain = options.transform
     # refused before fitting, which (an MLP) can take minutes
     if vectors.fusion == "rrf" and (chain is not None or options.learn is not None):
         raise ValueError("learned transforms apply to concatenated ensembles, not rrf")
     if options.learn is not None:
         chain = options.learn()
-        combined_train = vectors.combined([p[train_index] for p in parts])
-        fit_chain(chain, combined_train, labels[train_index])
+        fit_chain(chain, vectors.combined([p[split.fit] for p in parts]), labels[split.fit])
     if vectors.fusion == "rrf":
         depth = min(len(gallery_index) - (1 if loo else 0), max(options.rrf_depth,
                                                                options.k * 10))
@@ -137,8 +129,9 @@ def evaluate_vectors(
     clustering = None
     if options.cluster is not None:
         # Cluster the images no learned stage saw: the held-out ones under a split.
-        if chain is None:  # nothing learned: every image is fair game
-            data, truth = vectors.combined(parts), labels
+        if chain is None:  # nothing learned: every image of the dataset is fair game
+            data = vectors.combined([p[:dataset] for p in parts])
+            truth = labels[:dataset]
         elif loo:
             data, truth = gallery_vectors, gallery_labels
         else:
@@ -150,7 +143,7 @@ def evaluate_vectors(
                       "images": float(len(truth))}
     return ConfigResult(
         label=vectors.label + (f" + {chain.description}" if chain is not None else ""),
-        protocol=protocol, queries=scores.queries, gallery=len(gallery_index),
+        protocol=protocol.description, queries=scores.queries, gallery=len(gallery_index),
         summary=scores.summary(), per_class=scores.per_class(), classes=classes,
         confusion=confusion, clustering=clustering,
         images_per_second=vectors.images_per_second, cached=vectors.cached,
