@@ -148,6 +148,15 @@ class GroupThreshold:
     calibrated: bool
     model: str | None = None
 
+    def describe(self) -> str:
+        """One line for people: the value and where it came from (groups, the report)."""
+        if math.isnan(self.value):
+            return "threshold: none (fewer than two images to compare)"
+        if self.calibrated:
+            return (f"threshold {self.value:.3f} (calibrated for {self.model} on this "
+                    "collection; --threshold to change)")
+        return f"threshold {self.value:g} (--threshold)"
+
 
 @dataclass
 class CollectionInfo:
@@ -889,6 +898,21 @@ class Collection:
         file_ids, graph = self.knn_graph(k)
         usable = max(1, min(k, (len(file_ids) - 1) // 2))
         return file_ids, outlier_scores(graph, k=usable)
+
+    def neighbour_lists(self, k: int = 16) -> tuple[list[Path], list[list[SearchHit]]]:
+        """Every embedded image's path and its ``k`` nearest others as search hits, best
+        first: :meth:`search_many` over the whole collection, read from the cached k-NN
+        graph (:meth:`knn_graph`) rather than searched image by image."""
+        file_ids, graph = self.knn_graph(k)
+        paths = {record.id: record.path for record in self.files("ok")}
+        images = [self.root / paths[int(i)] for i in file_ids]
+        hits = [
+            [SearchHit(rank + 1, float(score), int(file_ids[j]), paths[int(file_ids[j])],
+                       self.root / paths[int(file_ids[j])])
+             for rank, (j, score) in enumerate(zip(row, scores)) if j >= 0]
+            for row, scores in zip(graph.neighbours, graph.scores)
+        ]
+        return images, hits
 
     # -- organising -------------------------------------------------------------------------
     def folders_by_exemplars(

@@ -547,3 +547,31 @@ def test_a_cached_graph_of_more_neighbours_serves_fewer(photo_folder: Path, monk
     np.testing.assert_array_equal(narrow.neighbours, expected.neighbours)
     np.testing.assert_allclose(narrow.scores, expected.scores, rtol=1e-5)
     np.testing.assert_array_equal(narrow.neighbours, np.asarray(wide.neighbours)[:, :3])
+
+
+def test_neighbour_lists_match_a_search_of_every_image(photo_folder: Path) -> None:
+    collection, _ = Collection.index_folder(photo_folder, model="classic")
+    images, hits = collection.neighbour_lists(3)
+    assert sorted(images) == sorted(photo_folder / r.path for r in collection.files("ok"))
+    searched = collection.search_many(images, k=3)
+    assert [[h.path for h in found] for found in hits] == [
+        [h.path for h in found] for found in searched]
+    assert [[h.rank for h in found] for found in hits] == [[1, 2, 3]] * len(images)
+    for found, expected in zip(hits, searched):
+        assert [h.score for h in found] == pytest.approx([h.score for h in expected], abs=1e-3)
+        assert all(h.absolute_path == photo_folder / h.path for h in found)
+
+
+def test_group_threshold_describes_where_it_came_from(photo_folder: Path) -> None:
+    collection, _ = Collection.index_folder(photo_folder, model="classic")
+    assert collection.group_threshold(0.9).describe() == "threshold 0.9 (--threshold)"
+    calibrated = collection.group_threshold()
+    assert calibrated.describe() == (
+        f"threshold {calibrated.value:.3f} (calibrated for classic on this collection; "
+        "--threshold to change)")
+    single = photo_folder.parent / "one"
+    single.mkdir()
+    scene(3).save(single / "only.jpg")
+    lone, _ = Collection.index_folder(single, model="classic")
+    assert lone.group_threshold().describe() == (
+        "threshold: none (fewer than two images to compare)")
