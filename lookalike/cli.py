@@ -1292,16 +1292,16 @@ def learn(
     if as_json:
         _print_json(outcome)
         return
-    console.print(f"fitted {outcome['transform']} on {outcome['fitted_on']} images of "
-                  f"{configuration.label} in {outcome['seconds']:.1f} s; saved {outcome['saved']}")
-    if outcome["held_out"]:
-        table = Table(title=f"held-out images ({outcome['protocol']})", title_justify="left")
-        metrics = list(outcome["held_out"][0]["summary"])
+    console.print(f"fitted {outcome.transform} on {outcome.fitted_on} images of "
+                  f"{configuration.label} in {outcome.seconds:.1f} s; saved {outcome.saved}")
+    if outcome.held_out:
+        table = Table(title=f"held-out images ({outcome.protocol})", title_justify="left")
+        metrics = list(outcome.held_out[0].summary)
         for column in ["configuration", "gallery", *metrics]:
             table.add_column(column, justify="right")
-        for row in outcome["held_out"]:
-            table.add_row(row["label"], row["gallery"],
-                          *[f"{row['summary'][m]:.3f}" for m in metrics])
+        for row in outcome.held_out:
+            table.add_row(row.label, row.gallery,
+                          *[f"{row.summary[m]:.3f}" for m in metrics])
         console.print(table)
         from .eval import DEFINITIONS
 

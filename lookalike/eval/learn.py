@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -16,6 +16,31 @@ from .configurations import Configuration, collection_vectors, embed_configurati
 from .datasets import load_labelled
 from .protocols import stratified_split
 from .scoring import EvalOptions, evaluate_vectors
+
+
+@dataclass(frozen=True)
+class HeldOutScores:
+    """Raw or learned retrieval quality on the held-out images, against one gallery
+    (``rest`` or ``held-out``)."""
+
+    label: str
+    gallery: str
+    protocol: str
+    summary: dict[str, float]
+
+
+@dataclass(frozen=True)
+class LearnResult:
+    """What :func:`learn_transform` fitted, where it went, and (with a split) raw against
+    learned quality on the held-out images: raw then learned, per gallery."""
+
+    transform: str  # the fitted chain's description
+    fitted_on: int  # images
+    seconds: float  # fitting time
+    saved: str  # where the chain went: a file, and/or the collection
+    protocol: str | None  # "split F, seed S", or None without a split
+    held_out: list[HeldOutScores]
+    output_dim: int
 
 
 def fit_collection_pca(
@@ -48,7 +73,7 @@ def learn_transform(
     cache: Path | None = None,
     out: Path | None = None,
     collection: Collection | None = None,
-) -> dict[str, Any]:
+) -> LearnResult:
     """Fit ``method`` on the labelled embeddings (on 1 - ``split`` of each class when
     ``split`` is given, and then score raw vs learned on the held-out rest, both against
     the rest and leave-one-out among the held-out images) and save the chain to ``out``.
@@ -84,19 +109,14 @@ def learn_transform(
     if collection is not None:
         collection.set_transform(chain)
         saved.append(f"{collection.directory} (applied to the collection)")
-    held_out: list[dict[str, Any]] = []
-    protocol = None
+    held_out: list[HeldOutScores] = []
+    protocol = None if split is None else f"split {split:g}, seed {seed}"
     if split is not None:
         for gallery in ("rest", "held-out"):
-            options = EvalOptions(k=k, split=split, seed=seed, gallery=gallery)
-            raw = evaluate_vectors(labelled, vectors, options)
-            learned = evaluate_vectors(labelled, vectors,
-                                       EvalOptions(k=k, split=split, seed=seed,
-                                                   gallery=gallery, transform=chain))
-            protocol = f"split {split:g}, seed {seed}"
-            for result in (raw, learned):
-                held_out.append({"label": result.label, "gallery": gallery,
-                                 "protocol": result.protocol, "summary": result.summary})
-    return {"transform": chain.description, "fitted_on": int(len(fit_rows)),
-            "seconds": seconds, "saved": ", ".join(saved), "protocol": protocol,
-            "held_out": held_out, "output_dim": int(chain.transform(combined[:1]).shape[1])}
+            raw = EvalOptions(k=k, split=split, seed=seed, gallery=gallery)
+            for options in (raw, replace(raw, transform=chain)):
+                result = evaluate_vectors(labelled, vectors, options)
+                held_out.append(HeldOutScores(result.label, gallery, result.protocol,
+                                              result.summary))
+    return LearnResult(chain.description, int(len(fit_rows)), seconds, ", ".join(saved),
+                       protocol, held_out, int(chain.transform(combined[:1]).shape[1]))
