@@ -18,13 +18,21 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
+from ..analyse.layout import map_2d
+from ..analyse.outliers import top_outliers
 from ..decode import decode_file, parallel_ordered
 from ..ownership import OwnedFolder, atomic_write
+
+if TYPE_CHECKING:
+    from ..analyse.clusters import Clustering
+    from ..analyse.groups import Group
+    from ..collection import Collection
+    from ..duplicates_job import DuplicateReport
 
 THUMB = 160
 MAP_POINTS = 5_000
@@ -100,6 +108,108 @@ def write_report(
                          .replace("__DATA__", payload))
     folder.remove_stale(keep={"index.html", *(thumbs[p] for p in made)})
     return index
+
+
+@dataclass(frozen=True)
+class ReportContent:
+    """What :func:`write_report` shows of a collection (see :func:`build`); ``colours``:
+    each image's cluster."""
+
+    title: str
+    paths: list[Path]
+    overview: dict[str, Any]
+    sections: list[Section]
+    layout: np.ndarray
+    layout_method: str
+    colours: np.ndarray
+
+
+def build(
+    collection: Collection, *, k: int | str = "auto", threshold: float | None = None,
+    fraction: float = 0.01, verify: bool = True, map_method: str = "auto",
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ReportContent:
+    """Run the analyses a collection's report shows: duplicates (``verify``: geometrically),
+    threshold groups (``threshold``; None: the calibrated one), ``k`` clusters (or auto),
+    the top ``fraction`` of outliers and a 2-D map (``map_method``: auto, umap, tsne or
+    pca). ``progress(stage, done, total)`` follows each stage."""
+    update = progress or (lambda stage, done, total: None)
+    dups = collection.duplicates(verify=verify, progress=progress)
+    update("groups", 0, 1)
+    file_ids, found = collection.groups(threshold)
+    update("groups", 1, 1)
+    update("clusters", 0, 1)
+    _, clustering = collection.clusters(k)
+    update("clusters", 1, 1)
+    _, scores = collection.outliers()
+    _, vectors = collection.vectors()
+    update("map", 0, 1)
+    layout, method = map_2d(vectors, map_method)
+    update("map", 1, 1)
+    details = collection.info()
+    overview = {
+        "images": details.embedded,
+        "skipped files": len(details.skipped),
+        "model": details.model_spec,
+        "exact duplicate groups": len(dups.exact),
+        "near-duplicate groups": len(dups.near),
+        "threshold groups": len(found),
+        "clusters": clustering.k,
+        "group threshold": collection.group_threshold(threshold).describe(),
+    }
+    return ReportContent(
+        title=f"lookalike report: {collection.root.name}",
+        paths=[collection.root / p for p in collection.paths(file_ids)], overview=overview,
+        sections=_sections(dups, found, clustering, scores, fraction), layout=layout,
+        layout_method=method, colours=clustering.labels)
+
+
+def write_collection_report(
+    collection: Collection, out: str | os.PathLike[str] | OwnedFolder, *,
+    progress: Callable[[str, int, int], None] | None = None, **options: Any,
+) -> Path:
+    """:func:`build` (``options``: its keywords) and :func:`write_report` into ``out``;
+    returns the report's ``index.html``. ``progress(stage, done, total)`` follows the
+    analyses, then the "thumbnails" stage."""
+    content = build(collection, progress=progress, **options)
+    return write_report(
+        out, title=content.title, paths=content.paths, overview=content.overview,
+        sections=content.sections, layout=content.layout, layout_method=content.layout_method,
+        colours=content.colours,
+        progress=None if progress is None else (
+            lambda done, total: progress("thumbnails", done, total)))
+
+
+def _sections(dups: DuplicateReport, found: list[Group], clustering: Clustering,
+              scores: np.ndarray, fraction: float) -> list[Section]:
+    """The report's galleries; members are positions into the collection's live images."""
+    duplicate_galleries = [
+        Gallery(f"{group.kind} duplicates #{n}", group.members,
+                ["keep" if m == group.keeper else f"{s:.3f}"
+                 for m, s in zip(group.members, group.scores)], highlight=group.keeper)
+        for n, group in enumerate(dups.exact + dups.near, start=1)]
+    group_galleries = [Gallery(f"group #{n}: {g.size} images, mean cosine "
+                               f"{g.mean_similarity:.3f}", g.members[:40], highlight=g.medoid)
+                       for n, g in enumerate(found, start=1)]
+    cluster_galleries = []
+    for c in range(clustering.k):
+        central = clustering.members(c)[:24]
+        cluster_galleries.append(Gallery(
+            f"cluster {c}: {int(clustering.sizes[c])} images", central.tolist(),
+            [f"{clustering.similarity[m]:.3f}" for m in central],
+            highlight=int(clustering.medoids[c])))
+    top = top_outliers(scores, fraction)
+    return [
+        Section("Duplicates", "Exact and near-duplicate groups; the outlined copy is the "
+                "suggested keeper (largest resolution, then file size).", duplicate_galleries),
+        Section("Threshold groups", "Images linked at the group threshold, without chaining; "
+                "the outlined image is the medoid.", group_galleries),
+        Section("Clusters", "k-means clusters: the most central members, medoid outlined.",
+                cluster_galleries),
+        Section("Outliers", "Images least like their neighbours (local outlier factor).",
+                [Gallery("most unusual first", top.tolist(),
+                         [f"{scores[p]:.2f}" for p in top])] if len(top) else []),
+    ]
 
 
 def _write_thumbnails(
