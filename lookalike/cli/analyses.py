@@ -1,0 +1,247 @@
+"""The analyses: ``duplicates``, ``groups``, ``cluster``, ``outliers``."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from .common import (
+    MAX_NEIGHBOURS,
+    DbOption,
+    JsonOption,
+    console,
+    errors,
+    find_collection,
+    friendly_errors,
+    print_json,
+)
+
+if TYPE_CHECKING:
+    from ..collection import Collection
+
+
+GridOption = Annotated[Path | None, typer.Option(
+    "--grid", help="Write one contact sheet per group into this folder.")]
+
+
+def _group_sheets(folder: Path, collection: Collection, sheets: list[tuple[str, list[int],
+                  list[str]]]) -> None:
+    """One sheet per (name, file ids, captions); the first member is outlined."""
+    from ..act.grids import SheetFolder, Tile, contact_sheet
+
+    paths = {record.id: record.path for record in collection.files()}
+    owned = SheetFolder(folder)
+    for name, file_ids, captions in sheets:
+        tiles = [Tile(collection.root / paths[i], caption, Path(paths[i]).name,
+                      highlight=position == 0)
+                 for position, (i, caption) in enumerate(zip(file_ids, captions))]
+        owned.save(contact_sheet(tiles, columns=min(6, len(tiles))), f"{name}.png")
+    owned.finish()
+    console.print(f"{len(sheets)} contact sheets in {folder}")
+
+
+@friendly_errors
+def duplicates(
+    db: DbOption = None,
+    threshold: Annotated[float | None, typer.Option(
+        min=-1.0, max=1.0,
+        help="Candidate cosine (default: calibrated for the collection's model).")] = None,
+    verify: Annotated[bool, typer.Option(
+        help="Confirm candidates with local features + geometry (recommended).")] = True,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=MAX_NEIGHBOURS,
+                                   help="Neighbours per image.")] = 16,
+    grid: GridOption = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV: group,kind,keeper,id,path,score")]
+    = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Exact and near duplicates, grouped without chaining look-alikes, keeper suggested."""
+    from ..collection import Collection
+    from .progress import stage_progress
+
+    collection = Collection.open(find_collection(db))
+    bar, update = stage_progress()
+    with bar:
+        report = collection.duplicates(threshold=threshold, verify=verify, k=k,
+                                       progress=None if as_json or as_csv else update)
+    groups = [("exact", g) for g in report.exact] + [("near", g) for g in report.near]
+    if as_json:
+        print_json(report.to_dict())
+    elif as_csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["group", "kind", "keeper", "id", "path", "score"])
+        for number, (kind, group) in enumerate(groups, start=1):
+            for member, score in zip(group.members, group.scores):
+                writer.writerow([number, kind, int(member == group.keeper),
+                                 int(report.file_ids[member]), report.paths[member],
+                                 f"{score:.4f}"])
+    else:
+        table = Table(title=f"{len(report.exact)} exact and {len(report.near)} near-duplicate "
+                      f"groups (candidate cosine {report.threshold:.3f}, "
+                      f"{'verified' if report.verified else 'not verified'})",
+                      title_justify="left")
+        for column in ("group", "kind", "keep", "copies (score)"):
+            table.add_column(column, overflow="fold")
+        for number, (kind, group) in enumerate(groups, start=1):
+            copies = [f"{report.paths[m]} ({s:.3f})" for m, s in
+                      zip(group.members, group.scores) if m != group.keeper]
+            table.add_row(str(number), kind, report.paths[group.keeper], "\n".join(copies))
+        console.print(table)
+    if grid is not None:
+        _group_sheets(grid, collection, [
+            (f"{number:04d}-{kind}", [int(report.file_ids[m]) for m in group.members],
+             ["keep" if m == group.keeper else f"{s:.3f}" for m, s in
+              zip(group.members, group.scores)])
+            for number, (kind, group) in enumerate(groups, start=1)])
+
+
+def _positive_cosine(value: float | None) -> float | None:
+    """A group threshold must be a cosine above 0 (at most 1 is the option's ``max``): at
+    0 or below every pair of neighbours would be "the same place, the same moment"."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"must be above 0 and at most 1, not {value:g}")
+    return value
+
+
+@friendly_errors
+def groups(
+    threshold: Annotated[float | None, typer.Option(
+        max=1.0, callback=_positive_cosine,
+        help="Cosine two images need to share a group, above 0 and at most 1 (default: "
+             "the near-duplicate threshold calibrated for the collection's model).")] = None,
+    db: DbOption = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=MAX_NEIGHBOURS,
+                                   help="Neighbours per image.")] = 16,
+    grid: GridOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Seed 001's "same place, same moment" groups at a similarity threshold."""
+    from ..collection import Collection
+    from ..duplicates_job import load_calibration
+
+    collection = Collection.open(find_collection(db))
+    if threshold is None and not as_json and collection.model is not None \
+            and load_calibration(collection) is None:
+        errors.print(f"calibrating {collection.model.spec} on this collection's images "
+                     "(once: the result is stored)...", highlight=False, soft_wrap=True)
+    used = collection.group_threshold(threshold)
+    file_ids, found = collection.groups(used.value, k=k, raw=used.calibrated)
+    paths = collection.paths(file_ids)
+    if as_json:
+        print_json({
+            "threshold": None if math.isnan(used.value) else used.value,
+            "threshold_source": "calibrated" if used.calibrated else "given",
+            "model": collection.model.spec if collection.model else None,
+            "groups": [{"size": g.size, "mean_similarity": g.mean_similarity,
+                        "medoid": {"id": int(file_ids[g.medoid]), "path": paths[g.medoid]},
+                        "members": [{"id": int(file_ids[m]), "path": paths[m]}
+                                    for m in g.members]} for g in found]})
+    else:
+        console.print(used.describe(), highlight=False, soft_wrap=True)
+        table = Table(title=f"{len(found)} groups at cosine >= {used.value:.3f}",
+                      title_justify="left")
+        for column in ("group", "size", "similarity", "medoid", "members"):
+            table.add_column(column, overflow="fold")
+        for number, g in enumerate(found, start=1):
+            table.add_row(str(number), str(g.size), f"{g.mean_similarity:.3f}",
+                          paths[g.medoid], ", ".join(paths[m] for m in g.members[1:][:8])
+                          + (" ..." if g.size > 9 else ""))
+        console.print(table)
+    if grid is not None:
+        _group_sheets(grid, collection, [
+            (f"group-{number:04d}", [int(file_ids[m]) for m in g.members[:30]],
+             ["medoid"] + [""] * (min(g.size, 30) - 1))
+            for number, g in enumerate(found, start=1)])
+
+
+@friendly_errors
+def cluster(
+    k: Annotated[str, typer.Option("-k", "--k", help="Number of clusters, or auto.")] = "auto",
+    db: DbOption = None,
+    seed: Annotated[int, typer.Option(help="Random seed (results are reproducible).")] = 0,
+    grid: GridOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """k-means clusters (seed 002), with sizes, medoids and a confidence per image."""
+    if k != "auto" and not k.isdigit():
+        raise ValueError("--k must be a whole number or auto")
+    import numpy as np
+
+    from ..collection import Collection
+
+    collection = Collection.open(find_collection(db))
+    file_ids, result = collection.clusters(k if k == "auto" else int(k), seed=seed)
+    paths = collection.paths(file_ids)
+    if as_json:
+        print_json({
+            "k": result.k,
+            "clusters": [{"cluster": c, "size": int(result.sizes[c]),
+                          "medoid": paths[result.medoids[c]] if result.medoids[c] >= 0 else None}
+                         for c in range(result.k)],
+            "images": [{"id": int(i), "path": p, "cluster": int(label),
+                        "confidence": round(float(conf), 4)}
+                       for i, p, label, conf in zip(file_ids, paths, result.labels,
+                                                    result.confidence)],
+        })
+    else:
+        table = Table(title=f"{result.k} clusters of {len(file_ids)} images",
+                      title_justify="left")
+        for column in ("cluster", "size", "medoid", "low-confidence members"):
+            table.add_column(column, overflow="fold")
+        for c in range(result.k):
+            members = np.flatnonzero(result.labels == c)
+            unsure = int((result.confidence[members] < 0.02).sum())
+            medoid = paths[result.medoids[c]] if result.medoids[c] >= 0 else "-"
+            table.add_row(str(c), str(int(result.sizes[c])), medoid, str(unsure))
+        console.print(table)
+    if grid is not None:
+        sheets = []
+        for c in range(result.k):
+            central = result.members(c)[:30]
+            sheets.append((f"cluster-{c:04d}", [int(file_ids[m]) for m in central],
+                           [f"{result.similarity[m]:.3f}" for m in central]))
+        _group_sheets(grid, collection, sheets)
+
+
+@friendly_errors
+def outliers(
+    fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Top fraction to list.")]
+    = 0.01,
+    db: DbOption = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=MAX_NEIGHBOURS,
+                                   help="Neighbours per image.")] = 16,
+    grid: Annotated[Path | None, typer.Option(help="Contact sheet of the outliers (PNG).")]
+    = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Images least like their neighbours: junk and edge cases to review (seed 000)."""
+    from ..act.grids import Tile, contact_sheet, save_image
+    from ..analyse.outliers import top_outliers
+    from ..collection import Collection
+
+    collection = Collection.open(find_collection(db))
+    file_ids, scores = collection.outliers(k=k)
+    top = top_outliers(scores, fraction)
+    paths = collection.paths(file_ids[top])
+    if as_json:
+        print_json([{"rank": r, "id": int(file_ids[p]), "path": path,
+                     "score": float(scores[p])} for r, (p, path) in
+                    enumerate(zip(top, paths), start=1)])
+    else:
+        table = Table(title=f"{len(top)} outliers (local outlier factor; ~1 is typical)",
+                      title_justify="left")
+        for column in ("rank", "score", "path"):
+            table.add_column(column, overflow="fold")
+        for r, (p, path) in enumerate(zip(top, paths), start=1):
+            table.add_row(str(r), f"{scores[p]:.3f}", path)
+        console.print(table)
+    if grid is not None:
+        tiles = [Tile(collection.root / path, f"#{r} {scores[p]:.2f}", Path(path).name)
+                 for r, (p, path) in enumerate(zip(top, paths), start=1)]
+        save_image(contact_sheet(tiles, columns=6), grid)
