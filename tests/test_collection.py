@@ -575,3 +575,34 @@ def test_group_threshold_describes_where_it_came_from(photo_folder: Path) -> Non
     lone, _ = Collection.index_folder(single, model="classic")
     assert lone.group_threshold().describe() == (
         "threshold: none (fewer than two images to compare)")
+
+
+def test_a_search_after_an_index_run_in_the_same_process_sees_its_files(
+        photo_folder: Path) -> None:
+    """Searches keep what they read until the catalogue changes, and this collection's own
+    commits count as a change (SQLite's data_version alone misses them)."""
+    collection, _ = Collection.index_folder(photo_folder, model="classic")
+    query = photo_folder.parent / "q.jpg"
+    crop(scene(30)).save(query)
+    assert "new.jpg" not in {hit.path for hit in collection.search(query, k=50)}
+    scene(30).save(photo_folder / "new.jpg")
+    collection.index()
+    assert collection.search(query, k=1)[0].path == "new.jpg"
+
+
+def test_a_bad_query_of_a_batch_fails_only_itself(photo_folder: Path) -> None:
+    from lookalike.collection import NotEmbedded
+
+    collection, _ = Collection.index_folder(photo_folder, model="classic")
+    record = collection.store.file_by_path("scene0.jpg")
+    assert record is not None
+    unknown, short, known = collection.query_vectors([10**20, np.zeros(3, np.float32),
+                                                      record.id])
+    assert isinstance(unknown, NotEmbedded) and isinstance(unknown, KeyError)
+    assert str(unknown) == f"no embedded image with id {10**20}"
+    assert isinstance(short, ValueError) and "must have 272 numbers, not 3" in str(short)
+    assert not isinstance(known, Exception) and known[1] == record.id
+    found = collection.search_vectors(known[0][None], 3, exclude=[record.id])[0]
+    assert [n.record.path for n in found] == [h.path for h in collection.search(record.id, 3)]
+    with pytest.raises(StoreError, match="no embedded image with id 999"):
+        collection.search(999, k=1)
