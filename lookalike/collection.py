@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from .analyse.clusters import Clustering, auto_k, kmeans
-from .analyse.exemplars import assign_to_exemplars
 from .analyse.groups import Group, threshold_groups
 from .analyse.outliers import outlier_scores
 from .discover import Root, as_root, discover, is_remote
@@ -913,29 +912,6 @@ class Collection:
             for row, scores in zip(graph.neighbours, graph.scores)
         ]
         return images, hits
-
-    # -- organising -------------------------------------------------------------------------
-    def folders_by_exemplars(
-        self, exemplar_folder: str | os.PathLike[str], *, threshold: float | None = None,
-        top_k: int | None = None,
-    ) -> dict[Path, str]:
-        """Seed 000's sort: each exemplar image gets a folder (``folder_1_<name>``...);
-        every collection image that is close enough to its nearest exemplar goes there."""
-        folder = Path(exemplar_folder).expanduser().absolute()
-        files = [folder / c.path for c in discover(folder) if c.reason is None]
-        if not files:
-            raise ValueError(f"no exemplar images in {folder}")
-        exemplars = np.stack([self.embed_file(path) for path in files])
-        file_ids, vectors = self.vectors()
-        result = assign_to_exemplars(vectors, exemplars, threshold=threshold, top_k=top_k)
-        paths = {record.id: record.path for record in self.files("ok")}
-        names = [f"folder_{i + 1}_{path.stem}" for i, path in enumerate(files)]
-        exemplar_paths = {path.resolve() for path in files}
-        return {
-            self.root / paths[int(file_id)]: names[label]
-            for file_id, label in zip(file_ids, result.labels)
-            if label >= 0 and (self.root / paths[int(file_id)]).resolve() not in exemplar_paths
-        }
 
     # -- facts -----------------------------------------------------------------------------
     def check(self, repair: bool = False) -> list[Problem]:

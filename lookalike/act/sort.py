@@ -224,8 +224,9 @@ def duplicate_assignments(groups: Iterable[tuple[str, Iterable[Path]]]) -> dict[
     return assignments
 
 
-def describe_plan(plan: SortPlan) -> list[str]:
-    """Human-readable lines for ``--dry-run``: a summary, then one line per file."""
+def describe_plan(plan: SortPlan, notes: Mapping[Path, str] | None = None) -> list[str]:
+    """Human-readable lines for ``--dry-run``: a summary, then one line per file, with its
+    note from ``notes`` (by source path) if any."""
     in_place = f" ({len(plan.in_place)} already in place)" if plan.in_place else ""
     if not plan.moves:
         return [f"nothing to sort{in_place}"]
@@ -243,7 +244,7 @@ def describe_plan(plan: SortPlan) -> list[str]:
         if plan.destination and move.destination.is_relative_to(plan.destination):
             shown = move.destination.relative_to(plan.destination)
         note = "  (renamed: name taken)" if move.destination.name != move.source.name else ""
-        lines.append(f"{verb} {move.source} -> {shown}{note}")
+        lines.append(f"{verb} {move.source} -> {shown}{note}{(notes or {}).get(move.source, '')}")
     return lines
 
 

@@ -20,52 +20,7 @@ from .clusters import pca_whitening
 CHUNK = 65_536
 PCA_SAMPLE = 100_000  # rows the whitening is fitted on
 WHITENED_CACHE = 1 << 30  # bytes of whitened rows kept between k-means iterations
-
-
-@dataclass(frozen=True)
-class ExemplarAssignment:
-    labels: np.ndarray  # int64 [n]: exemplar index, or -1 (stays where it is)
-    scores: np.ndarray  # float32 [n]: cosine to the nearest exemplar
-
-    def members(self, exemplar: int) -> np.ndarray:
-        return np.flatnonzero(self.labels == exemplar)
-
-
-def assign_to_exemplars(
-    vectors: np.ndarray,
-    exemplars: np.ndarray,
-    *,
-    threshold: float | None = None,
-    top_k: int | None = None,
-) -> ExemplarAssignment:
-    """Nearest exemplar of each row of ``vectors`` (both L2-normalised).
-
-    An image is assigned when its cosine to that exemplar is at least ``threshold`` and,
-    with ``top_k``, when it is among the exemplar's ``top_k`` most similar images (the
-    seed's "N nearest neighbours of each exemplar"). With neither, every image is assigned.
-    Memory is n x (number of exemplars), computed in chunks.
-    """
-    exemplars = np.asarray(exemplars, dtype=np.float32)
-    n = len(vectors)
-    labels = np.full(n, -1, dtype=np.int64)
-    scores = np.full(n, -np.inf, dtype=np.float32)
-    if n == 0 or len(exemplars) == 0:
-        return ExemplarAssignment(labels, scores)
-    for start in range(0, n, CHUNK):
-        similarity = np.asarray(vectors[start : start + CHUNK], dtype=np.float32) @ exemplars.T
-        labels[start : start + CHUNK] = similarity.argmax(axis=1)
-        scores[start : start + CHUNK] = similarity.max(axis=1)
-    keep = np.ones(n, dtype=bool)
-    if threshold is not None:
-        keep &= scores >= threshold
-    if top_k is not None:
-        for exemplar in range(len(exemplars)):
-            mine = np.flatnonzero(labels == exemplar)
-            if len(mine) > top_k:
-                ranked = mine[np.argsort(-scores[mine], kind="stable")]
-                keep[ranked[top_k:]] = False
-    labels[~keep] = -1
-    return ExemplarAssignment(labels, scores)
+MIN_PCA_DIMS = 16  # fewer rows than 4 x this: no whitening
 
 
 @dataclass(frozen=True)
@@ -100,7 +55,9 @@ def assign_to_classes(
     mean of its examples; the examples count ``example_weight`` times and never change
     class, so the centres stay the user's classes while following the collection's own
     clusters. An image whose best class wins by less than ``min_margin`` (cosine) is
-    ``unsure``. Memory is one chunk of rows at a time.
+    ``unsure``. A collection too small to fit the whitening on (under 64 rows) is
+    classified in the model's own space. Memory: the whitened rows while they fit in
+    ``WHITENED_CACHE``, else one chunk at a time.
     """
     examples = np.asarray(examples, dtype=np.float32)
     example_labels = np.asarray(example_labels, dtype=np.int64)
@@ -111,15 +68,18 @@ def assign_to_classes(
         raise ValueError("every class needs at least one example")
     n = len(vectors)
     sample = np.asarray(vectors[:: max(1, n // PCA_SAMPLE)], dtype=np.float32)
-    dims = min(dims, examples.shape[1])
-    pca = pca_whitening(np.concatenate([sample, examples]), dims)
+    fitted = np.concatenate([sample, examples])
+    # whitening needs rows: a small collection is classified in the model's own space
+    dims = min(dims, examples.shape[1], len(fitted) // 4)
+    pca = pca_whitening(fitted, dims) if dims >= MIN_PCA_DIMS else None
 
     def whitened(rows: np.ndarray) -> np.ndarray:
-        projected = pca.transform(np.asarray(rows, dtype=np.float32))
-        return projected / np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12)
+        rows = np.asarray(rows, dtype=np.float32)
+        return _normalised(pca.transform(rows) if pca is not None else rows)
 
     chunks = range(0, n, CHUNK)
-    if n * dims * 4 <= WHITENED_CACHE:  # whitened once, not on every iteration
+    width = dims if pca is not None else examples.shape[1]
+    if n * width * 4 <= WHITENED_CACHE:  # whitened once, not on every iteration
         cached = [whitened(vectors[start:start + CHUNK]) for start in chunks]
         rows_of = cached.__getitem__
     else:

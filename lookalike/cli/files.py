@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +16,10 @@ from .common import (
     friendly_errors,
     print_json,
 )
+
+if TYPE_CHECKING:
+    from ..act.assign import ExampleSort
+    from ..act.assign import Placement as ExamplePlacement
 
 
 @friendly_errors
@@ -58,12 +62,18 @@ def sort_files(
     k: Annotated[str, typer.Option("-k", "--k", help="With --by clusters: k or auto.")]
     = "auto",
     by_examples: Annotated[Path | None, typer.Option(
-        "--by-examples", help="Folder of exemplar images: one destination folder each.")]
-    = None,
+        "--by-examples", help="Folder of examples: a sub-folder of a few images per class "
+        "(one destination folder per class), or loose images (one folder each).")] = None,
     threshold: Annotated[float | None, typer.Option(
-        help="Minimum cosine to the exemplar (else the image stays).")] = None,
+        min=-1.0, max=1.0, help="--by duplicates/groups: their cosine threshold; "
+        "--by-examples: the least cosine to an example of its class (else the image "
+        "stays).")] = None,
     top_k: Annotated[int | None, typer.Option(
-        "--top-k", help="At most this many images per exemplar (the closest).")] = None,
+        "--top-k", min=1, help="--by-examples: at most this many images per class (the "
+        "most similar; the rest stay).")] = None,
+    min_margin: Annotated[float, typer.Option(
+        "--min-margin", min=0.0, max=2.0, help="--by-examples: an image whose class wins "
+        "by less than this (cosine) goes to the unsure folder.")] = 0.01,
     copy: Annotated[bool, typer.Option("--copy", help="Copy files (default).")] = False,
     move: Annotated[bool, typer.Option("--move", help="Move files (verified).")] = False,
     symlink: Annotated[bool, typer.Option("--symlink", help="Symlink files.")] = False,
@@ -78,25 +88,33 @@ def sort_files(
         raise ValueError("choose one of --copy, --move, --symlink")
     if (by is None) == (by_examples is None):
         raise ValueError("say how to sort: --by clusters|groups|duplicates, or --by-examples DIR")
+    from ..act.assign import by_examples as place_by_examples
     from ..act.assign import folders_by
     from ..act.sort import describe_plan, execute_plan, plan_sort
     from ..collection import Collection
     from .progress import counted
 
     collection = Collection.open(find_collection(db))
+    placed = None
     if by is not None:
         assignments = folders_by(collection, by, k=k, threshold=threshold)
     else:
-        assignments = collection.folders_by_exemplars(by_examples, threshold=threshold,
-                                                      top_k=top_k)
+        placed = place_by_examples(collection, by_examples, min_margin=min_margin,
+                                   threshold=threshold, top_k=top_k)
+        assignments = placed.folders()
     plan = plan_sort(assignments, to.expanduser().absolute(), modes[0] if modes else "copy")
     if dry_run:
-        lines = describe_plan(plan)
         if as_json:
             print_json({"mode": plan.mode, "moves": [[str(m.source), str(m.destination)]
-                                                     for m in plan.moves]})
+                                                     for m in plan.moves],
+                        **({"placements": [_placement_json(p) for p in placed.placements],
+                            "stayed": placed.stayed} if placed else {})})
         else:
-            console.print("\n".join(lines), highlight=False)
+            notes = ({p.path: f"  score {p.score:.3f}, margin {p.margin:.3f}"
+                      for p in placed.placements} if placed else {})
+            console.print("\n".join(describe_plan(plan, notes)), highlight=False)
+            if placed:
+                console.print(_examples_summary(placed), highlight=False)
         return
     with counted(f"[bold]{plan.mode}", disable=as_json) as bar:
         task = bar.add_task(plan.mode, total=len(plan.moves))
@@ -116,6 +134,26 @@ def sort_files(
                      f"put back the {len(result.done)} file(s) sorted", highlight=False)
     if result.failed:
         raise typer.Exit(1)
+
+
+def _placement_json(placement: ExamplePlacement) -> dict[str, object]:
+    return {"path": str(placement.path), "class": placement.label, "folder": placement.folder,
+            "score": round(placement.score, 4), "margin": round(placement.margin, 4),
+            "example_similarity": round(placement.example_similarity, 4)}
+
+
+def _examples_summary(placed: ExampleSort) -> str:
+    """Per class: how many images it gets and how many of its own are unsure."""
+    lines = ["class: images (unsure)"]
+    for label in placed.classes:
+        mine = [p for p in placed.placements if p.label == label]
+        unsure = sum(p.folder != label for p in mine)
+        lines.append(f"  {label}: {len(mine) - unsure} ({unsure} unsure)")
+    unsure_total = sum(p.folder != p.label for p in placed.placements)
+    lines.append(f"unsure: {unsure_total} image(s) go to the unsure folder for review")
+    if placed.stayed:
+        lines.append(f"{placed.stayed} image(s) stay where they are (--threshold, --top-k)")
+    return "\n".join(lines)
 
 
 @friendly_errors
