@@ -122,6 +122,12 @@ def by_examples(collection: Collection, examples: str | os.PathLike[str], *,
     label_index = np.array([classes.index(label) for label in labels])
     example_vectors = np.stack([collection.embed_file(path) for path in files])
     file_ids, vectors = collection.vectors(copy=False)
+    examples_here = {path.resolve() for path in files}
+    images = [collection.root / path for path in collection.paths(file_ids)]
+    to_sort = np.array([image.resolve() not in examples_here for image in images], dtype=bool)
+    if not to_sort.all():  # examples inside the collection count once, as examples
+        file_ids, vectors = file_ids[to_sort], vectors[to_sort]
+        images = [image for image, keep in zip(images, to_sort) if keep]
     result = assign_to_classes(vectors, example_vectors, label_index, min_margin=min_margin)
     nearest_example = _nearest_example(vectors, example_vectors, label_index, result.labels)
     keep = np.ones(len(file_ids), dtype=bool)
@@ -131,12 +137,10 @@ def by_examples(collection: Collection, examples: str | os.PathLike[str], *,
         for label in range(len(classes)):
             mine = np.flatnonzero(keep & (result.labels == label))
             keep[mine[np.argsort(-result.scores[mine], kind="stable")][top_k:]] = False
-    examples_here = {path.resolve() for path in files}
     unsure = UNSURE if UNSURE not in classes else f"{UNSURE}_"  # a class may be so named
     placements = []
-    for position, path in enumerate(collection.paths(file_ids)):
-        image = collection.root / path
-        if not keep[position] or image.resolve() in examples_here:
+    for position, image in enumerate(images):
+        if not keep[position]:
             continue
         label = classes[int(result.labels[position])]
         placements.append(Placement(
