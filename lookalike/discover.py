@@ -13,9 +13,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from upath import UPath
+
+if TYPE_CHECKING:  # annotations only: no runtime dependency on typing_extensions
+    from typing_extensions import TypeIs
 
 # Magic numbers of the formats we decode. HEIC/HEIF/AVIF live in an ISO-BMFF box.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -38,7 +41,7 @@ IMAGE_EXTENSIONS = set(_FORMAT_BY_EXTENSION)
 Root: TypeAlias = Path | UPath
 
 
-def as_root(location: str | os.PathLike[str]) -> Root:
+def as_root(location: str | os.PathLike[str] | UPath) -> Root:
     """A local folder as an absolute :class:`Path`; an fsspec URL as a :class:`UPath`.
 
     ``file://`` URLs become local paths. Credentials and endpoints for remote stores come
@@ -56,8 +59,12 @@ def as_root(location: str | os.PathLike[str]) -> Root:
     return Path(text).expanduser().absolute()
 
 
-def is_remote(path: object) -> bool:
-    """Whether ``path`` lives on an fsspec filesystem rather than the local disk."""
+def is_remote(path: object) -> TypeIs[UPath]:
+    """Whether ``path`` lives on an fsspec filesystem rather than the local disk.
+
+    For the type checker a :class:`UPath` is remote and a ``str``, ``os.PathLike`` or
+    :class:`Path` is local: a check narrows a :data:`Root` either way.
+    """
     return isinstance(path, UPath) and not isinstance(path, Path)
 
 
@@ -124,7 +131,7 @@ def _name_reason(relative: Path) -> str | None:
     return NOT_UTF8 if _utf8(relative.parent.as_posix()) else NOT_UTF8_FOLDER
 
 
-def discover(root: Path, exclude: tuple[str, ...] = (".lookalike",)) -> Iterator[Candidate]:
+def discover(root: Root, exclude: tuple[str, ...] = (".lookalike",)) -> Iterator[Candidate]:
     """Yield every file under ``root`` that is an image by content, in sorted path order.
 
     Files whose extension promises an image but whose content does not (a text file named
