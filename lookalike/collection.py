@@ -726,42 +726,53 @@ class Collection:
         return self._hits(self.search_vectors(self.backbone.embed_text([text]), k)[0])
 
     def search_many(self, queries: Sequence[Query], k: int = 10) -> list[list[SearchHit]]:
-        vectors, own = [], []
-        for resolved in self.query_vectors(queries):
+        hits = []
+        for found in self.search_queries(queries, k):
+            if isinstance(found, Exception):
+                raise found
+            hits.append(self._hits(found))
+        return hits
+
+    def search_queries(self, queries: Sequence[Query], k: int
+                       ) -> list[list[Neighbour] | Exception]:
+        """:meth:`search_many` for a batch of independent requests (the web server's): per
+        query its ``k`` neighbours, or, as data, why it cannot be searched
+        (:class:`NotEmbedded` for an id, ValueError for a vector of the wrong size), so
+        one bad query fails only itself. The others take one :meth:`search_vectors`."""
+        state = self._searched()
+        results: list[list[Neighbour] | Exception] = []
+        vectors, own, searched = [], [], []  # searched: positions of the resolved queries
+        for position, query in enumerate(queries):
+            resolved = self._query_vector(state, query)
             if isinstance(resolved, Exception):
-                raise resolved
+                results.append(resolved)
+                continue
+            results.append([])
             vectors.append(resolved[0])
             own.append(resolved[1])
-        return [self._hits(found)
-                for found in self.search_vectors(np.stack(vectors), k, exclude=own)]
+            searched.append(position)
+        if searched:
+            found = self.search_vectors(np.stack(vectors), k, exclude=own)
+            for position, near in zip(searched, found):
+                results[position] = near
+        return results
 
-    def query_vectors(self, queries: Sequence[Query]
-                      ) -> list[tuple[np.ndarray, int | None] | Exception]:
-        """Per query, ``(vector, own file id)`` in the model's own space: an embedded
-        image's stored vector (by id, or by a path inside the collection; its id is then
-        to be left out of its results), a vector as given, or another image file
-        embedded. Or, as data, why the query cannot be searched: :class:`NotEmbedded`
-        for an id, ValueError for a vector of the wrong size. One bad query of a batch
-        fails only itself."""
-        state = self._searched()
-        resolved: list[tuple[np.ndarray, int | None] | Exception] = []
-        for query in queries:
-            if isinstance(query, np.ndarray):
-                dim = state.record.dim
-                resolved.append((query.astype(np.float32), None) if query.shape == (dim,)
-                                else ValueError(f"query vector must have {dim} numbers, "
-                                                f"not {query.size}"))
-                continue
-            file_id = self._file_id(query)
-            row = None if file_id is None else self.store.row_for_file(state.record.key,
-                                                                          file_id)
-            if row is not None and row < len(state.stored):
-                resolved.append((np.asarray(state.stored[row], dtype=np.float32), file_id))
-            elif isinstance(query, (int, np.integer)):
-                resolved.append(NotEmbedded(f"no embedded image with id {query}"))
-            else:
-                resolved.append((embed_image(self.backbone, query), None))
-        return resolved
+    def _query_vector(self, state: _SearchState, query: Query
+                      ) -> tuple[np.ndarray, int | None] | Exception:
+        """``(vector, own file id)`` in the model's own space: an embedded image's stored
+        vector (by id, or by a path inside the collection; its id is left out of its
+        results), a vector as given, or another image file embedded. Or why not."""
+        if isinstance(query, np.ndarray):
+            dim = state.record.dim
+            return ((query.astype(np.float32), None) if query.shape == (dim,) else
+                    ValueError(f"query vector must have {dim} numbers, not {query.size}"))
+        file_id = self._file_id(query)
+        row = None if file_id is None else self.store.row_for_file(state.record.key, file_id)
+        if row is not None and row < len(state.stored):
+            return np.asarray(state.stored[row], dtype=np.float32), file_id
+        if isinstance(query, (int, np.integer)):
+            return NotEmbedded(f"no embedded image with id {query}")
+        return embed_image(self.backbone, query), None
 
     def search_vectors(self, vectors: np.ndarray, k: int, *,
                        exclude: Sequence[int | None] | None = None) -> list[list[Neighbour]]:

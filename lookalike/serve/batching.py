@@ -1,7 +1,7 @@
 """Coalesce concurrent nearest-neighbour queries into one search of the collection.
 
 Requests that arrive while the workers are busy are answered together by the next free
-one (one :meth:`Collection.search_vectors` call: one index search, two SQLite queries per
+one (one :meth:`Collection.search_queries` call: one index search, two SQLite queries per
 batch); an idle server answers a lone request at once. One worker per core, each running
 FAISS single-threaded: FAISS's OpenMP threads spin-wait, and for one small query on a
 busy 2-core machine two of them cost ~8x the CPU of one (measured: 40 ms vs 4.8 ms for an
@@ -105,22 +105,8 @@ class SearchBatcher:
                 item.future.set_result(result)
 
     def _search(self, batch: list[_Query]) -> list[list[Neighbour] | Exception]:
-        """Each query's neighbours, or why it has none (an id that is not embedded, a
-        vector of the wrong size), from one search of the whole batch."""
-        results: list[list[Neighbour] | Exception] = []
-        vectors, own, searched = [], [], []  # searched: batch positions with a vector
-        for position, resolved in enumerate(
-                self.collection.query_vectors([item.query for item in batch])):
-            if isinstance(resolved, Exception):
-                results.append(resolved)
-                continue
-            results.append([])
-            vectors.append(resolved[0])
-            own.append(resolved[1])
-            searched.append(position)
-        if searched:
-            k = max(batch[p].k for p in searched)
-            found = self.collection.search_vectors(np.stack(vectors), k, exclude=own)
-            for position, near in zip(searched, found):
-                results[position] = near[:batch[position].k]
-        return results
+        """Each query's neighbours, or why it has none, from one search of the batch."""
+        found = self.collection.search_queries([item.query for item in batch],
+                                               max(item.k for item in batch))
+        return [near if isinstance(near, Exception) else near[:item.k]
+                for item, near in zip(batch, found)]
