@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO, Generic, TypeVar
+from typing import BinaryIO, Generic, TypeAlias, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -26,11 +26,11 @@ from upath import UPath
 from .discover import is_remote, special_file
 
 try:  # HEIC/HEIF support is optional.
-    import pillow_heif
-
-    pillow_heif.register_heif_opener()
+    from pillow_heif import register_heif_opener
 except ImportError:  # pragma: no cover - depends on the installation
-    pillow_heif = None
+    pass
+else:
+    register_heif_opener()
 
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own bomb threshold (2 x MAX_IMAGE_PIXELS)
 # A JPEG may be DCT-downscaled to 90 % of the requested short side: a 500-px photo then
@@ -110,7 +110,7 @@ def _decode(
             warnings.simplefilter("ignore")  # bomb warnings are handled by our own guard
             check_jpeg(handle)
             handle.seek(0)
-            image = Image.open(handle)
+            image: Image.Image = Image.open(handle)  # exif_transpose makes a plain Image
             image_format = image.format or "unknown"
             if image_format not in SUPPORTED_FORMATS:
                 raise DecodeError(f"unsupported image format {image_format}")
@@ -314,12 +314,25 @@ R = TypeVar("R")
 
 
 @dataclass
-class Outcome(Generic[T, R]):
-    """The result of one work item of :func:`parallel_ordered`: a value or an error reason."""
+class Done(Generic[T, R]):
+    """A work item of :func:`parallel_ordered` that succeeded: its value, no error."""
 
     item: T
-    value: R | None = None
-    error: str | None = None
+    value: R
+    error: None = None
+
+
+@dataclass
+class Failed(Generic[T]):
+    """A work item of :func:`parallel_ordered` that failed: the reason, no value."""
+
+    item: T
+    error: str
+    value: None = None
+
+
+# ``if outcome.error is not None`` tells the two apart, for the type checker too.
+Outcome: TypeAlias = "Done[T, R] | Failed[T]"
 
 
 def parallel_ordered(
@@ -348,8 +361,8 @@ def parallel_ordered(
 
 def _collect(item: T, future: Future[R]) -> Outcome[T, R]:
     try:
-        return Outcome(item, value=future.result())
+        return Done(item, future.result())
     except DecodeError as error:
-        return Outcome(item, error=str(error))
+        return Failed(item, str(error))
     except Exception as error:  # noqa: BLE001 - a bad file must never stop the run
-        return Outcome(item, error=f"unexpected {type(error).__name__}: {error}")
+        return Failed(item, f"unexpected {type(error).__name__}: {error}")
