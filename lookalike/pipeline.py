@@ -185,6 +185,8 @@ def run_batches(
                            [(record.id, reason) for record, reason in failed] + late)
         report.embedded += len(items)
         report.skipped.extend((record.path, reason) for record, reason in failed)
-        report.skipped.extend((store.file(file_id).path, reason) for file_id, reason in late)
+        for file_id, reason in late:  # files of this run: in the catalogue
+            record = store.file(file_id)
+            report.skipped.append((record.path if record else f"file #{file_id}", reason))
     report.seconds = time.perf_counter() - started
     return report

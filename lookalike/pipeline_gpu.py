@@ -168,13 +168,14 @@ def _embed_batch(batch: list[_Read], backbone: TorchBackbone, max_pixels: int) -
     for n, item in enumerate(batch):
         if n in tensors:
             continue
-        if item.pixels is None:  # the rare JPEG the device rejected: the CPU decoder, here
+        pixels = item.pixels
+        if pixels is None:  # the rare JPEG the device rejected: the CPU decoder, here
             try:
-                _decode_on_cpu(item, backbone, max_pixels, pin=device.startswith("cuda"))
+                pixels = _decode_on_cpu(item, backbone, max_pixels, pin=device.startswith("cuda"))
             except DecodeError as error:
                 errors.append((item.record.id, str(error)))
                 continue
-        tensors[n] = item.pixels.to(device, non_blocking=True)  # pinned: asynchronous
+        tensors[n] = pixels.to(device, non_blocking=True)  # pinned: asynchronous
         facts[n] = (item.width, item.height, item.image_format)
     order = sorted(tensors)
     if not order:
@@ -188,10 +189,11 @@ def _embed_batch(batch: list[_Read], backbone: TorchBackbone, max_pixels: int) -
 
 
 def _decode_on_cpu(item: _Read, backbone: TorchBackbone, max_pixels: int, *,
-                   pin: bool) -> None:
+                   pin: bool) -> Any:
     """Decode ``item`` with the CPU path of :mod:`lookalike.decode` (its precise error
-    messages and colour handling) and prepare its pixels for the model; what the file is
-    (upright size, real format, content hash) comes from that decoder."""
+    messages and colour handling) and prepare its pixels for the model: set as
+    ``item.pixels`` and returned; what the file is (upright size, real format, content
+    hash) comes from that decoder."""
     decoded = decode_bytes(item.data, min_side=backbone.decode_size, max_pixels=max_pixels)
     pixels = _prepare(_torch().from_numpy(np.array(decoded.image)).permute(2, 0, 1),
                       backbone.spec)
@@ -199,6 +201,7 @@ def _decode_on_cpu(item: _Read, backbone: TorchBackbone, max_pixels: int, *,
     item.digest, item.image_format = decoded.content_hash, decoded.format
     item.width, item.height = decoded.width, decoded.height
     item.data = b""
+    return item.pixels
 
 
 def _decode_jpegs(blobs: list[bytes], device: str) -> list[Any]:
