@@ -48,18 +48,21 @@ def connect(address: str) -> None:
         raise RayUnavailable("Ray is not installed: pip install 'lookalike[ray]'") from None
     if ray.is_initialized():
         return
-    settings = {"include_dashboard": False, "log_to_driver": False,
-                "logging_level": logging.WARNING}
+
+    def start(address: str | None = None) -> None:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING)
+
     if address == "local":
-        ray.init(**settings)
+        start()
         return
     try:
-        ray.init(address=address, **settings)
+        start(address)
     except ConnectionError:
         if address != "auto":
             raise RayUnavailable(f"no Ray cluster at {address}") from None
         log.warning("no running Ray cluster found; starting a local one")
-        ray.init(**settings)
+        start()
 
 
 def _canonical(identity: dict[str, Any]) -> str:
