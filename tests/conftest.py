@@ -62,6 +62,25 @@ def photo_folder(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.fixture
+def labelled_folders(tmp_path: Path) -> tuple[Path, Path]:
+    """A planted labelled collection and query folder: classes ``a`` (scene 0 and its
+    crop and flip) and ``b`` (scene 1 and its crop and flip); queries ``a/q0`` and ``b/q1``
+    (crops of their class's scene), ``b/wrong`` (a crop of scene 0 filed under ``b``) and
+    a loose ``loose.jpg`` without a class. Not indexed."""
+    folder, queries = tmp_path / "rooms", tmp_path / "queries"
+    for name, seed in (("a", 0), ("b", 1)):
+        (folder / name).mkdir(parents=True)
+        (queries / name).mkdir(parents=True)
+        scene(seed).save(folder / name / "scene.jpg", quality=90)
+        crop(scene(seed)).save(folder / name / "crop.jpg", quality=90)
+        flip(scene(seed)).save(folder / name / "flip.png")
+        crop(scene(seed), 0.9).save(queries / name / f"q{seed}.jpg", quality=90)
+    crop(scene(0), 0.9).save(queries / "b" / "wrong.jpg", quality=90)
+    crop(scene(1), 0.9).save(queries / "loose.jpg", quality=90)
+    return folder, queries
+
+
 @contextmanager
 def in_memory(folder: Path) -> Iterator[str]:
     """``folder`` copied to fsspec's in-memory filesystem, as its URL (what ``s3://...``
