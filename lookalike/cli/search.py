@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import os
+import stat
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -22,7 +27,11 @@ from .common import (
 if TYPE_CHECKING:
     from ..act.grids import Tile
     from ..collection import SearchHit
+    from ..correspondence import Correspondence
     from ..queries import QueryMatches
+
+CSV_COLUMNS = ("query", "query_class", "rank", "score", "id", "path", "class", "match",
+               "correspondence")
 
 
 @friendly_errors
@@ -41,32 +50,126 @@ def search(
     grid: Annotated[Path | None, typer.Option(
         help="Write a contact sheet (query + matches) to this PNG; for a folder of queries, "
              "one sheet per query in this folder.")] = None,
+    class_from: Annotated[Literal["top", "parent"], typer.Option(
+        "--class-from",
+        help="A file's class: its first folder under the collection root (or the query "
+             "folder), or the folder holding it.")] = "top",
+    csv_file: Annotated[str | None, typer.Option(
+        "--csv", metavar="FILE",
+        help="Write one row per hit (query, query_class, rank, score, id, path, class, "
+             "match, correspondence) to FILE, or to stdout with -.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Find the images that look most like QUERY."""
+    """Find the images that look most like QUERY; for queries/<class>/*.jpg, also the share of each query's hits in its class (P@k), top-1 and a class confusion table."""  # noqa: E501
     from ..collection import Collection
-    from ..queries import SearchQuery
+    from ..queries import SearchQuery, summarise
 
-    request = SearchQuery(query, text, vector)
+    if csv_file == "-" and as_json:
+        raise typer.BadParameter("--csv - and --json both write to stdout: choose one")
+    request = SearchQuery(query, text, vector, class_from=class_from)
+    if csv_file not in (None, "-"):
+        _refuse_foreign_csv(Path(csv_file).expanduser())  # before any work
     collection = Collection.open(find_collection(db, request.path))
     collection.check_model(model)
     found = request.search(collection, k)
+    summary = summarise(found)
     if grid is not None:
         _write_grids(grid, found)
+    if csv_file is not None:
+        _write_csv(csv_file, found)
     if as_json:
-        print_json([{"query": matches.label, "results": matches.hits} for matches in found])
-        return
+        _print_json(found, summary)
+    elif csv_file != "-":
+        _print_tables(found, summary)
+        for name, written in (("contact sheet", grid), ("csv", csv_file)):
+            if written is not None:
+                console.print(f"{name}: {written}")
+
+
+def _print_json(found: list[QueryMatches], summary: Correspondence | None) -> None:
+    """A list of queries with their results; with labelled queries, an object holding
+    that list (``queries``) and the summary (``correspondence``)."""
+    queries = [{"query": m.label, "query_class": m.query_class,
+                "correspondence": m.correspondence, "results": m.hits} for m in found]
+    print_json(queries if summary is None else
+               {"queries": queries, "correspondence": summary})
+
+
+def _print_tables(found: list[QueryMatches], summary: Correspondence | None) -> None:
     for matches in found:
-        table = Table(title=f"matches for {matches.label}", title_justify="left")
-        table.add_column("rank", justify="right")
-        table.add_column("score", justify="right")
-        table.add_column("id", justify="right")
+        title = f"matches for {matches.label}"
+        if matches.correspondence is not None:
+            title += (f" (class {matches.query_class}: {matches.correspondence:.2f} of the "
+                      "hits in it)")
+        table = Table(title=title, title_justify="left")
+        for column in ("rank", "score", "id"):
+            table.add_column(column, justify="right")
+        table.add_column("class")
         table.add_column("path", overflow="fold")
         for hit in matches.hits:
-            table.add_row(str(hit.rank), f"{hit.score:.4f}", str(hit.id), hit.path)
+            table.add_row(str(hit.rank), f"{hit.score:.4f}", str(hit.id),
+                          hit.class_name or "", hit.path)
         console.print(table)
-    if grid is not None:
-        console.print(f"contact sheet: {grid}")
+    if summary is not None:
+        _print_summary(summary, k=max(len(m.hits) for m in found))
+
+
+def _print_summary(summary: Correspondence, k: int) -> None:
+    console.print(f"{summary.queries} queries with a class: mean P@{k} "
+                  f"{summary.mean_precision:.3f} (share of the hits in the query's class), "
+                  f"top-1 {summary.top1:.3f}")
+    columns = list(next(iter(summary.confusion.values())))
+    table = Table(title="share of each query class's hits in each class",
+                  title_justify="left")
+    table.add_column("query class")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for query_class, row in summary.confusion.items():
+        table.add_row(query_class, *(f"{row[c]:.2f}" for c in columns))
+    console.print(table)
+
+
+def _write_csv(destination: str, found: list[QueryMatches]) -> None:
+    """One row per hit; ``match`` and ``correspondence`` are empty for a query without a
+    class. Cells a spreadsheet would run as a formula start with ``'``."""
+    from ..ownership import atomic_write
+    from ..serve.marks import spreadsheet_safe
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for m in found:
+        for hit in m.hits:
+            match = "" if m.query_class is None else int(hit.class_name == m.query_class)
+            writer.writerow([spreadsheet_safe(m.label), spreadsheet_safe(m.query_class or ""),
+                             hit.rank, f"{hit.score:.4f}", hit.id, spreadsheet_safe(hit.path),
+                             spreadsheet_safe(hit.class_name or ""), match,
+                             "" if m.correspondence is None else f"{m.correspondence:.4f}"])
+    if destination == "-":
+        sys.stdout.write(text.getvalue())
+    else:
+        path = Path(destination).expanduser()
+        _refuse_foreign_csv(path)
+        atomic_write(path, text.getvalue())
+
+
+def _refuse_foreign_csv(path: Path) -> None:
+    """Something already at ``path`` may be replaced only when it is a regular file
+    starting with this CSV's header (an earlier export); else NotOwnedError."""
+    from ..ownership import NotOwnedError
+
+    if os.path.lexists(path) and not _is_search_csv(path):
+        raise NotOwnedError(
+            f"{path} exists and was not written by lookalike search: choose another name "
+            "for the CSV, or move that file away first (lookalike never overwrites a file "
+            "it did not create)")
+
+
+def _is_search_csv(path: Path) -> bool:
+    if not stat.S_ISREG(os.lstat(path).st_mode):
+        return False
+    with path.open("rb") as stream:
+        return stream.readline() == (",".join(CSV_COLUMNS) + "\n").encode()
 
 
 def _write_grids(grid: Path, found: list[QueryMatches]) -> None:
