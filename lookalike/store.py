@@ -86,6 +86,14 @@ CREATE TRIGGER IF NOT EXISTS files_retire_id AFTER DELETE ON files BEGIN
     INSERT OR REPLACE INTO meta VALUES ('last_file_id', max(OLD.id, coalesce(
         (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_file_id'), 0)));
 END;
+-- the rows of files a sort moved out of the folder, under its journal: an undo that brings
+-- a file back restores its row from here (same id, same embeddings)
+CREATE TABLE IF NOT EXISTS departed (
+    journal TEXT NOT NULL,
+    path TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (journal, path)
+);
 """
 _NEXT_FILE_ID = ("max(coalesce((SELECT max(id) FROM files), 0), coalesce((SELECT CAST(value"
                  " AS INTEGER) FROM meta WHERE key = 'last_file_id'), 0)) + 1")
@@ -144,6 +152,16 @@ class CatalogueChanges:
     removed: int
     unchanged: int
     rejected: list[tuple[str, str]]  # (path, reason): new or changed files that are no image
+    moved: int = 0  # of the unchanged, found under a new name (row renamed, not re-embedded)
+
+
+@dataclass(frozen=True)
+class FollowedMoves:
+    """What :meth:`Store.follow_moves` changed in the catalogue."""
+
+    renamed: int  # rows renamed to the file's new path (same id, same embeddings)
+    departed: int  # rows removed: their files left the folder
+    restored: int  # rows brought back: their files came back into the folder
 
 
 @dataclass(frozen=True)
@@ -389,8 +407,10 @@ class Store:
         """Make the catalogue match a discover pass, in one transaction.
 
         New files are added as ``pending``; files whose size or mtime changed go back to
-        ``pending`` and lose their embeddings; files no longer found are removed.
-        Candidates with a ``reason`` (not an image) are recorded as ``skipped``, and
+        ``pending`` and lose their embeddings; files no longer found are removed. A new
+        file that is a vanished one under another name (moved: same size, mtime and
+        content hash) takes over its row, embeddings included, instead of being embedded
+        again. Candidates with a ``reason`` (not an image) are recorded as ``skipped``, and
         reported once (again only when they change). An ``unreadable`` candidate (a
         folder that could not be read) is reported on every pass and keeps the rows at
         and under its path as they are: its files are not known to be gone. Paths are
@@ -400,14 +420,15 @@ class Store:
         from .discover import NOT_UTF8, catalogue_path
 
         now = time.time()
-        added = changed = unchanged = 0
+        changed = unchanged = 0
         rejected: list[tuple[str, str]] = []
         kept: set[str] = set()  # paths of unreadable folders: rows at or under them stay
+        new: list[tuple[str, Candidate, str | None]] = []  # (path, candidate, reason)
         with self.transaction() as db:
             known = {
-                path: (file_id, size, mtime_ns, status)
-                for file_id, path, size, mtime_ns, status in db.execute(
-                    "SELECT id, path, size, mtime_ns, status FROM files"
+                path: (file_id, size, mtime_ns, status, digest)
+                for file_id, path, size, mtime_ns, status, digest in db.execute(
+                    "SELECT id, path, size, mtime_ns, status, content_hash FROM files"
                 )
             }
             seen: set[str] = set()
@@ -421,42 +442,110 @@ class Store:
                 reason = candidate.reason
                 if reason is None and path != candidate.path.as_posix():
                     reason = NOT_UTF8  # the name only: SQLite text must be UTF-8
-                status = "skipped" if reason else "pending"
                 previous = known.get(path)
                 if reason and (previous is None or previous[1:3] != (
                         candidate.size, candidate.mtime_ns)):
                     rejected.append((path, reason))
                 if previous is None:
-                    db.execute(
-                        "INSERT INTO files (id, path, size, mtime_ns, format, status, reason,"
-                        f" updated_at) VALUES ({_NEXT_FILE_ID}, ?, ?, ?, ?, ?, ?, ?)",
-                        (path, candidate.size, candidate.mtime_ns, candidate.format, status,
-                         reason, now),
-                    )
-                    added += 1
+                    new.append((path, candidate, reason))
                 elif previous[1:3] != (candidate.size, candidate.mtime_ns):
                     db.execute("DELETE FROM vectors WHERE file_id = ?", (previous[0],))
                     db.execute(
                         "UPDATE files SET size = ?, mtime_ns = ?, format = ?, status = ?,"
                         " reason = ?, content_hash = NULL, width = NULL, height = NULL,"
                         " updated_at = ? WHERE id = ?",
-                        (candidate.size, candidate.mtime_ns, candidate.format, status,
-                         reason, now, previous[0]),
+                        (candidate.size, candidate.mtime_ns, candidate.format,
+                         "skipped" if reason else "pending", reason, now, previous[0]),
                     )
                     changed += 1
                 else:
                     unchanged += 1
             unseen = known.keys() - seen
             under = tuple(path + "/" for path in kept)
-            missing = [path for path in unseen if not path.startswith(under)
-                       and path not in kept]
+            missing = {path: known[path] for path in unseen
+                       if not path.startswith(under) and path not in kept}
             unchanged += len(unseen) - len(missing)  # kept under unreadable folders
-            gone = [known[path][0] for path in missing]
+            moved = self._take_over_moved(db, new, missing)
+            for path, candidate, reason in new:
+                if path in moved:
+                    continue
+                db.execute(
+                    "INSERT INTO files (id, path, size, mtime_ns, format, status, reason,"
+                    f" updated_at) VALUES ({_NEXT_FILE_ID}, ?, ?, ?, ?, ?, ?, ?)",
+                    (path, candidate.size, candidate.mtime_ns, candidate.format,
+                     "skipped" if reason else "pending", reason, now),
+                )
+            gone = [row[0] for row in missing.values()]
             db.executemany("DELETE FROM vectors WHERE file_id = ?", [(i,) for i in gone])
             db.executemany("DELETE FROM files WHERE id = ?", [(i,) for i in gone])
+            added = len(new) - len(moved)
             if added or changed or gone:
                 db.execute("UPDATE models SET version = version + 1")
-        return CatalogueChanges(added, changed, len(gone), unchanged, rejected)
+        return CatalogueChanges(added, changed, len(gone), unchanged + len(moved), rejected,
+                                len(moved))
+
+    def _take_over_moved(self, db: sqlite3.Connection,
+                         new: list[tuple[str, Candidate, str | None]],
+                         missing: dict[str, tuple[Any, ...]]) -> set[str]:
+        """Rename the row of each vanished, embedded file that is found again under a new
+        path (a ``sort --move`` killed before its catalogue update, a file moved by hand):
+        same size and mtime, then the same content hash, read only for those. Each such
+        vanished path leaves ``missing``; returns the new paths that took a row over."""
+        if is_remote(self.root):  # hashing would fetch every candidate object
+            return set()
+        by_signature: dict[tuple[int, int], list[str]] = {}
+        for path, (_, size, mtime_ns, status, digest) in missing.items():
+            if status == "ok" and digest:
+                by_signature.setdefault((size, mtime_ns), []).append(path)
+        moved: set[str] = set()
+        for path, candidate, reason in new:
+            olds = by_signature.get((candidate.size, candidate.mtime_ns))
+            if reason or not olds:
+                continue
+            digest = _file_hash(self.root / path)
+            old = next((old for old in olds if missing[old][4] == digest), None)
+            if old is None:
+                continue
+            olds.remove(old)
+            db.execute("UPDATE files SET path = ? WHERE id = ?", (path, missing.pop(old)[0]))
+            moved.add(path)
+        return moved
+
+    def follow_moves(self, moves: Sequence[tuple[str | None, str | None]], journal: str
+                     ) -> FollowedMoves:
+        """Make the catalogue follow files that a sort (or its undo) moved, in one
+        transaction: each ``(old, new)`` is a file's catalogue path before and after,
+        None where it lies outside the folder.
+
+        * old and new: the row at ``old`` is renamed to ``new``, same id, same embeddings
+          (a stale row at ``new`` goes first: the move found that name free on disk);
+        * old only: the file left the folder: its row goes, kept under ``journal`` so that
+          an undo can bring it back;
+        * new only: the file came back: its row is restored from what ``journal`` kept,
+          with its embeddings while the model's file still holds them (a compaction since
+          drops them: the file is then ``pending``).
+
+        Idempotent: a path with no row to follow (already followed, or never catalogued)
+        is left alone, and the next ``index`` settles it from what is on disk.
+        """
+        if not self.writable:
+            raise StoreError("this collection was opened read-only")
+        renamed = departed = restored = dropped = 0
+        with self._commits, self.transaction() as db:
+            for old, new in moves:
+                if old is not None and new is not None:
+                    found = db.execute("SELECT id FROM files WHERE path = ?", (old,)).fetchone()
+                    if found is not None:
+                        dropped += _delete_file(db, "path = ?", new)
+                        db.execute("UPDATE files SET path = ? WHERE id = ?", (new, found[0]))
+                        renamed += 1
+                elif old is not None:
+                    departed += _depart(db, old, journal)
+                elif new is not None:
+                    restored += _restore(db, new, journal)
+            if departed or restored or dropped:
+                db.execute("UPDATE models SET version = version + 1")
+        return FollowedMoves(renamed, departed, restored)
 
     def files(self, status: str | None = None) -> list[FileRecord]:
         where = " WHERE status = ?" if status else ""
@@ -664,6 +753,68 @@ def _connect(path: Path) -> sqlite3.Connection:
     except sqlite3.DatabaseError as error:
         raise CatalogueDamaged(path.parent, error) from None
     return connection
+
+
+def _delete_file(db: sqlite3.Connection, where: str, value: object) -> int:
+    """Remove the file row(s) matching ``where`` and their embeddings; how many."""
+    ids = [(file_id,) for (file_id,) in db.execute(f"SELECT id FROM files WHERE {where}",
+                                                   (value,))]
+    db.executemany("DELETE FROM vectors WHERE file_id = ?", ids)
+    db.executemany("DELETE FROM files WHERE id = ?", ids)
+    return len(ids)
+
+
+def _depart(db: sqlite3.Connection, path: str, journal: str) -> int:
+    """Remove the row at ``path``, kept in ``departed`` with where its embeddings lie."""
+    row = db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?", (path,)).fetchone()
+    if row is None:
+        return 0
+    record = dict(zip(FileRecord.__dataclass_fields__, row))
+    record["vectors"] = db.execute(
+        "SELECT v.model, m.file, v.row FROM vectors v JOIN models m ON m.key = v.model"
+        " WHERE v.file_id = ?", (record["id"],)).fetchall()
+    db.execute("INSERT OR REPLACE INTO departed VALUES (?, ?, ?)",
+               (journal, path, json.dumps(record)))
+    return _delete_file(db, "id = ?", record["id"])
+
+
+def _restore(db: sqlite3.Connection, path: str, journal: str) -> int:
+    """Bring back the row ``journal`` kept for ``path``, unless a row is there already.
+
+    Its id is free (ids are never given to another file) and so are its embedding rows
+    while the model's file is the same generation: rows are only appended, and only a
+    compaction, which starts a new generation, reuses their places.
+    """
+    kept = db.execute("SELECT record FROM departed WHERE journal = ? AND path = ?",
+                      (journal, path)).fetchone()
+    db.execute("DELETE FROM departed WHERE journal = ? AND path = ?", (journal, path))
+    if kept is None or db.execute("SELECT 1 FROM files WHERE path = ?", (path,)).fetchone():
+        return 0
+    record = json.loads(kept[0])
+    files = dict(db.execute("SELECT key, file FROM models").fetchall())
+    intact = [(model, row) for model, file, row in record["vectors"] if files.get(model) == file]
+    status = record["status"] if len(intact) == len(record["vectors"]) else "pending"
+    db.execute(
+        "INSERT INTO files (id, path, size, mtime_ns, content_hash, width, height, format,"
+        " status, reason, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (record["id"], path, record["size"], record["mtime_ns"], record["content_hash"],
+         record["width"], record["height"], record["format"], status, record["reason"],
+         time.time()))
+    db.executemany("INSERT INTO vectors VALUES (?, ?, ?)",
+                   [(model, record["id"], row) for model, row in intact])
+    return 1
+
+
+def _file_hash(path: Path) -> str | None:
+    """The content hash the pipelines record (:func:`lookalike.decode.stream_hash`), or
+    None when the file cannot be read."""
+    from .decode import stream_hash
+
+    try:
+        with open(path, "rb") as handle:
+            return stream_hash(handle)
+    except OSError:
+        return None
 
 
 def _model_record(row: tuple[Any, ...]) -> ModelRecord:

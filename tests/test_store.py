@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +124,53 @@ def test_check_finds_bad_rows_and_repair_forgets_them(store: Store) -> None:
     assert problem.repaired
     assert [f.path for f in store.files_to_embed("m-00000000")] == ["a.jpg"]
     assert store.check() == []
+
+
+def test_follow_moves_renames_departs_and_restores_idempotently(store: Store) -> None:
+    store.sync_files(candidates("a.jpg", "b.jpg", "c.jpg"))
+    embed_all(store)
+    before = {f.path: (f.id, store.row_for_file("m-00000000", f.id)) for f in store.files()}
+    version = store.model("m-00000000").version
+    moves = [("a.jpg", "sorted/a.jpg"), ("b.jpg", None)]
+    assert astuple(store.follow_moves(moves, "J")) == (1, 1, 0)
+    assert astuple(store.follow_moves(moves, "J")) == (0, 0, 0)  # nothing left to follow
+    assert (store.file_by_path("sorted/a.jpg").id, store.row_for_file(
+        "m-00000000", store.file_by_path("sorted/a.jpg").id)) == before["a.jpg"]
+    assert store.file_by_path("b.jpg") is None
+    assert store.model("m-00000000").version > version  # the vector index drops b
+    back = [("sorted/a.jpg", "a.jpg"), (None, "b.jpg")]
+    assert astuple(store.follow_moves(back, "J")) == (1, 0, 1)
+    assert {f.path: (f.id, store.row_for_file("m-00000000", f.id))
+            for f in store.files()} == before
+    assert {f.status for f in store.files()} == {"ok"}
+    assert astuple(store.follow_moves(back, "J")) == (0, 0, 0)
+
+
+def test_a_file_moved_by_hand_keeps_its_row_when_its_content_matches(store: Store,
+                                                                      tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    for name, data in (("a.jpg", b"a" * 50), ("b.jpg", b"b" * 50)):
+        (photos / name).write_bytes(data)
+        os.utime(photos / name, ns=(0, 7))  # same size and mtime: only the hash tells
+
+    def found() -> list[Candidate]:
+        return [Candidate(path.relative_to(photos), 50, 7, "JPEG")
+                for path in sorted(photos.rglob("*.jpg"))]
+
+    store.sync_files(found())
+    store.commit_batch("m-00000000", [
+        EmbeddedFile(f.id, hashlib.blake2b((photos / f.path).read_bytes(),
+                                           digest_size=16).hexdigest(), 1, 1, "JPEG")
+        for f in store.files()], unit_rows(2))
+    ids = {f.path: f.id for f in store.files()}
+    os.rename(photos / "a.jpg", photos / "sub" / "a.jpg")
+    changes = store.sync_files(found())
+    assert (changes.moved, changes.added, changes.removed) == (1, 0, 0)
+    assert store.file_by_path("sub/a.jpg").id == ids["a.jpg"]
+    assert store.files_to_embed("m-00000000") == []
+    (photos / "b.jpg").unlink()  # a new file that looks the same but holds other bytes
+    (photos / "c.jpg").write_bytes(b"c" * 50)
+    os.utime(photos / "c.jpg", ns=(0, 7))
+    changes = store.sync_files(found())
+    assert (changes.moved, changes.added, changes.removed) == (0, 1, 1)
