@@ -131,7 +131,10 @@ def _name_reason(relative: Path) -> str | None:
     return NOT_UTF8 if _utf8(relative.parent.as_posix()) else NOT_UTF8_FOLDER
 
 
-def discover(root: Root, exclude: tuple[str, ...] = (".lookalike",)) -> Iterator[Candidate]:
+EXCLUDED = (".lookalike",)  # names never walked into: a collection's own folder
+
+
+def discover(root: Root, exclude: tuple[str, ...] = EXCLUDED) -> Iterator[Candidate]:
     """Yield every file under ``root`` that is an image by content, in sorted path order.
 
     Files whose extension promises an image but whose content does not (a text file named

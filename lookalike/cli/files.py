@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import closing
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,6 +22,7 @@ from .common import (
 if TYPE_CHECKING:
     from ..act.assign import ExampleSort
     from ..act.assign import Placement as ExamplePlacement
+    from ..store import Store
 
 
 @friendly_errors
@@ -90,11 +93,15 @@ def sort_files(
         raise ValueError("say how to sort: --by clusters|groups|duplicates, or --by-examples DIR")
     from ..act.assign import by_examples as place_by_examples
     from ..act.assign import folders_by
+    from ..act.follow import check_destination, describe_followed, follow_sort
     from ..act.sort import describe_plan, execute_plan, plan_sort
     from ..collection import Collection
     from .progress import counted
 
-    collection = Collection.open(find_collection(db))
+    mode = modes[0] if modes else "copy"
+    # a move changes the catalogue: the writer lock is taken before the first file moves
+    # and held until the catalogue follows, so no index runs in between
+    collection = Collection.open(find_collection(db), writable=mode == "move" and not dry_run)
     placed = None
     if by is not None:
         assignments = folders_by(collection, by, k=k, threshold=threshold)
@@ -102,7 +109,8 @@ def sort_files(
         placed = place_by_examples(collection, by_examples, min_margin=min_margin,
                                    threshold=threshold, top_k=top_k)
         assignments = placed.folders()
-    plan = plan_sort(assignments, to.expanduser().absolute(), modes[0] if modes else "copy")
+    plan = plan_sort(assignments, to.expanduser().absolute(), mode)
+    check_destination(plan, collection.store)
     if dry_run:
         if as_json:
             print_json({"mode": plan.mode, "moves": [[str(m.source), str(m.destination)]
@@ -120,12 +128,17 @@ def sort_files(
         task = bar.add_task(plan.mode, total=len(plan.moves))
         result = execute_plan(plan, collection.directory / "journals",
                               progress=lambda done, total: bar.update(task, completed=done))
+    followed = (follow_sort(collection.store, result.done, result.journal)
+                if mode == "move" else None)
     if as_json:
         print_json({"journal": result.journal, "done": len(result.done),
-                    "failed": [[str(m.source), reason] for m, reason in result.failed]})
+                    "failed": [[str(m.source), reason] for m, reason in result.failed],
+                    **({"collection": asdict(followed)} if followed else {})})
     else:
         console.print(f"{plan.mode}: {len(result.done)} files into {to}; journal "
                       f"{result.journal} (undo: lookalike undo)")
+        for line in describe_followed(followed) if followed else []:
+            console.print(line, highlight=False)
         for failed, reason in result.failed:
             errors.print(f"[red]failed:[/] {failed.source}: {reason}", highlight=False)
     if result.disk_full:
@@ -163,7 +176,8 @@ def undo(
     db: DbOption = None,
 ) -> None:
     """Undo a sort run exactly, from its journal (safe to run again)."""
-    from ..act.sort import choose_journal
+    from ..act.follow import describe_followed, follow_undo
+    from ..act.sort import choose_journal, summarise_journal
     from ..act.sort import undo as undo_journal
 
     if journal is None:  # the last run that changed something, and how to pick another
@@ -172,8 +186,13 @@ def undo(
             console.print(note, highlight=False)
         if journal is None:
             return
+    store = _moved_collection(journal) if summarise_journal(journal).mode == "move" else None
     result = undo_journal(journal)
     console.print(f"undone: {len(result.undone)} files restored from {journal}")
+    if store is not None:
+        with closing(store):
+            for line in describe_followed(follow_undo(store, result.undone, journal)):
+                console.print(line, highlight=False)
     if result.unrecorded:
         console.print(
             f"[yellow]note:[/] the journal ends before its run finished, {result.unrecorded} "
@@ -186,3 +205,18 @@ def undo(
         errors.print(f"[red]failed:[/] {failed.source}: {reason}", highlight=False)
     if result.failed:
         raise typer.Exit(1)
+
+
+def _moved_collection(journal: Path) -> Store | None:
+    """The collection whose files a move journal moved, opened for writing (its lock held
+    while the files move back, so no index runs in between), or None (with a note) when
+    the journal lies outside a collection's ``journals`` folder."""
+    from ..store import Store
+
+    directory = journal.expanduser().absolute().parent.parent
+    if (directory / Store.CATALOGUE).is_file():
+        return Store.open(directory, writable=True)
+    console.print(f"[yellow]note:[/] {journal} is not in a collection's journals folder: its "
+                  "catalogue is not updated; run lookalike index FOLDER after the undo",
+                  highlight=False)
+    return None

@@ -670,3 +670,39 @@ def fake_cross_device(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _no_link(*args: object, **kwargs: object) -> None:
     raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+
+# -- the collection follows -------------------------------------------------------------------
+
+
+def test_indexed_path_is_what_an_index_of_the_folder_would_find(tmp_path: Path) -> None:
+    from lookalike.act.follow import indexed_path
+
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    (tmp_path / "via").symlink_to(root / "sub")
+    assert indexed_path(root, root / "sub" / "a.jpg") == "sub/a.jpg"
+    assert indexed_path(root, tmp_path / "via" / "a.jpg") == "sub/a.jpg"  # --to by a link
+    assert indexed_path(root, tmp_path / "elsewhere" / "a.jpg") is None
+    assert indexed_path(root, root / ".lookalike" / "a.jpg") is None  # index skips it
+
+
+@pytest.mark.parametrize("mode", ["copy", "symlink", "move"])
+def test_check_destination_refuses_only_what_would_double_the_collection(
+        planted_collection: Path, tmp_path: Path, mode: str) -> None:
+    from lookalike import Collection
+    from lookalike.act.follow import check_destination
+
+    files = sorted(planted_collection.glob("*.jpg"))[:2]
+    with Collection.open(planted_collection) as collection:
+        inside = plan_sort(dict.fromkeys(files, "x"), planted_collection / "sorted", mode)
+        if mode == "move":
+            check_destination(inside, collection.store)  # the catalogue follows a move
+        else:
+            with pytest.raises(SortError, match="twice"):
+                check_destination(inside, collection.store)
+        check_destination(plan_sort(dict.fromkeys(files, "x"), tmp_path, mode),
+                          collection.store)
+        own = plan_sort(dict.fromkeys(files, "x"), collection.directory / "x", mode)
+        with pytest.raises(SortError, match="collection's own folder"):
+            check_destination(own, collection.store)
