@@ -29,13 +29,14 @@ class NotOwnedError(RuntimeError):
     """lookalike was asked to write over, or delete, something it did not create."""
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes | str | Callable[[Path], None]
+def atomic_write(path: str | os.PathLike[str], data: bytes | str | Callable[[Path], object]
                  ) -> Path:
     """Write ``data`` to ``path`` atomically and durably.
 
     ``data`` is bytes, text (UTF-8), or a function that writes the temporary file whose
-    path it is given (``lambda tmp: image.save(tmp, "PNG")``). The temporary file has a
-    unique name beside the target, so concurrent writers never share one.
+    path it is given (``lambda tmp: image.save(tmp, "PNG")``; what it returns is ignored).
+    The temporary file has a unique name beside the target, so concurrent writers never
+    share one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
