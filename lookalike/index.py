@@ -493,8 +493,10 @@ class IVFPQIndex(VectorIndex):
             rows = np.empty((len(wanted), self.dim), dtype=np.float32)
             rows[order] = self._source[wanted[order]]
             vectors[found] = rows
-        else:
+        elif self._exact is not None:
             vectors[found] = self._exact.reconstruct_batch(candidates[found])
+        else:  # _search asks for an attached source first; a copy comes with the index
+            raise ValueError("this IVF-PQ index holds no vectors to re-rank from")
         scores = np.matmul(vectors, queries[:, :, None])[:, :, 0]
         scores[~found] = -np.inf
         return scores
