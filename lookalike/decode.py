@@ -32,6 +32,9 @@ except ImportError:  # pragma: no cover - depends on the installation
 else:
     register_heif_opener()
 
+# A file to read: a local path, or a :class:`UPath` on an fsspec filesystem (object storage).
+FilePath: TypeAlias = "str | os.PathLike[str] | UPath"
+
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own bomb threshold (2 x MAX_IMAGE_PIXELS)
 # A JPEG may be DCT-downscaled to 90 % of the requested short side: a 500-px photo then
 # decodes at 1/2 scale (250 px) for a 256-px model input, twice as fast with the resize,
@@ -227,7 +230,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def decode_file(
-    path: str | os.PathLike[str] | UPath, min_side: int | None = None,
+    path: FilePath, min_side: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Decoded:
     """Read and decode one file; a vanished or unreadable file, or one that is not a
@@ -285,7 +288,7 @@ def open_file(path: str | os.PathLike[str]) -> BinaryIO:
         raise
 
 
-def read_file(path: str | os.PathLike[str] | UPath) -> bytes:
+def read_file(path: FilePath) -> bytes:
     """A file's bytes, local or on an fsspec filesystem (a :class:`UPath`); a vanished or
     unreadable file, one that is not a regular file, or a JPEG whose header is junk
     (:func:`check_jpeg`, before the file is read whole) is a :class:`DecodeError`."""

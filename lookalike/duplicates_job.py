@@ -32,7 +32,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -350,17 +349,17 @@ def _other_names(paths: list[Root], groups: list[list[int]]) -> dict[int, int]:
     file, never a pair to clean up (moving the "copy" would move the only data)."""
     alias_of: dict[int, int] = {}
     for members in groups:
-        if is_remote(paths[members[0]]):
-            continue
         named: dict[tuple[int, int], int] = {}
         keyed = []
         for position in members:
+            path = paths[position]
+            if is_remote(path):  # object storage has no links
+                continue
             try:
-                info = os.stat(paths[position])
+                info = os.stat(path)
             except OSError:  # gone meanwhile: judged by its content like any other
                 continue
-            keyed.append((os.path.islink(paths[position]), position,
-                          (info.st_dev, info.st_ino)))
+            keyed.append((os.path.islink(path), position, (info.st_dev, info.st_ino)))
         for _link, position, file in sorted(keyed):
             first = named.setdefault(file, position)
             if first != position:
@@ -396,7 +395,7 @@ def _score(
 
 
 def _verified_weights(
-    paths: list[Path], i: np.ndarray, j: np.ndarray, cache: FeatureCache,
+    paths: Sequence[Root], i: np.ndarray, j: np.ndarray, cache: FeatureCache,
     progress: Progress | None, workers: int | None, done_before: int = 0,
 ) -> np.ndarray:
     """Verification weight of each pair; ``done_before`` pairs were checked by an earlier

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from .analyse.duplicates import thresholds_from_samples
-from .decode import DecodeError, decode_file
+from .decode import DecodeError, FilePath, decode_file
 from .embed import Backbone
 
 # Working resolution for local features: the long side, in pixels. Edits that matter
@@ -121,7 +121,7 @@ def extract_features(
 
 
 def load_features(
-    path: str | os.PathLike[str], side: int = FEATURE_SIDE, max_features: int = MAX_FEATURES
+    path: FilePath, side: int = FEATURE_SIDE, max_features: int = MAX_FEATURES
 ) -> Features:
     """Decode a file small (JPEG DCT downscale) and extract its features."""
     return extract_features(decode_file(path, min_side=side).image, side, max_features)
@@ -240,7 +240,7 @@ class FeatureCache:
     """
 
     def __init__(
-        self, paths: Sequence[str | os.PathLike[str]], side: int = FEATURE_SIDE,
+        self, paths: Sequence[FilePath], side: int = FEATURE_SIDE,
         max_features: int = MAX_FEATURES, capacity: int = 20_000,
     ) -> None:
         self.paths = paths
@@ -274,7 +274,7 @@ class FeatureCache:
 
 
 def verify_pairs(
-    paths: Sequence[str | os.PathLike[str]],
+    paths: Sequence[FilePath],
     i: np.ndarray,
     j: np.ndarray,
     *,
@@ -335,7 +335,7 @@ def _one_thread_per_call() -> Iterator[None]:
 # -- exact duplicates -----------------------------------------------------------------------
 
 
-def pixel_hash(path: str | os.PathLike[str]) -> str:
+def pixel_hash(path: FilePath) -> str:
     """A hash of the decoded, upright RGB pixels (and their size): equal for one picture
     stored in different lossless containers (PNG, BMP, TIFF, lossless WebP)."""
     image = decode_file(path).image
@@ -346,11 +346,11 @@ def pixel_hash(path: str | os.PathLike[str]) -> str:
 
 
 def pixel_hashes(
-    paths: Sequence[str | os.PathLike[str]], *, workers: int | None = None
+    paths: Sequence[FilePath], *, workers: int | None = None
 ) -> list[str | None]:
     """:func:`pixel_hash` of each path in parallel; ``None`` for a file that fails."""
 
-    def safe(path: str | os.PathLike[str]) -> str | None:
+    def safe(path: FilePath) -> str | None:
         try:
             return pixel_hash(path)
         except DecodeError:
@@ -408,7 +408,7 @@ SYNTHETIC_EDITS: dict[str, Callable[[Image.Image, np.random.Generator], Image.Im
 
 def calibrate(
     backbone: Backbone,
-    paths: Sequence[str | os.PathLike[str]],
+    paths: Sequence[FilePath],
     vectors: np.ndarray,
     nearest_other: np.ndarray,
     *,
