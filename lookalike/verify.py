@@ -108,7 +108,7 @@ def extract_features(
         width, height = max(1, round(width * scale)), max(1, round(height * scale))
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         pixels = cv2.resize(pixels, (width, height), interpolation=interpolation)
-    sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=CONTRAST)
+    sift = cv2.SIFT.create(nfeatures=max_features, contrastThreshold=CONTRAST)
     keypoints, raw = sift.detectAndCompute(pixels, None)
     if raw is None or not keypoints:
         return Features(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float16),
