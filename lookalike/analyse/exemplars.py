@@ -81,7 +81,9 @@ def assign_to_classes(
     width = dims if pca is not None else examples.shape[1]
     if n * width * 4 <= WHITENED_CACHE:  # whitened once, not on every iteration
         cached = [whitened(vectors[start:start + CHUNK]) for start in chunks]
-        rows_of = cached.__getitem__
+
+        def rows_of(chunk: int) -> np.ndarray:
+            return cached[chunk]
     else:
         def rows_of(chunk: int) -> np.ndarray:
             return whitened(vectors[chunk * CHUNK:(chunk + 1) * CHUNK])

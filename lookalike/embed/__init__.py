@@ -122,7 +122,9 @@ def _weights_present(name: str) -> bool:
         for snapshot in snapshots.iterdir():
             if any((snapshot / file).is_file() for file in files):
                 return True
-    return bool(url) and (cache / os.path.basename(urlsplit(url).path)).is_file()
+    if not url:
+        return False
+    return (cache / os.path.basename(urlsplit(url).path)).is_file()
 
 
 def load_backbone(
