@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ..analyse.clusters import Clustering
     from ..analyse.groups import Group
     from ..collection import Collection
+    from ..discover import Root
     from ..duplicates_job import DuplicateReport
 
 THUMB = 160
@@ -59,7 +60,7 @@ def write_report(
     out: str | os.PathLike[str] | OwnedFolder,
     *,
     title: str,
-    paths: Sequence[Path],
+    paths: Sequence[Root],
     overview: dict[str, Any],
     sections: Sequence[Section],
     layout: np.ndarray,
@@ -116,7 +117,7 @@ class ReportContent:
     each image's cluster."""
 
     title: str
-    paths: list[Path]
+    paths: list[Root]
     overview: dict[str, Any]
     sections: list[Section]
     layout: np.ndarray
@@ -189,7 +190,8 @@ def _sections(dups: DuplicateReport, found: list[Group], clustering: Clustering,
                  for m, s in zip(group.members, group.scores)], highlight=group.keeper)
         for n, group in enumerate(dups.exact + dups.near, start=1)]
     group_galleries = [Gallery(f"group #{n}: {g.size} images, mean cosine "
-                               f"{g.mean_similarity:.3f}", g.members[:40], highlight=g.medoid)
+                               f"{g.mean_similarity:.3f}", g.members[:40].tolist(),
+                               highlight=g.medoid)
                        for n, g in enumerate(found, start=1)]
     cluster_galleries = []
     for c in range(clustering.k):
@@ -213,7 +215,7 @@ def _sections(dups: DuplicateReport, found: list[Group], clustering: Clustering,
 
 
 def _write_thumbnails(
-    paths: Sequence[Path], targets: dict[int, Path], progress: Callable[[int, int], None] | None,
+    paths: Sequence[Root], targets: dict[int, Path], progress: Callable[[int, int], None] | None,
 ) -> set[int]:
     """Write the thumbnails to their (reserved) targets; the positions that were made."""
     def make(position: int) -> int:
