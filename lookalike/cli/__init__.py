@@ -8,10 +8,12 @@ that ``lookalike --version``, ``--help`` and ``models`` start in a fraction of a
 The table below registers them, in the order ``--help`` lists them.
 """
 
+from collections.abc import Callable
+
 from . import analyses, eval, files, index, search, serve
 from .common import app, friendly_errors, parse_size
 
-for name, command in [
+commands: list[tuple[str, Callable[..., object]]] = [
     ("index", index.index),
     ("search", search.search),
     ("grid", search.grid),
@@ -28,7 +30,8 @@ for name, command in [
     ("serve", serve.serve),
     ("eval", eval.eval_command),
     ("learn", eval.learn),
-]:
+]
+for name, command in commands:
     app.command(name)(command)
 
 __all__ = ["app", "friendly_errors", "parse_size"]
