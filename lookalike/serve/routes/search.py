@@ -1,6 +1,7 @@
 """Similarity search: an image's neighbours, and search by upload, text or vector. The hot
 path: every query goes to the service's :class:`SearchBatcher`, which coalesces concurrent
-ones into one :meth:`Collection.search_vectors` call."""
+ones into one :meth:`Collection.search_queries` call; the routes take the service from
+the request (:func:`~.deps.service_of`), not through ``Depends``."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from starlette.datastructures import UploadFile
 
 from ...collection import Neighbour
 from .. import schemas
-from ..deps import ERRORS, ServiceDep, image_fields, no_image
+from ..deps import ERRORS, image_fields, no_image, service_of
 from ..schemas import MAX_ID
 from ..service import Service
 
@@ -47,9 +48,10 @@ async def neighbours(service: Service, query: int | np.ndarray, k: int) -> list[
 
 @router.get("/api/images/{file_id:file_id}/similar", response_model=schemas.SearchResult,
             responses=ERRORS)
-async def similar(file_id: int, service: ServiceDep,
+async def similar(request: Request, file_id: int,
                   k: Annotated[int, Query(ge=1, le=500)] = 12) -> Response:
-    return search_response(f"id:{file_id}", k, await neighbours(service, file_id, k))
+    found = await neighbours(service_of(request), file_id, k)
+    return search_response(f"id:{file_id}", k, found)
 
 
 @router.post("/api/search", response_model=schemas.SearchResult, responses={
@@ -61,9 +63,10 @@ async def similar(file_id: int, service: ServiceDep,
             "k": {"type": "integer"}}, "required": ["file"]}},
         "application/json": {"schema": schemas.SearchRequest.model_json_schema()},
     }}})
-async def search(request: Request, service: ServiceDep) -> Response:
+async def search(request: Request) -> Response:
     """Images like an uploaded image (multipart ``file``), a text (``{"text": ...}``,
     CLIP-style models only) or a vector (``{"vector": [...]}``), best first."""
+    service = service_of(request)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
         vector, query, k = await _upload_query(request, service)
