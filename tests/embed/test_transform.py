@@ -14,6 +14,7 @@ from lookalike.embed.transform import (
     LDA,
     PCA,
     MetricHead,
+    RegularisedLDA,
     TransformChain,
     chain_for,
     fit_chain,
@@ -123,3 +124,53 @@ def test_augmented_backbone_flip_tta_is_flip_invariant() -> None:
     identity = backbone.identity()
     assert identity["flip_tta"] and identity["border_crop"]
     assert AugmentedBackbone.wrap(ClassicBackbone()).identity() == ClassicBackbone().identity()
+
+
+def class_blobs(names: list[str], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """30 points per class around a random centre in 32 dimensions, plus a shared nuisance
+    in 4 of them: every class differs from every other in many directions."""
+    labels = np.repeat(names, 30)
+    centres = {name: rng.normal(0, 1.0, 32) for name in names}
+    data = np.stack([centres[label] for label in labels])
+    data += rng.normal(0, 0.6, data.shape)
+    data[:, :4] += rng.normal(0, 2.0, (len(labels), 4))
+    return l2_normalize(data + 2.0), labels
+
+
+def leave_one_out_map(vectors: np.ndarray, labels: np.ndarray) -> float:
+    neighbours, _ = rank(vectors, vectors, 10, exclude=np.arange(len(vectors)))
+    return retrieval_scores(neighbours, labels, labels, 10,
+                            leave_one_out=True).summary()["mAP@10"]
+
+
+def test_regularised_lda_keeps_unseen_classes_apart_where_lda_collapses_them() -> None:
+    """Fitted on 4 classes, LDA keeps 3 directions: enough for those, too few for 5 other
+    classes, which then search far worse than raw. The default (regularised LDA) keeps
+    every direction and the raw space beside them, so it does not fall below raw."""
+    rng = np.random.default_rng(0)
+    seen, unseen = class_blobs(list("abcd"), rng), class_blobs(list("vwxyz"), rng)
+    raw = leave_one_out_map(*unseen)
+    lda = LDA(pca_dim=None).fit(*seen)
+    default = chain_for("rlda").fit(*seen)
+    assert default.description == "rlda" and isinstance(default.stages[0], RegularisedLDA)
+    assert raw == pytest.approx(0.989, abs=0.002)
+    assert leave_one_out_map(lda.transform(unseen[0]), unseen[1]) == pytest.approx(
+        0.636, abs=0.002)
+    assert leave_one_out_map(default.transform(unseen[0]), unseen[1]) >= raw
+    assert leave_one_out_map(default.transform(seen[0]), seen[1]) == 1.0
+    out = default.transform(unseen[0])
+    assert out.shape == (150, 32 + 32) and np.allclose(np.linalg.norm(out, axis=1), 1.0,
+                                                       atol=1e-5)
+
+
+def test_regularised_lda_blend_ends_are_raw_and_learned(tmp_path: Path) -> None:
+    x, y = confusable()
+    raw_only = RegularisedLDA(pca_dim=None, blend=0.0).fit(x, y)
+    assert np.allclose(raw_only.transform(x)[:, :16], x, atol=1e-6)
+    chain = fit_chain(chain_for("rlda", dim=8), x, y)
+    loaded = TransformChain.load(chain.save(tmp_path / "r"))
+    assert loaded.stages[0].params() == {"pca_dim": 8, "shrinkage": 0.03, "stretch": 0.0,
+                                         "blend": 0.75}
+    assert np.allclose(loaded.transform(x), chain.transform(x), atol=1e-6)
+    with pytest.raises(ValueError, match="blend"):
+        RegularisedLDA(blend=1.5).fit(x, y)
