@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,8 @@ def test_eval_with_csv_queries_and_learned_transform(labelled: Path, tmp_path: P
     assert result.exit_code == 0, result.output
     outcome = json.loads(result.stdout)
     assert outcome["fitted_on"] == 9 and Path(outcome["saved"]).is_file()
-    assert {row["gallery"] for row in outcome["held_out"]} == {"rest", "held-out"}
+    assert {row["gallery"] for row in outcome["held_out"]} == {"rest", "held-out",
+                                                              "held-out classes"}
     result = invoke("eval", labelled, "--model", "classic", "--transform", out.with_suffix(
         ".npz"), "--cache", cache, "--json")
     assert json.loads(result.stdout)["results"][0]["transform"] == "kissme"
@@ -125,3 +127,42 @@ def test_eval_and_learn_default_to_auto(labelled: Path, tmp_path: Path) -> None:
     assert learned.exit_code == 0, learned.output
     outcome = json.loads(learned.stdout)
     assert {row["label"].split(" ")[0] for row in outcome["held_out"]} == {resolve_auto()}
+
+
+def fingerprint(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_learn_split_without_out_never_overwrites(labelled: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default target is a new folder lookalike owns; a user's file or folder by that
+    name is refused, byte for byte untouched."""
+    work = tmp_path / "work"
+    (work / "labelled-rlda").mkdir(parents=True)
+    (work / "labelled-rlda" / "notes.txt").write_text("mine")
+    (work / "labelled-lda").write_text("also mine")
+    monkeypatch.chdir(work)
+    before = fingerprint(work)
+    args = ["--model", "classic", "--split", "0.5", "--cache", tmp_path / "cache"]
+    for method in ("rlda", "lda"):
+        refused = invoke("learn", labelled, "--method", method, *args)
+        assert refused.exit_code == 1 and f"labelled-{method}" in refused.output
+    assert fingerprint(work) == before
+    made = invoke("learn", labelled, "--method", "kissme", *args, "--classes",
+                  "alpha,beta,gamma", "--json")
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.stdout)["saved"] == str(work / "labelled-kissme" / "transform.npz")
+    assert fingerprint(work).items() >= before.items()
+    assert invoke("learn", labelled, "--method", "kissme", *args).exit_code == 0  # its own
+
+
+def test_learn_db_warns_with_both_figures(labelled: Path, tmp_path: Path) -> None:
+    assert invoke("index", labelled, "--model", "classic").exit_code == 0
+    result = invoke("learn", labelled, "--db", labelled, "-k", "3")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "warning: the collection now searches in a learned space. mAP@3:" in text
+    assert "held-out images of the labelled classes" in text
+    assert "classes it was not fitted on" in text
+    assert len(re.findall(r"\d\.\d{3} raw -> \d\.\d{3} learned", text)) == 2

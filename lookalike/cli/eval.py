@@ -70,6 +70,10 @@ def eval_command(
     = None,
     per_class: Annotated[int | None, typer.Option(
         "--per-class", help="Hold out this many queries per class instead.")] = None,
+    split_classes: Annotated[float | None, typer.Option(
+        "--split-classes", help="Hold out this fraction of the classes instead (whole "
+        "classes, in name order; --seed S shifts the block): how a learned transform does "
+        "on classes it never saw, as in a collection the labels do not cover.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the held-out split and k-means.")] = 0,
     gallery: Annotated[str, typer.Option(
         help="With a split, search the rest (rest) or the other held-out images (held-out).")]
@@ -80,7 +84,8 @@ def eval_command(
     cluster: Annotated[int | None, typer.Option(
         help="Also k-means into this many clusters: ACC, NMI, ARI, purity.")] = None,
     learn: Annotated[str | None, typer.Option(
-        help="Fit kissme, lda, linear, mlp or pca on the non-held-out images first.")] = None,
+        help="Fit rlda, lda, kissme, linear, mlp or pca on the non-held-out images first; "
+        "with --split, also scored with that fraction of the classes held out.")] = None,
     dim: Annotated[int | None, typer.Option(help="PCA / learned output dimensions.")] = None,
     whiten: Annotated[float, typer.Option(
         help="With --dim alone: PCA whitening power (0 none, 1 full).")] = 0.0,
@@ -117,8 +122,8 @@ def eval_command(
     if learn is not None or (dim is not None and transform is None):
         learner = functools.partial(chain_for, learn, dim=dim, whiten=whiten)
         learner()  # fail early on a bad method
-    options = EvalOptions(k=k, split=split, per_class=per_class, seed=seed, gallery=gallery,
-                          cluster=cluster, learn=learner,
+    options = EvalOptions(k=k, split=split, per_class=per_class, split_classes=split_classes,
+                          seed=seed, gallery=gallery, cluster=cluster, learn=learner,
                           transform=TransformChain.load(transform) if transform else None)
     collection = Collection.open(db) if db is not None else None
     configurations = ([] if collection is not None and not model else
@@ -151,27 +156,15 @@ def eval_command(
 
 
 def _print_eval(run: Any, show_classes: bool) -> None:
-    first = run.results[0]
-    table = Table(title=f"{run.dataset}: {run.images} images, {run.classes} classes; "
-                  f"{first.protocol}", title_justify="left")
-    metrics = list(first.summary)
-    clustered = first.clustering is not None
-    for column in ["configuration", *metrics,
-                   *(["ACC", "NMI", "ARI", "purity"] if clustered else []), "queries",
-                   "images/s"]:
-        table.add_column(column, justify="left" if column == "configuration" else "right",
-                         overflow="fold")
-    for result in run.results:
-        cells = [f"{result.summary[m]:.3f}" for m in metrics]
-        if clustered:
-            cells += [f"{result.clustering[m]:.3f}" for m in ("ACC", "NMI", "ARI", "purity")]
-        speed = f"{result.images_per_second:,.1f}" + (" (cached)" if result.cached else "")
-        table.add_row(result.label, *cells, str(result.queries), speed)
-    console.print(table)
+    """One table per protocol (an image split and, beside it, a class split)."""
+    for protocol in dict.fromkeys(result.protocol for result in run.results):
+        _print_protocol(run, [r for r in run.results if r.protocol == protocol])
     console.print(f"[dim]{run.definitions}[/]", highlight=False)
     if show_classes:
+        metrics = list(run.results[0].summary)
         for result in run.results:
-            per = Table(title=f"per class: {result.label}", title_justify="left")
+            per = Table(title=f"per class: {result.label}; {result.protocol}",
+                        title_justify="left")
             per.add_column("class")
             for column in ["queries", *metrics]:
                 per.add_column(column, justify="right")
@@ -181,6 +174,26 @@ def _print_eval(run: Any, show_classes: bool) -> None:
             console.print(per)
     for figure in run.figures:
         console.print(f"figure: {figure}")
+
+
+def _print_protocol(run: Any, results: list[Any]) -> None:
+    first = results[0]
+    table = Table(title=f"{run.dataset}: {run.images} images, {run.classes} classes; "
+                  f"{first.protocol}", title_justify="left")
+    metrics = list(first.summary)
+    clustered = first.clustering is not None
+    for column in ["configuration", *metrics,
+                   *(["ACC", "NMI", "ARI", "purity"] if clustered else []), "queries",
+                   "images/s"]:
+        table.add_column(column, justify="left" if column == "configuration" else "right",
+                         overflow="fold")
+    for result in results:
+        cells = [f"{result.summary[m]:.3f}" for m in metrics]
+        if clustered:
+            cells += [f"{result.clustering[m]:.3f}" for m in ("ACC", "NMI", "ARI", "purity")]
+        speed = f"{result.images_per_second:,.1f}" + (" (cached)" if result.cached else "")
+        table.add_row(result.label, *cells, str(result.queries), speed)
+    console.print(table)
 
 
 def _print_duplicates_eval(dup: Any) -> None:
@@ -199,22 +212,35 @@ def learn(
     dataset: Annotated[str | None, typer.Argument(
         help="Labelled images: a folder of class sub-folders, or a CSV of path,label. "
              "Not needed for --method pca with --db (fitted on the collection).")] = None,
-    method: Annotated[str, typer.Option(help="kissme, lda, linear, mlp or pca.")] = "lda",
+    method: Annotated[str, typer.Option(
+        help="rlda (regularised LDA blended with the raw space: holds up on classes the "
+        "labels lack), lda, kissme, linear, mlp or pca.")] = "rlda",
     model: Annotated[str, typer.Option(
         help="Model spec or ensemble a+b (see eval); auto: the model a new collection gets. "
              "With --db, the collection's model.")] = "auto",
     preprocess: PreprocessOption = None,
-    crop_borders: Annotated[bool, typer.Option("--crop-borders")] = False,
-    flip: Annotated[bool, typer.Option("--flip")] = False,
+    crop_borders: Annotated[bool, typer.Option(
+        "--crop-borders", help="Remove uniform margins before embedding (as index does).")]
+    = False,
+    flip: Annotated[bool, typer.Option(
+        "--flip", help="Test-time augmentation: average with the mirror image.")] = False,
+    classes: Annotated[str | None, typer.Option(
+        help="Only these classes, comma-separated.")] = None,
     dim: Annotated[int | None, typer.Option(help="Output dimensions (PCA for pca).")] = None,
     whiten: Annotated[float, typer.Option(help="pca only: whitening power.")] = 0.0,
     split: Annotated[float | None, typer.Option(
-        help="Fit on 1 - SPLIT of each class; report raw vs learned on the held-out rest.")]
+        help="Fit on 1 - SPLIT of each class; report raw vs learned on the held-out rest "
+        "(and, unless --split-classes says otherwise, on SPLIT of the classes held out).")]
     = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    split_classes: Annotated[float | None, typer.Option(
+        "--split-classes", help="Also fit on 1 - F of the classes and report raw vs learned "
+        "on the other classes (default: --split's fraction; 0.5 with --db).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out splits.")] = 0,
     k: Annotated[int, typer.Option("-k", "--k", min=1)] = 10,
     out: Annotated[Path | None, typer.Option(
-        help="Where to save the transform (PATH.npz + PATH.json).")] = None,
+        help="Where to save the transform (PATH.npz + PATH.json). Default, without --db: "
+        "a new folder DATASET-METHOD/ (refused if it holds files lookalike did not write).")]
+    = None,
     db: Annotated[Path | None, typer.Option(
         "--db", help="Fit on this collection's embeddings and apply the transform to it: "
         "its index, analyses and queries then use the learned space (no re-embedding).")]
@@ -255,10 +281,14 @@ def learn(
                       f"{collection.directory}")
         return
     (configuration,) = _configurations([model], preprocess, crop_borders, flip, "concat")
-    target = out or (None if collection is not None else
-                     Path(f"{Path(dataset).stem}-{method}"))
+    if split_classes is None and (split is not None or collection is not None):
+        split_classes = split or 0.5  # what the warning below needs
     outcome = learn_transform(dataset, configuration, method, dim=dim, whiten=whiten,
-                              split=split, seed=seed, k=k, cache=cache, out=target,
+                              split=split, split_classes=split_classes,
+                              measure=0.5 if collection is not None else None, seed=seed, k=k,
+                              classes=[c.strip() for c in classes.split(",")] if classes
+                              else None, cache=cache,
+                              out=_transform_target(out, dataset, method, collection),
                               collection=collection)
     if as_json:
         print_json(outcome)
@@ -277,3 +307,36 @@ def learn(
         from ..eval import DEFINITIONS
 
         console.print(f"[dim]{DEFINITIONS}[/]", highlight=False)
+    if collection is not None:
+        console.print(f"[yellow]warning:[/] {outcome.warning()}", highlight=False)
+
+
+def _transform_target(out: Path | None, dataset: str, method: str,
+                      collection: Any) -> Path | None:
+    """Where ``learn`` saves: ``--out`` when given (never over a file that is not a saved
+    transform); else, without --db, ``transform`` in a new lookalike-owned folder
+    DATASET-METHOD/, so that no file of the user's is ever written over."""
+    from ..ownership import NotOwnedError, OwnedFolder
+
+    if out is not None:
+        base = Path(out).with_suffix("")
+        for existing in (base.with_suffix(".npz"), base.with_suffix(".json")):
+            if existing.exists() and not _is_transform(base):
+                raise NotOwnedError(f"{existing} exists and is not a transform lookalike "
+                                    "saved: choose another --out")
+        return out
+    if collection is not None:
+        return None
+    folder = OwnedFolder.claim(Path(f"{Path(dataset).stem}-{method}"), purpose="transform")
+    folder.reserve(["transform.npz", "transform.json"])
+    return folder.target("transform.npz")
+
+
+def _is_transform(base: Path) -> bool:
+    import json
+
+    try:
+        meta = json.loads(base.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "stages" in meta

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..collection import Collection
@@ -63,13 +63,23 @@ def run_eval(
     collection: Collection | None = None,
 ) -> EvalRun:
     """Embed (or read from the cache) and score every configuration on one dataset; with
-    a ``collection``, score it (its stored embeddings and learned transform) first."""
+    a ``collection``, score it (its stored embeddings and learned transform) first. A
+    learned transform under an image split is also scored with that fraction of the
+    classes held out (unless ``options`` name a class split, or there are fewer than three
+    classes): results then hold both."""
     labelled = load_labelled(dataset)
     query_set = load_labelled(queries) if queries is not None else None
     if classes:
         labelled = labelled.only_classes(classes)
         if query_set is not None:
             query_set = query_set.only_classes(classes)
+    protocols = [options]
+    if (options.learn is not None and queries is None and options.split_classes is None
+            and (options.split is not None or options.per_class is not None)
+            and len(set(labelled.labels.tolist())) >= 3):
+        # a learned metric can ruin retrieval on classes it never saw: say so beside
+        protocols.append(replace(options, split=None, per_class=None,
+                                 split_classes=options.split or 0.5))
     results = []
     if collection is not None:
         def collection_step(done: int, total: int) -> None:
@@ -79,7 +89,8 @@ def run_eval(
         vectors = collection_vectors(collection, labelled, progress=collection_step)
         query_vectors = (collection_vectors(collection, query_set, progress=collection_step)
                          if query_set is not None else None)
-        results.append(evaluate_vectors(labelled, vectors, options, query_set, query_vectors))
+        results += [evaluate_vectors(labelled, vectors, protocol, query_set, query_vectors)
+                    for protocol in protocols]
     for configuration in configurations:
         def step(done: int, total: int, name: str = configuration.label) -> None:
             if progress:
@@ -88,7 +99,8 @@ def run_eval(
         vectors = embed_configuration(labelled, configuration, cache, step)
         query_vectors = (embed_configuration(query_set, configuration, cache, step)
                          if query_set is not None else None)
-        results.append(evaluate_vectors(labelled, vectors, options, query_set, query_vectors))
+        results += [evaluate_vectors(labelled, vectors, protocol, query_set, query_vectors)
+                    for protocol in protocols]
     run = EvalRun(str(dataset), len(labelled), len(set(labelled.labels.tolist())), options.k,
                   DEFINITIONS.replace("k:", f"k (k={options.k}):", 1), results)
     if plots is not None:

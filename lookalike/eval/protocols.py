@@ -82,6 +82,28 @@ class HeldOut:
 
 
 @dataclass(frozen=True)
+class ClassDisjoint:
+    """Whole classes held out: ``fraction`` of the classes (see :func:`class_split`) query
+    each other leave-one-out, and a learned stage is fitted on the other classes only.
+    This is what a collection holding classes the labels do not looks like: a transform
+    that only separates the classes it was fitted on shows it here, not under
+    :class:`HeldOut`."""
+
+    fraction: float = 0.5
+    seed: int = 0
+    holds_out: ClassVar[bool] = True
+
+    @property
+    def description(self) -> str:
+        return (f"held-out classes {self.fraction:g} (seed {self.seed}), "
+                "leave-one-out among them")
+
+    def split(self, labels: np.ndarray) -> Split:
+        seen, unseen = class_split(labels, self.fraction, self.seed)
+        return Split(unseen, unseen, seen, leave_one_out=True)
+
+
+@dataclass(frozen=True)
 class SeparateQueries:
     """The last ``count`` labels are a separate query set, searched against (and fitted on)
     the dataset before them."""
@@ -121,3 +143,28 @@ def stratified_split(
     held_out = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
     rest = np.setdiff1d(np.arange(len(labels)), held_out)
     return rest, held_out
+
+
+def held_out_classes(labels: np.ndarray, fraction: float, seed: int = 0) -> list[str]:
+    """The classes :func:`class_split` holds out: ``round(fraction * n)`` of the n classes
+    (at least one, and two are always left to fit on), a consecutive block of the classes
+    in name order: seed 0 takes the last ones, seed s the block s places before, wrapping
+    round. Successive seeds are thus the folds of a class-disjoint cross-validation, and
+    a split can be read off the class names."""
+    classes = sorted(set(np.asarray(labels).tolist()))
+    if not 0 < fraction < 1:
+        raise ValueError(f"the held-out class fraction must be between 0 and 1, not {fraction}")
+    if len(classes) < 3:
+        raise ValueError(f"a class-disjoint split needs at least 3 classes, not {len(classes)}")
+    count = min(max(int(round(fraction * len(classes))), 1), len(classes) - 2)
+    end = len(classes) - (seed * count) % len(classes)
+    return [classes[i % len(classes)] for i in range(end - count, end)]
+
+
+def class_split(labels: np.ndarray, fraction: float, seed: int = 0
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``(seen, unseen)`` positions: the images of the classes :func:`held_out_classes`
+    names are unseen, every other image is seen."""
+    labels = np.asarray(labels)
+    unseen = np.isin(labels, held_out_classes(labels, fraction, seed))
+    return np.flatnonzero(~unseen), np.flatnonzero(unseen)

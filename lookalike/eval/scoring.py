@@ -19,7 +19,7 @@ from .metrics import (
     retrieval_confusion,
     retrieval_scores,
 )
-from .protocols import HeldOut, LeaveOneOut, SeparateQueries, Splitter
+from .protocols import ClassDisjoint, HeldOut, LeaveOneOut, SeparateQueries, Splitter
 
 
 @dataclass(frozen=True)
@@ -29,13 +29,16 @@ class EvalOptions:
     Protocols: ``queries`` given -> those queries against the whole dataset; ``split`` (or
     ``per_class``) -> a stratified held-out query set, against the rest (``gallery="rest"``)
     or against the other held-out images only (``gallery="held-out"``, leave-one-out among
-    images no learned stage has seen); neither -> leave-one-out over the whole dataset.
+    images no learned stage has seen); ``split_classes`` -> whole classes held out,
+    leave-one-out among them, a learned stage fitted on the other classes; none of these ->
+    leave-one-out over the whole dataset.
     ``learn``: a transform chain fitted on the non-held-out images only (needs a split).
     """
 
     k: int = 10
     split: float | None = None
     per_class: int | None = None
+    split_classes: float | None = None
     seed: int = 0
     gallery: str = "rest"
     cluster: int | None = None
@@ -48,6 +51,11 @@ class EvalOptions:
         query set, which overrides the split options."""
         if separate_queries is not None:
             return SeparateQueries(separate_queries)
+        if self.split_classes is not None:
+            if self.split is not None or self.per_class is not None:
+                raise ValueError("choose one held-out split: images (--split, --per-class) "
+                                 "or classes (--split-classes)")
+            return ClassDisjoint(self.split_classes, self.seed)
         if self.split is not None or self.per_class is not None:
             return HeldOut(self.split or 0.0, self.per_class, self.seed, self.gallery)
         return LeaveOneOut()

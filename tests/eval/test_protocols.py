@@ -4,10 +4,13 @@ import numpy as np
 import pytest
 
 from lookalike.eval.protocols import (
+    ClassDisjoint,
     HeldOut,
     LeaveOneOut,
     SeparateQueries,
     Split,
+    class_split,
+    held_out_classes,
     stratified_split,
 )
 from lookalike.eval.scoring import EvalOptions
@@ -87,3 +90,20 @@ def test_stratified_split_is_reproducible_and_per_class() -> None:
         stratified_split(labels, 1.5)
 
 
+
+
+def test_class_disjoint_holds_out_whole_classes_in_name_order() -> None:
+    labels = np.array(list("eabdcabcde"))  # five classes, order of appearance shuffled
+    assert held_out_classes(labels, 0.4) == ["d", "e"]  # seed 0: the last ones by name
+    assert held_out_classes(labels, 0.4, seed=1) == ["b", "c"]  # the block before
+    assert held_out_classes(labels, 0.4, seed=2) == ["e", "a"]  # wrapping round
+    assert held_out_classes(labels, 0.9) == ["c", "d", "e"]  # two classes left to fit on
+    seen, unseen = class_split(labels, 0.4)
+    assert unseen.tolist() == [0, 3, 8, 9] and seen.tolist() == [1, 2, 4, 5, 6, 7]
+    split = ClassDisjoint(0.4).split(labels)
+    assert positions(split) == ([0, 3, 8, 9], [0, 3, 8, 9], [1, 2, 4, 5, 6, 7], True)
+    assert EvalOptions(split_classes=0.4).protocol() == ClassDisjoint(0.4, 0)
+    with pytest.raises(ValueError, match="choose one held-out split"):
+        EvalOptions(split=0.5, split_classes=0.4).protocol()
+    with pytest.raises(ValueError, match="at least 3 classes"):
+        class_split(np.array(list("aabb")), 0.5)
