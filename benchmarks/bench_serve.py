@@ -1,6 +1,7 @@
 """Serving a 100k-image collection: startup time and /similar latency under load.
 
     python benchmarks/bench_serve.py --n 100000 --clients 50 --seconds 60 [--workers 2]
+    python benchmarks/bench_serve.py ... --against /tmp/old   # an older checkout beside it
 
 Builds a collection of ``--real`` generated images indexed with the classic model plus
 synthetic catalogue rows up to ``--n`` whose unit vectors are clustered like real
@@ -10,7 +11,7 @@ then starts ``lookalike serve`` in a subprocess on 127.0.0.1. Reported: time fro
 to the first answered /api/stats, the first /similar (loads the index), then ``--clients``
 concurrent clients (raw asyncio HTTP/1.1 keep-alive, one loop) each requesting
 /api/images/{random id}/similar?k=10 back to back for ``--seconds``: p50/p90/p99 latency,
-throughput, errors, and the server's RSS before and after.
+throughput, errors, the server's CPU time per request and its RSS before and after.
 """
 
 from __future__ import annotations
@@ -48,6 +49,17 @@ def rss_mb(pid: int) -> float:
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
             total += rss_mb(int(child))
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its children so far: per request, the
+    figure that a box shared with other jobs disturbs least."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += cpu_seconds(int(child))
     return total
 
 
@@ -136,6 +148,37 @@ async def load(url: str, ids: list[int], clients: int, seconds: float
     return latencies, errors, len(latencies)
 
 
+def start(root: Path, workers: int, source: Path | None) -> tuple[subprocess.Popen[bytes], str]:
+    """``lookalike serve`` on a free port, from ``source`` (a checkout: its ``lookalike``
+    package comes first on the path) or this one; returns once /api/stats answers."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "lookalike.cli", "serve", str(root), "--port", str(port),
+         "--workers", str(workers)], cwd=source,
+        stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    while True:
+        try:
+            if httpx.get(f"{url}/api/stats", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.02)
+        if server.poll() is not None or time.perf_counter() - started > 60:
+            raise SystemExit("server did not start")
+    print(f"startup (launch -> first /api/stats answered): {time.perf_counter() - started:.2f}"
+          f" s; RSS {rss_mb(server.pid):.0f} MB")
+    return server, url
+
+
+async def load_all(urls: list[str], ids: list[int], clients: int, seconds: float
+                   ) -> list[tuple[list[float], int, int]]:
+    """:func:`load` on every server at once: the same load in the same seconds."""
+    return await asyncio.gather(*(load(url, ids, clients, seconds) for url in urls))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
@@ -148,53 +191,53 @@ def main() -> None:
                         help="synthetic embeddings: clustered like real ones (bench_search's "
                         "Gaussian mixture) or uniform on the sphere (no structure: HNSW's "
                         "worst case)")
+    parser.add_argument("--against", type=Path, help="another checkout (e.g. a git archive "
+                        "of an older commit): its server runs beside this one's, each under "
+                        "--clients clients at the same time, so a box shared with other "
+                        "jobs slows both alike")
     args = parser.parse_args()
+    sources = {"this checkout": None, **({str(args.against): args.against}
+                                         if args.against else {})}
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary) / "images"
         ids = build(root, args.n, args.real, args.index, args.vectors)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        url = f"http://127.0.0.1:{port}"
-        started = time.perf_counter()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "lookalike.cli", "serve", str(root), "--port", str(port),
-             "--workers", str(args.workers)],
-            stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
         try:
-            while True:
-                try:
-                    if httpx.get(f"{url}/api/stats", timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.02)
-                if server.poll() is not None or time.perf_counter() - started > 60:
-                    raise SystemExit("server did not start")
-            startup = time.perf_counter() - started
-            rss_start = rss_mb(server.pid)
-            first = time.perf_counter()
-            httpx.get(f"{url}/api/images/{ids[0]}/similar?k=10", timeout=60).raise_for_status()
-            first = time.perf_counter() - first
-            rss_before = rss_mb(server.pid)
-            print(f"startup (launch -> first /api/stats answered): {startup:.2f} s; "
-                  f"RSS {rss_start:.0f} MB")
-            print(f"first /similar (loads the index): {first * 1000:.0f} ms; "
-                  f"RSS {rss_before:.0f} MB")
-            asyncio.run(load(url, ids, args.clients, 3))  # warm up
-            rss_warm = rss_mb(server.pid)
-            latencies, errors, count = asyncio.run(load(url, ids, args.clients, args.seconds))
-            rss_after = rss_mb(server.pid)
-            ms = np.asarray(latencies) * 1000
-            print(f"{args.clients} clients x {args.seconds:.0f} s: {count} requests "
-                  f"({count / args.seconds:.0f}/s), {errors} errors")
-            print(f"latency p50 {np.percentile(ms, 50):.1f} ms, p90 "
-                  f"{np.percentile(ms, 90):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, "
-                  f"max {ms.max():.1f} ms")
-            print(f"server RSS: {rss_before:.0f} MB before load, {rss_warm:.0f} MB after "
-                  f"warm-up, {rss_after:.0f} MB after {args.seconds:.0f} s")
+            for label, source in sources.items():
+                servers[label] = start(root, args.workers, source)
+            for server, url in servers.values():
+                first = time.perf_counter()
+                httpx.get(f"{url}/api/images/{ids[0]}/similar?k=10", timeout=60
+                          ).raise_for_status()
+                print(f"first /similar (loads the index): "
+                      f"{(time.perf_counter() - first) * 1000:.0f} ms; "
+                      f"RSS {rss_mb(server.pid):.0f} MB")
+            urls = [url for _, url in servers.values()]
+            rss_before = {label: rss_mb(server.pid) for label, (server, _) in servers.items()}
+            asyncio.run(load_all(urls, ids, args.clients, 3))  # warm up
+            rss_warm = {label: rss_mb(server.pid) for label, (server, _) in servers.items()}
+            cpu = {label: cpu_seconds(server.pid) for label, (server, _) in servers.items()}
+            results = asyncio.run(load_all(urls, ids, args.clients, args.seconds))
+            for (label, (server, _)), (latencies, errors, count) in zip(servers.items(),
+                                                                       results):
+                used = cpu_seconds(server.pid) - cpu[label]
+                ms = np.asarray(latencies) * 1000
+                if len(servers) > 1:
+                    print(f"-- {label}")
+                print(f"{args.clients} clients x {args.seconds:.0f} s: {count} requests "
+                      f"({count / args.seconds:.0f}/s), {errors} errors")
+                print(f"latency p50 {np.percentile(ms, 50):.1f} ms, p90 "
+                      f"{np.percentile(ms, 90):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, "
+                      f"max {ms.max():.1f} ms")
+                print(f"server CPU: {used * 1000 / max(count, 1):.3f} ms per request "
+                      f"({used:.1f} s over {args.seconds:.0f} s)")
+                print(f"server RSS: {rss_before[label]:.0f} MB before load, "
+                      f"{rss_warm[label]:.0f} MB after warm-up, {rss_mb(server.pid):.0f} MB "
+                      f"after {args.seconds:.0f} s")
         finally:
-            server.terminate()
-            server.wait(timeout=10)
+            for server, _ in servers.values():
+                server.terminate()
+                server.wait(timeout=10)
 
 
 if __name__ == "__main__":
