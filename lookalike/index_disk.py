@@ -26,6 +26,7 @@ import struct
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import faiss
 import numpy as np
@@ -110,7 +111,7 @@ class _Spill:
 
     def __init__(self, files: list[Path], nlist: int) -> None:
         self._files, self._nlist = files, nlist
-        self._handles: list = []
+        self._handles: list[BinaryIO] = []
 
     def __enter__(self) -> _Spill:
         self._handles = [open(file, "ab") for file in self._files]
@@ -175,7 +176,7 @@ def _lists_header(sizes: np.ndarray, code_size: int) -> bytes:
     return b"".join(parts)
 
 
-def _write_cells(out, entries: np.ndarray, first: int, last: int) -> None:
+def _write_cells(out: BinaryIO, entries: np.ndarray, first: int, last: int) -> None:
     """Cells ``first..last-1`` of one bucket, each as its codes then its ids."""
     entries = entries[np.argsort(entries["list"], kind="stable")]
     bounds = np.searchsorted(entries["list"], np.arange(first, last + 1))
