@@ -264,10 +264,7 @@ def learn(
         console.print(f"{collection.directory}: learned transform removed")
         return
     if collection is not None:
-        record = collection.model
-        if record is None:
-            raise ValueError("the collection has no embeddings yet: run lookalike index first")
-        model = record.spec
+        model = collection.require_model().spec
     if dataset is None:
         if collection is None or method != "pca":
             raise ValueError("give a labelled DATASET (only --method pca with --db fits on "

@@ -140,9 +140,7 @@ def collection_vectors(
     """Embeddings of ``labelled`` as ``collection`` sees them: stored vectors for images it
     holds, its model (and learned transform, unless ``raw``) for the others. Nothing is
     embedded twice and the numbers describe exactly what ``search`` ranks with."""
-    record = collection.model
-    if record is None:
-        raise ValueError("the collection has no embeddings yet: run lookalike index first")
+    record = collection.require_model()
     file_ids, stored = collection.vectors(raw=raw, copy=False)  # only held rows are read
     row_of = {path: row for row, path in enumerate(collection.paths(file_ids))}
     vectors = np.zeros((len(labelled), stored.shape[1]), dtype=np.float32)

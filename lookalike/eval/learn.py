@@ -76,9 +76,7 @@ def fit_collection_pca(
 ) -> TransformChain:
     """PCA (``dim``, ``whiten``) fitted on the collection's own embeddings, no labels
     needed, and set on the collection."""
-    record = collection.model
-    if record is None:
-        raise ValueError("the collection has no embeddings yet: run lookalike index first")
+    record = collection.require_model()
     _, vectors = collection.vectors(raw=True)
     chain = chain_for("pca", dim=dim, whiten=whiten).fit(vectors)
     chain.info = {"model": record.spec, "dataset": str(collection.directory),
