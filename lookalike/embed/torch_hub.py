@@ -623,7 +623,7 @@ def _reporting_bar(progress: DownloadProgress) -> type:
     guess: only the bytes-written bar reports.)"""
     from tqdm import tqdm
 
-    class Reporting(tqdm):  # type: ignore[misc, valid-type]
+    class Reporting(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.update(file=io.StringIO(), disable=False)
             super().__init__(*args, **kwargs)
