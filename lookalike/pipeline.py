@@ -18,7 +18,13 @@ from typing import TypeVar
 
 import numpy as np
 
-from .decode import DEFAULT_MAX_PIXELS, decode_bytes, decode_file, parallel_ordered
+from .decode import (
+    DEFAULT_MAX_PIXELS,
+    FilePath,
+    decode_bytes,
+    decode_file,
+    parallel_ordered,
+)
 from .discover import Root, is_remote
 from .embed.base import Backbone
 from .store import EmbeddedFile, FileRecord, Store
@@ -54,7 +60,7 @@ def prepare_file(path: Root | str, file_id: int,
     return item, backbone.preprocess(decoded.image)
 
 
-def embed_image(backbone: Backbone, image: Root | str | bytes, *,
+def embed_image(backbone: Backbone, image: FilePath | bytes, *,
                 max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """One image, a file or its bytes (an upload), as its embedding ``[dim]`` in the
     model's own space: decoded with the indexing guards (bomb, format, EXIF) and

@@ -21,7 +21,7 @@ import numpy as np
 
 from .collection import SearchHit
 from .correspondence import ClassFrom, Correspondence, class_of, correspondence, share_in_class
-from .discover import discover
+from .discover import Root, discover
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -42,7 +42,7 @@ class QueryMatches:
     its class where it lies in a class sub-folder of a query folder."""
 
     label: str
-    file: Path | None
+    file: Root | None
     hits: list[ClassedHit]
     query_class: str | None = None
 
@@ -109,7 +109,7 @@ class SearchQuery:
             raise ValueError(f"query file {path} does not exist")
         return [self._matches(str(self.image), path, collection.search(path, k))]
 
-    def _matches(self, label: str, file: Path | None, hits: list[SearchHit],
+    def _matches(self, label: str, file: Root | None, hits: list[SearchHit],
                  query_class: str | None = None) -> QueryMatches:
         """One query's matches, each hit with its class in the collection."""
         classed = [ClassedHit(**vars(hit), class_name=class_of(hit.path, self.class_from))

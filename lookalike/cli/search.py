@@ -25,9 +25,12 @@ from .common import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ..act.grids import Tile
     from ..collection import SearchHit
     from ..correspondence import Correspondence
+    from ..discover import Root
     from ..queries import QueryMatches
 
 CSV_COLUMNS = ("query", "query_class", "rank", "score", "id", "path", "class", "match",
@@ -191,7 +194,7 @@ def _write_grids(grid: Path, found: list[QueryMatches]) -> None:
         folder.finish()
 
 
-def _hit_tiles(hits: list[SearchHit]) -> list[Tile]:
+def _hit_tiles(hits: Sequence[SearchHit]) -> list[Tile]:
     """A contact sheet's tiles of matches: rank and score under each."""
     from ..act.grids import Tile
 
@@ -218,7 +221,7 @@ def grid(
     sheets = SheetFolder(out)  # refuses a user's folder before any work
     if images:
         results = collection.search_many(images, k)
-        queries = [Path(image).expanduser().absolute() for image in images]
+        queries: Sequence[Root] = [Path(image).expanduser().absolute() for image in images]
     else:
         queries, results = collection.neighbour_lists(k)
     with counted("[bold]contact sheets") as bar:
