@@ -134,8 +134,8 @@ def by_examples(collection: Collection, examples: str | os.PathLike[str], *,
     if threshold is not None:
         keep &= nearest_example >= threshold
     if top_k is not None:
-        for label in range(len(classes)):
-            mine = np.flatnonzero(keep & (result.labels == label))
+        for class_index in range(len(classes)):
+            mine = np.flatnonzero(keep & (result.labels == class_index))
             keep[mine[np.argsort(-result.scores[mine], kind="stable")][top_k:]] = False
     unsure = UNSURE if UNSURE not in classes else f"{UNSURE}_"  # a class may be so named
     placements = []

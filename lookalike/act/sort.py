@@ -595,9 +595,9 @@ def execute_plan(
                     progress(index + 1, total)
             journal.write(event="finish", done=len(result.done), failed=len(result.failed))
         except OSError as error:  # the journal could not be written: stop here
-            full = "the disk is full" if _is_full(error) else _reason(error)
+            problem = "the disk is full" if _is_full(error) else _reason(error)
             raise SortError(
-                f"the sort stopped after {len(result.done)} of {total} file(s): {full} "
+                f"the sort stopped after {len(result.done)} of {total} file(s): {problem} "
                 f"(writing its journal {journal.path}). Nothing is lost: run lookalike undo to "
                 "put back what it did, or free some space and run the same sort again"
             ) from error
