@@ -105,7 +105,7 @@ def sort_files(
     placed = None
     if by is not None:
         assignments = folders_by(collection, by, k=k, threshold=threshold)
-    else:
+    elif by_examples is not None:  # one of the two: checked above
         placed = place_by_examples(collection, by_examples, min_margin=min_margin,
                                    threshold=threshold, top_k=top_k)
         assignments = placed.folders()
