@@ -1,4 +1,4 @@
-"""Contact sheets: a query and its ranked matches in one picture (seeds 000 and 003).
+"""Contact sheets: a query and its ranked matches in one picture.
 
 Every sheet lookalike writes carries a mark (:data:`SHEET_MARK`, a PNG text chunk or a
 JPEG comment), so that a sheet written to a path the user named can be told from the

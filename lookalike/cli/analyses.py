@@ -121,7 +121,7 @@ def groups(
     grid: GridOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Seed 001's "same place, same moment" groups at a similarity threshold."""
+    """"Same place, same moment" groups: images linked at a similarity threshold, no chaining."""
     from ..collection import Collection
     from ..duplicates_job import load_calibration
 
@@ -168,7 +168,7 @@ def cluster(
     grid: GridOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """k-means clusters (seed 002), with sizes, medoids and a confidence per image."""
+    """k-means clusters, with sizes, medoids and a confidence per image."""
     if k != "auto" and not k.isdigit():
         raise ValueError("--k must be a whole number or auto")
     import numpy as np
@@ -220,7 +220,7 @@ def outliers(
     = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Images least like their neighbours: junk and edge cases to review (seed 000)."""
+    """Images least like their neighbours: junk and edge cases to review."""
     from ..act.grids import Tile, contact_sheet, save_image
     from ..analyse.outliers import top_outliers
     from ..collection import Collection

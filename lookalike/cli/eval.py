@@ -79,7 +79,7 @@ def eval_command(
         help="With a split, search the rest (rest) or the other held-out images (held-out).")]
     = "rest",
     classes: Annotated[str | None, typer.Option(
-        help="Only these classes, comma-separated (e.g. seed 003's five rooms).")] = None,
+        help="Only these classes, comma-separated (e.g. bedroom,kitchen,office).")] = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="Results per query.")] = 10,
     cluster: Annotated[int | None, typer.Option(
         help="Also k-means into this many clusters: ACC, NMI, ARI, purity.")] = None,

@@ -211,7 +211,7 @@ def grid(
                                    help="Neighbours per sheet.")] = 24,
     db: DbOption = None,
 ) -> None:
-    """Seed 000's exploration view: one sheet per image, it and its K nearest neighbours."""
+    """Exploration sheets: one per image, showing it and its K nearest neighbours."""
     from ..act.grids import SheetFolder, Tile, contact_sheet
     from ..collection import Collection
     from .progress import counted

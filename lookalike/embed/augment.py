@@ -3,7 +3,7 @@
 Both are wrappers, so they work with every backbone (classic, ONNX, torch) and change its
 ``identity()``: embeddings made with and without them are never mixed.
 
-* Border crop (seed 004's "crop step"): scanned photos, letterboxed frames and product shots
+* Border crop: scanned photos, letterboxed frames and product shots
   often sit inside a uniform margin that carries no content but takes part of the network's
   input and drags every such image towards every other one. Rows and columns that are
   near-uniform and close to the edge colour are stripped before the backbone's own resize.
