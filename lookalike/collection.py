@@ -55,10 +55,12 @@ from .store import (
     CatalogueChanges,
     CatalogueDamaged,
     FileRecord,
+    IndexState,
     ModelRecord,
     Problem,
     Store,
     StoreError,
+    TransformState,
 )
 
 log = logging.getLogger(__name__)
@@ -280,7 +282,7 @@ class Collection:
 
     @property
     def model(self) -> ModelRecord | None:
-        key = self.store.meta("model")
+        key = self.store.current_model()
         return self.store.model(key) if key else None
 
     # -- indexing --------------------------------------------------------------------------
@@ -345,11 +347,11 @@ class Collection:
         else:
             backbone, new_model = self.backbone, False
         if max_memory is not None:
-            self.store.set_meta("max_memory", str(int(max_memory)))
+            self.store.set_max_memory(max_memory)
         if index_kind is not None:
             if index_kind != "auto" and index_kind not in INDEX_KINDS:
                 raise ValueError(f"index kind must be auto or one of {', '.join(INDEX_KINDS)}")
-            self.store.set_meta("index_kind", index_kind)
+            self.store.set_index_kind(index_kind)
         changes = self.store.sync_files(discover(self.root))
         if ray is not None:
             from .pipeline_ray import embed_pending_ray
@@ -373,14 +375,11 @@ class Collection:
         identity = backbone.identity()
         key = model_key(identity)
         for old in self.store.models():
-            with self.store.transaction() as db:
-                db.execute("DELETE FROM models WHERE key = ?", (old.key,))
-                db.execute("DELETE FROM meta WHERE key IN (?, ?)",
-                           (f"index:{old.key}", f"text:{old.key}"))
+            self.store.drop_model(old.key)
             (self.directory / "embeddings" / old.file).unlink(missing_ok=True)
         record = self.store.add_model(key, spec, options, identity, backbone.dim)
-        self.store.set_meta(f"text:{key}", "1" if backbone.embeds_text else "0")
-        self.store.set_meta("model", key)
+        self.store.set_embeds_text(key, backbone.embeds_text)
+        self.store.set_current_model(key)
         self._backbone = backbone
         self._index = None
         return record
@@ -406,12 +405,12 @@ class Collection:
         record = self.model
         if record is None:
             return False
-        recorded = self.store.meta(f"text:{record.key}")
+        recorded = self.store.embeds_text(record.key)
         if recorded is None:
-            recorded = "1" if self.backbone.embeds_text else "0"
+            recorded = self.backbone.embeds_text
             with suppress(StoreError, sqlite3.Error):  # a read-only collection asks again
-                self.store.set_meta(f"text:{record.key}", recorded)
-        return recorded == "1"
+                self.store.set_embeds_text(record.key, recorded)
+        return recorded
 
     def require_model(self) -> ModelRecord:
         """The model of the collection's embeddings; :class:`NoEmbeddings` before any."""
@@ -448,12 +447,12 @@ class Collection:
         """The fitted projection (``lookalike learn --db``) applied to every stored
         embedding and every query, or None."""
         record = self.require_model()
-        state = self._transform_state(record)
+        state = self.store.transform_state(record.key)
         if state is None:
             return None
-        if self._transform is None or self._transform[0] != state["stamp"]:
+        if self._transform is None or self._transform[0] != state.stamp:
             chain = TransformChain.load(self.directory / TRANSFORMS_DIRNAME / record.key)
-            self._transform = (state["stamp"], chain)
+            self._transform = (state.stamp, chain)
         return self._transform[1]
 
     def set_transform(self, chain: TransformChain | None) -> None:
@@ -462,9 +461,8 @@ class Collection:
         Nothing is re-embedded: the index is rebuilt over the projected vectors on next use.
         """
         record = self.require_model()
-        key = f"transform:{record.key}"
         if chain is None:
-            self.store.set_meta(key, "null")
+            self.store.set_transform_state(record.key, None)
         else:
             fitted_for = chain.info.get("input_dim")
             if fitted_for not in (None, record.dim):
@@ -475,18 +473,14 @@ class Collection:
                 )
             saved = chain.save(self.directory / TRANSFORMS_DIRNAME / record.key)
             stamp = hashlib.sha1(saved.read_bytes()).hexdigest()[:12]
-            self.store.set_meta(key, json.dumps({"stamp": stamp,
-                                                 "description": chain.description}))
+            self.store.set_transform_state(record.key, TransformState(stamp, chain.description))
         with self._lock:
             self._index = None
             self._transform = self._projected = None
 
-    def _transform_state(self, record: ModelRecord) -> dict[str, Any] | None:
-        return json.loads(self.store.meta(f"transform:{record.key}") or "null")
-
     def _transform_stamp(self, record: ModelRecord) -> str | None:
-        state = self._transform_state(record)
-        return None if state is None else state["stamp"]
+        state = self.store.transform_state(record.key)
+        return None if state is None else state.stamp
 
     def project(self, vectors: np.ndarray) -> np.ndarray:
         """Backbone embeddings [n, dim] -> the space the index searches (identity when no
@@ -526,19 +520,20 @@ class Collection:
             version = (record.version, record.file, transform)
             if self._index is not None and self._index_version == version:
                 return self._index
-            kind_setting = self.store.meta("index_kind") or "auto"
+            kind_setting = self.store.index_kind()
             file_ids, rows = self.store.live_rows(record.key)
-            budget = self.store.meta("max_memory")
-            kind = (choose_kind(len(rows), record.dim, int(budget) if budget else None)
+            budget = self.store.max_memory()
+            kind = (choose_kind(len(rows), record.dim, budget)
                     if kind_setting == "auto" else kind_setting)
             path = self.directory / "index" / f"{record.key}.{kind}"
-            state = json.loads(self.store.meta(f"index:{record.key}") or "null") or {}
+            state = self.store.index_state(record.key)
             index = None
             # a flat stand-in for an IVF-PQ too small to train is rebuilt once it can be
-            outgrown = state.get("kind") != kind and kind == "ivfpq" and ivfpq_trainable(
-                len(rows))
-            reusable = (state.get("requested") == kind and state.get("file") == record.file
-                        and state.get("transform") == transform and not outgrown)
+            outgrown = (state is None or state.kind != kind) and kind == "ivfpq" and \
+                ivfpq_trainable(len(rows))
+            reusable = (state is not None and state.requested == kind
+                        and state.file == record.file and state.transform == transform
+                        and not outgrown)
             # Under a memory budget, or when its codes would take over an eighth of this
             # machine's RAM, an IVF-PQ index is built, changed and searched on disk: its
             # codes never sit in RAM (index_disk), its lists stay in the page cache.
@@ -548,7 +543,7 @@ class Collection:
                 index = self._load_saved(path, mapped)
             if index is not None:
                 self._attach_rerank(index, record)
-                if state.get("version") != record.version:
+                if state is None or state.version != record.version:
                     index = self._update_index(index, path, record, kind, transform, rows,
                                                progress)
             if index is None:
@@ -613,7 +608,7 @@ class Collection:
     def _bucket_bytes(self) -> int:
         """Entries an on-disk IVF-PQ build sorts in RAM at a time (held twice while
         sorting): an eighth of the budget, between 1 MiB and ``index_disk.BUCKET_BYTES``."""
-        budget = int(self.store.meta("max_memory") or BUCKET_BYTES * 8)
+        budget = self.store.max_memory() or BUCKET_BYTES * 8
         return int(np.clip(budget // 8, 1 << 20, BUCKET_BYTES))
 
     def _open_mapped(self, path: Path, record: ModelRecord) -> VectorIndex:
@@ -649,9 +644,8 @@ class Collection:
                 else:
                     leftover.unlink(missing_ok=True)
             write()
-        state = {"requested": requested, "kind": saved, "file": record.file,
-                 "version": record.version, "transform": transform}
-        self.store.set_meta(f"index:{record.key}", json.dumps(state))
+        self.store.set_index_state(record.key, IndexState(requested, saved, record.file,
+                                                          record.version, transform))
 
     def knn_graph(self, k: int = 16, progress: Progress | None = None, *,
                   raw: bool = False) -> tuple[np.ndarray, KnnGraph]:
@@ -693,8 +687,8 @@ class Collection:
             owner = re.fullmatch(rf"\.{re.escape(cache.name)}\.(\d+)-\d+", folder.name)
             if folder == temporary or (owner and not _process_alive(int(owner[1]))):
                 shutil.rmtree(folder, ignore_errors=True)
-        budget = self.store.meta("max_memory")
-        on_disk = budget is not None and len(rows) * k * 12 > int(budget) // 4
+        budget = self.store.max_memory()
+        on_disk = budget is not None and len(rows) * k * 12 > budget // 4
         graph = knn_graph(vectors, k, out=temporary if on_disk else None, progress=progress)
         temporary.mkdir(parents=True, exist_ok=True)
         if not on_disk:
@@ -934,8 +928,8 @@ class Collection:
         record = None if any(problem.fatal for problem in problems) else self.model
         if record is None:
             return problems
-        state = json.loads(self.store.meta(f"index:{record.key}") or "null") or {}
-        path = self.directory / "index" / f"{record.key}.{state.get('kind')}"
+        state = self.store.index_state(record.key)
+        path = self.directory / "index" / f"{record.key}.{state.kind if state else None}"
         if state and path.exists():
             try:
                 load_index(path, mmap=True)
@@ -965,12 +959,13 @@ class Collection:
         embedded = dead = 0
         transform = None
         if record is not None:
-            state = json.loads(self.store.meta(f"index:{record.key}") or "null") or {}
-            learned = self._transform_state(record)
-            transform = learned["description"] if learned else None
-            index_kind = state.get("kind")
-            fresh = (state.get("version") == record.version and state.get("file") == record.file
-                     and state.get("transform") == (learned or {}).get("stamp"))
+            state = self.store.index_state(record.key)
+            learned = self.store.transform_state(record.key)
+            transform = learned.description if learned else None
+            index_kind = state.kind if state else None
+            fresh = (state is not None and state.version == record.version
+                     and state.file == record.file
+                     and state.transform == (learned.stamp if learned else None))
             embedded = len(self.store.live_rows(record.key)[1])
             dead = record.rows - embedded
         return CollectionInfo(

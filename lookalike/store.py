@@ -25,6 +25,7 @@ finite are never committed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -165,6 +166,25 @@ class FollowedMoves:
 
 
 @dataclass(frozen=True)
+class IndexState:
+    """What a model's saved vector index was built from (meta ``index:<model>``)."""
+
+    requested: str | None  # the kind asked for ("ivfpq" may be saved as a flat stand-in)
+    kind: str | None  # the kind saved
+    file: str | None  # the embeddings file (generation) it indexes
+    version: int | None  # the model's version it holds
+    transform: str | None  # the learned transform's stamp it was built over, or None
+
+
+@dataclass(frozen=True)
+class TransformState:
+    """The learned transform set on a model (meta ``transform:<model>``)."""
+
+    stamp: str  # the saved chain's digest: what projected caches are keyed by
+    description: str
+
+
+@dataclass(frozen=True)
 class EmbeddedFile:
     """One decoded and embedded file, ready to be committed."""
 
@@ -276,6 +296,63 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # -- typed state: the meta key families the collection keeps --------------------------
+    def current_model(self) -> str | None:
+        """The key of the model whose embeddings the collection searches."""
+        return self.meta("model")
+
+    def set_current_model(self, key: str) -> None:
+        self.set_meta("model", key)
+
+    def max_memory(self) -> int | None:
+        """The remembered ``--max-memory`` budget in bytes, or None."""
+        value = self.meta("max_memory")
+        return int(value) if value else None
+
+    def set_max_memory(self, budget: int) -> None:
+        self.set_meta("max_memory", str(int(budget)))
+
+    def index_kind(self) -> str:
+        """The index kind asked for: ``auto`` unless one was chosen."""
+        return self.meta("index_kind") or "auto"
+
+    def set_index_kind(self, kind: str) -> None:
+        self.set_meta("index_kind", kind)
+
+    def embeds_text(self, key: str) -> bool | None:
+        """Whether model ``key`` embeds text queries; None when not recorded."""
+        value = self.meta(f"text:{key}")
+        return None if value is None else value == "1"
+
+    def set_embeds_text(self, key: str, embeds: bool) -> None:
+        self.set_meta(f"text:{key}", "1" if embeds else "0")
+
+    def index_state(self, key: str) -> IndexState | None:
+        """What model ``key``'s saved vector index was built from; None before any."""
+        state = json.loads(self.meta(f"index:{key}") or "null")
+        if not state:
+            return None
+        return IndexState(*(state.get(name) for name in IndexState.__dataclass_fields__))
+
+    def set_index_state(self, key: str, state: IndexState) -> None:
+        self.set_meta(f"index:{key}", json.dumps(dataclasses.asdict(state)))
+
+    def transform_state(self, key: str) -> TransformState | None:
+        """The learned transform set on model ``key``, or None."""
+        state = json.loads(self.meta(f"transform:{key}") or "null")
+        return None if state is None else TransformState(state["stamp"], state["description"])
+
+    def set_transform_state(self, key: str, state: TransformState | None) -> None:
+        self.set_meta(f"transform:{key}", json.dumps(
+            None if state is None else dataclasses.asdict(state)))
+
+    def drop_model(self, key: str) -> None:
+        """Forget model ``key``: its catalogue rows and the state kept for it (its
+        embeddings file is the caller's to delete)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM models WHERE key = ?", (key,))
+            db.execute("DELETE FROM meta WHERE key IN (?, ?)", (f"index:{key}", f"text:{key}"))
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
