@@ -19,8 +19,8 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,19 +34,8 @@ from .discover import Root, as_root, discover, is_remote
 from .duplicates_job import DuplicateReport, find_duplicates, model_calibration
 from .embed import Backbone, Preprocess, load_backbone, resolve_auto
 from .embed.transform import TransformChain
-from .index import (
-    INDEX_KINDS,
-    HNSWIndex,
-    IVFPQIndex,
-    VectorIndex,
-    build_index,
-    choose_kind,
-    default_ef_search,
-    index_memory,
-    ivfpq_trainable,
-    load_index,
-)
-from .index_disk import BUCKET_BYTES, write_ivfpq
+from .index import INDEX_KINDS, VectorIndex
+from .index_manager import IndexManager, live
 from .knn import KnnGraph, knn_graph
 from .ownership import checksum
 from .pipeline import EmbedReport, Progress, embed_image, embed_pending
@@ -55,7 +44,6 @@ from .store import (
     CatalogueChanges,
     CatalogueDamaged,
     FileRecord,
-    IndexState,
     ModelRecord,
     Problem,
     Store,
@@ -215,8 +203,7 @@ class Collection:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._backbone: Backbone | None = None
-        self._index: VectorIndex | None = None
-        self._index_version: tuple[int, str, str | None] | None = None
+        self._indexes = IndexManager(store)
         self._transform: tuple[str, TransformChain] | None = None
         self._projected: tuple[tuple[int, str, str], np.ndarray] | None = None
         self._calibration: tuple[str, dict[str, Any]] | None = None
@@ -381,7 +368,7 @@ class Collection:
         self.store.set_embeds_text(key, backbone.embeds_text)
         self.store.set_current_model(key)
         self._backbone = backbone
-        self._index = None
+        self._indexes.forget()
         return record
 
     @property
@@ -441,6 +428,12 @@ class Collection:
         matrix = self._live_matrix(record, rows, raw=raw)
         return file_ids, np.asarray(matrix, dtype=np.float32) if copy else matrix
 
+    def _live_matrix(self, record: ModelRecord, rows: np.ndarray, *,
+                     raw: bool = False) -> np.ndarray:
+        """The embeddings of ``rows`` (``raw``: never projected, else as searched)."""
+        return live(self.store.embeddings(record.key) if raw else self.embedding_matrix(record),
+                    rows)
+
     # -- learned transform -----------------------------------------------------------------
     @property
     def transform(self) -> TransformChain | None:
@@ -474,8 +467,8 @@ class Collection:
             saved = chain.save(self.directory / TRANSFORMS_DIRNAME / record.key)
             stamp = hashlib.sha1(saved.read_bytes()).hexdigest()[:12]
             self.store.set_transform_state(record.key, TransformState(stamp, chain.description))
+        self._indexes.forget()
         with self._lock:
-            self._index = None
             self._transform = self._projected = None
 
     def _transform_stamp(self, record: ModelRecord) -> str | None:
@@ -515,137 +508,8 @@ class Collection:
         total)`` counts the vectors a build or a change adds.
         """
         record = self.require_model()
-        transform = self._transform_stamp(record)
-        with self._lock:
-            version = (record.version, record.file, transform)
-            if self._index is not None and self._index_version == version:
-                return self._index
-            kind_setting = self.store.index_kind()
-            file_ids, rows = self.store.live_rows(record.key)
-            budget = self.store.max_memory()
-            kind = (choose_kind(len(rows), record.dim, budget)
-                    if kind_setting == "auto" else kind_setting)
-            path = self.directory / "index" / f"{record.key}.{kind}"
-            state = self.store.index_state(record.key)
-            index = None
-            # a flat stand-in for an IVF-PQ too small to train is rebuilt once it can be
-            outgrown = (state is None or state.kind != kind) and kind == "ivfpq" and \
-                ivfpq_trainable(len(rows))
-            reusable = (state is not None and state.requested == kind
-                        and state.file == record.file and state.transform == transform
-                        and not outgrown)
-            # Under a memory budget, or when its codes would take over an eighth of this
-            # machine's RAM, an IVF-PQ index is built, changed and searched on disk: its
-            # codes never sit in RAM (index_disk), its lists stay in the page cache.
-            mapped = kind == "ivfpq" and (budget is not None or index_memory(
-                "ivfpq", len(rows), record.dim) > physical_memory() // 8)
-            if reusable and path.exists():
-                index = self._load_saved(path, mapped)
-            if index is not None:
-                self._attach_rerank(index, record)
-                if state is None or state.version != record.version:
-                    index = self._update_index(index, path, record, kind, transform, rows,
-                                               progress)
-            if index is None:
-                index = self._build_index(path, record, kind, transform, rows, mapped,
-                                          progress)
-            self._index, self._index_version = index, version
-            return index
-
-    def _load_saved(self, path: Path, mapped: bool) -> VectorIndex | None:
-        """The index saved at ``path``; None (to be rebuilt, with a warning) when it is
-        damaged: the index is derived data, the store holds everything to remake it."""
-        try:
-            with _index_files_lock(path.parent, shared=True):
-                return load_index(path, mmap=mapped)
-        except Exception as error:  # faiss and annoy raise RuntimeError, a sidecar ValueError
-            log.warning("the saved index could not be read (%s): rebuilding it", error)
-            return None
-
-    def _build_index(self, path: Path, record: ModelRecord, kind: str,
-                     transform: str | None, rows: np.ndarray, mapped: bool,
-                     progress: Progress | None) -> VectorIndex:
-        if mapped and ivfpq_trainable(len(rows)):
-            trained = IVFPQIndex.train(self._live_matrix(record, rows),
-                                       rerank_source="external")
-            self._save_index(path, record, kind, "ivfpq", transform, lambda: write_ivfpq(
-                path, trained, self.embedding_matrix(record), rows,
-                bucket_bytes=self._bucket_bytes(), progress=progress))
-            return self._open_mapped(path, record)
-        params = {"rerank_source": "external"} if kind == "ivfpq" else {}
-        index = build_index(kind, self._live_matrix(record, rows), rows, progress=progress,
-                            **params)
-        self._attach_rerank(index, record)
-        self._save_index(path, record, kind, index.kind, transform,
-                         lambda: index.save(path))
-        return index
-
-    def _update_index(self, index: VectorIndex, path: Path, record: ModelRecord, kind: str,
-                      transform: str | None, rows: np.ndarray,
-                      progress: Progress | None) -> VectorIndex | None:
-        """``index`` brought to hold ``rows``; None when it must be rebuilt."""
-        matrix = self.embedding_matrix(record)
-        if isinstance(index, IVFPQIndex) and index.memory_mapped:
-            def rewrite() -> None:  # from the file as it is under the lock
-                base = load_index(path, mmap=True)
-                assert isinstance(base, IVFPQIndex)
-                held = base.keys()
-                add, remove = np.setdiff1d(rows, held), np.setdiff1d(held, rows)
-                if len(add) or len(remove):
-                    write_ivfpq(path, base, matrix, add, remove=remove,
-                                bucket_bytes=self._bucket_bytes(), progress=progress)
-
-            self._save_index(path, record, kind, "ivfpq", transform, rewrite)
-            return self._open_mapped(path, record)
-        updated = _sync(index, matrix, rows, progress)
-        if isinstance(updated, HNSWIndex):  # grown: keep the recall up
-            updated.ef_search = max(updated.ef_search, default_ef_search(len(updated)))
-        if updated is not None:
-            self._save_index(path, record, kind, updated.kind, transform,
-                             lambda: updated.save(path))
-        return updated
-
-    def _bucket_bytes(self) -> int:
-        """Entries an on-disk IVF-PQ build sorts in RAM at a time (held twice while
-        sorting): an eighth of the budget, between 1 MiB and ``index_disk.BUCKET_BYTES``."""
-        budget = self.store.max_memory() or BUCKET_BYTES * 8
-        return int(np.clip(budget // 8, 1 << 20, BUCKET_BYTES))
-
-    def _open_mapped(self, path: Path, record: ModelRecord) -> VectorIndex:
-        with _index_files_lock(path.parent, shared=True):
-            index = load_index(path, mmap=True)
-        self._attach_rerank(index, record)
-        return index
-
-    def _live_matrix(self, record: ModelRecord, rows: np.ndarray, *,
-                     raw: bool = False) -> np.ndarray:
-        """The embeddings of ``rows`` (``raw``: never projected): the matrix itself when
-        every row is live (the usual case after a compaction), so a memmap is never
-        gathered into one big copy."""
-        matrix = self.store.embeddings(record.key) if raw else self.embedding_matrix(record)
-        return matrix if np.array_equal(rows, np.arange(len(matrix))) else matrix[rows]
-
-    def _attach_rerank(self, index: VectorIndex, record: ModelRecord) -> None:
-        """IVF-PQ re-ranks from the store's memory-mapped embeddings, not a copy in RAM."""
-        if isinstance(index, IVFPQIndex) and index.params["rerank_source"] == "external":
-            index.attach(self.embedding_matrix(record))
-
-    def _save_index(self, path: Path, record: ModelRecord, requested: str, saved: str,
-                    transform: str | None, write: Callable[[], object]) -> None:
-        """Run ``write()``, which saves a ``saved`` index at ``path``, under the index
-        files' lock, then record what it was built from. Temporary files of ``path`` that
-        a killed save left behind (as large as the index) are removed first: under the
-        lock, no save is running."""
-        path.parent.mkdir(exist_ok=True)
-        with _index_files_lock(path.parent, shared=False):
-            for leftover in path.parent.glob(f".{path.name}.*"):
-                if leftover.is_dir():
-                    shutil.rmtree(leftover, ignore_errors=True)
-                else:
-                    leftover.unlink(missing_ok=True)
-            write()
-        self.store.set_index_state(record.key, IndexState(requested, saved, record.file,
-                                                          record.version, transform))
+        return self._indexes.get(record, self._transform_stamp(record),
+                                 lambda: self.embedding_matrix(record), progress)
 
     def knn_graph(self, k: int = 16, progress: Progress | None = None, *,
                   raw: bool = False) -> tuple[np.ndarray, KnnGraph]:
@@ -928,17 +792,8 @@ class Collection:
         record = None if any(problem.fatal for problem in problems) else self.model
         if record is None:
             return problems
-        state = self.store.index_state(record.key)
-        path = self.directory / "index" / f"{record.key}.{state.kind if state else None}"
-        if state and path.exists():
-            try:
-                load_index(path, mmap=True)
-            except Exception as error:  # what vector_index() would rebuild from
-                if repair:
-                    self.vector_index()  # rebuilds and saves it
-                problems.append(Problem(f"the vector index is damaged ({error})",
-                                        "lookalike check --repair (or any search rebuilds it)",
-                                        repaired=repair))
+        problems += self._indexes.check(record, self._transform_stamp(record),
+                                        lambda: self.embedding_matrix(record), repair)
         for folder in sorted((self.directory / "index").glob(f"{record.key}.*knn*")):
             if folder.is_dir() and not _graph_intact(folder):
                 if repair:
@@ -1013,21 +868,6 @@ def _augment_text(options: dict[str, Any]) -> str:
     return ", ".join(chosen) or "no augmentation"
 
 
-def _sync(index: VectorIndex, matrix: np.ndarray, rows: np.ndarray,
-          progress: Progress | None = None) -> VectorIndex | None:
-    """Bring a loaded index to hold exactly ``rows``; None when it must be rebuilt."""
-    held = index.keys()
-    to_remove = np.setdiff1d(held, rows)
-    to_add = np.setdiff1d(rows, held)
-    if (len(to_remove) and not index.supports_remove) or (len(to_add) and not index.supports_add):
-        return None
-    if len(to_remove):
-        index.remove(to_remove)
-    if len(to_add):
-        index.add(np.asarray(matrix[to_add], dtype=np.float32), to_add, progress=progress)
-    return index
-
-
 _GRAPH_FILES = ("neighbours.npy", "scores.npy", "file_ids.npy")
 
 
@@ -1044,14 +884,6 @@ def _graph_intact(folder: Path) -> bool:
     return intact
 
 
-def physical_memory() -> int:
-    """Bytes of RAM on this machine (a large number where the OS does not say)."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):
-        return 1 << 62
-
-
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -1060,25 +892,3 @@ def _process_alive(pid: int) -> bool:
     except OSError:  # alive, but another user's
         return True
     return True
-
-
-@contextmanager
-def _index_files_lock(directory: Path, *, shared: bool) -> Iterator[None]:
-    """Hold ``directory/.lock`` while an index and its sidecar are read or replaced.
-
-    A save is two atomic renames (data file, then sidecar). Without the lock two processes
-    saving at once (an ``index`` run and a server) can leave one's data with the other's
-    sidecar, and a reader between the renames sees a mismatched pair.
-    """
-    try:
-        import fcntl
-    except ImportError:  # Windows: saves are rare and the mismatch is reported on load
-        yield
-        return
-    directory.mkdir(exist_ok=True)
-    with open(directory / ".lock", "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -260,17 +260,17 @@ _SAVE_INDEX = textwrap.dedent("""
     index = build_index("flat", vectors[:count], np.arange(count))
     path = collection.directory / "index" / "race.flat"
     for _ in range(int(sys.argv[2])):
-        collection._save_index(path, record, "flat", "flat", None, lambda: index.save(path))
+        collection._indexes._save(path, record, "flat", "flat", None, lambda: index.save(path))
 """)
 
 _READ_INDEX = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from lookalike.collection import _index_files_lock
+    from lookalike.index_manager import index_files_lock
     from lookalike.index import load_index
     path = Path(sys.argv[1])
     for _ in range(int(sys.argv[2])):
-        with _index_files_lock(path.parent, shared=True):
+        with index_files_lock(path.parent, shared=True):
             assert len(load_index(path)) in (9, 10)
 """)
 
@@ -389,7 +389,7 @@ def test_ivfpq_goes_on_disk_by_itself_when_its_codes_would_fill_ram(photo_folder
     add_synthetic_rows(collection, 3000)
     assert not collection.vector_index().memory_mapped  # 168 kB: RAM it is
     in_ram = [hit.id for hit in collection.search(500, k=5)]
-    monkeypatch.setattr("lookalike.collection.physical_memory", lambda: 8 * 100_000)
+    monkeypatch.setattr("lookalike.index_manager.physical_memory", lambda: 8 * 100_000)
     reopened = Collection.open(photo_folder)
     on_disk = reopened.vector_index()
     assert on_disk.kind == "ivfpq" and on_disk.memory_mapped
