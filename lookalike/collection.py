@@ -34,10 +34,10 @@ from .discover import Root, as_root, discover, is_remote
 from .duplicates_job import DuplicateReport, find_duplicates, model_calibration
 from .embed import Backbone, Preprocess, load_backbone, resolve_auto
 from .embed.transform import TransformChain
+from .graph_cache import GraphCache, GraphKey, graph_intact
 from .index import INDEX_KINDS, VectorIndex
 from .index_manager import IndexManager, live
 from .knn import KnnGraph, knn_graph
-from .ownership import checksum
 from .pipeline import EmbedReport, Progress, embed_image, embed_pending
 from .pipeline_gpu import embed_pending_on_device, gpu_decode_available
 from .store import (
@@ -526,52 +526,20 @@ class Collection:
         RAM.
         """
         record = self.require_model()
-        stamp_hex = self._transform_stamp(record)
-        raw = raw and stamp_hex is not None  # without a transform both spaces are one
-        prefix = f"{record.key}.{'raw.' if raw else ''}knn"
-        cache = self.directory / "index" / f"{prefix}{k}"
-        transform = 0 if raw else int(stamp_hex or "0", 16)
-        stamp = np.array([record.version, int(record.file.split(".")[-2]), transform])
-        cached_ks = sorted(int(found[1]) for folder in cache.parent.glob(f"{prefix}*")
-                           if (found := re.fullmatch(rf"{re.escape(prefix)}(\d+)", folder.name))
-                           and int(found[1]) >= k)
-        for cached_k in cached_ks:
-            folder = cache.parent / f"{prefix}{cached_k}"
-            try:
-                if np.array_equal(np.load(folder / "stamp.npy"), stamp) and _graph_intact(folder):
-                    return np.load(folder / "file_ids.npy"), KnnGraph(
-                        np.load(folder / "neighbours.npy", mmap_mode="r")[:, :k],
-                        np.load(folder / "scores.npy", mmap_mode="r")[:, :k])
-            except (OSError, ValueError):  # one being replaced
-                continue
+        stamp = self._transform_stamp(record)
+        raw = raw and stamp is not None  # without a transform both spaces are one
+        cache = GraphCache(self.directory / "index", f"{record.key}.{'raw.' if raw else ''}knn")
+        key = GraphKey.of(record, None if raw else stamp)
+        found = cache.find(k, key)
+        if found is not None:
+            return found
         file_ids, rows = self.store.live_rows(record.key)
         vectors = self._live_matrix(record, rows, raw=raw)  # memmap: read block by block
-        temporary = cache.with_name(f".{cache.name}.{os.getpid()}-{threading.get_ident()}")
-        for folder in cache.parent.glob(f".{cache.name}.*"):  # ours, or a killed build's
-            owner = re.fullmatch(rf"\.{re.escape(cache.name)}\.(\d+)-\d+", folder.name)
-            if folder == temporary or (owner and not _process_alive(int(owner[1]))):
-                shutil.rmtree(folder, ignore_errors=True)
         budget = self.store.max_memory()
         on_disk = budget is not None and len(rows) * k * 12 > budget // 4
-        graph = knn_graph(vectors, k, out=temporary if on_disk else None, progress=progress)
-        temporary.mkdir(parents=True, exist_ok=True)
-        if not on_disk:
-            np.save(temporary / "neighbours.npy", graph.neighbours)
-            np.save(temporary / "scores.npy", graph.scores)
-        else:
-            for part in (graph.neighbours, graph.scores):
-                part.flush()
-        np.save(temporary / "file_ids.npy", file_ids)
-        (temporary / "checksums.json").write_text(json.dumps(
-            {name: checksum(temporary / name) for name in _GRAPH_FILES}))
-        np.save(temporary / "stamp.npy", stamp)  # written last: marks the cache complete
-        shutil.rmtree(cache, ignore_errors=True)  # open memmaps of it stay valid
-        try:
-            os.replace(temporary, cache)
-        except OSError:  # another process saved its graph there meanwhile: keep that one
-            shutil.rmtree(temporary, ignore_errors=True)
-        (cache.parent / f"{cache.name}.npz").unlink(missing_ok=True)  # older versions' cache
-        return file_ids, graph
+        return file_ids, cache.build(
+            k, key, file_ids, lambda out: knn_graph(vectors, k, out=out, progress=progress),
+            on_disk=on_disk)
 
     # -- search ----------------------------------------------------------------------------
     def search(self, query: Query, k: int = 10) -> list[SearchHit]:
@@ -795,7 +763,7 @@ class Collection:
         problems += self._indexes.check(record, self._transform_stamp(record),
                                         lambda: self.embedding_matrix(record), repair)
         for folder in sorted((self.directory / "index").glob(f"{record.key}.*knn*")):
-            if folder.is_dir() and not _graph_intact(folder):
+            if folder.is_dir() and not graph_intact(folder):
                 if repair:
                     shutil.rmtree(folder)
                 problems.append(Problem(f"the cached neighbour graph {folder.name} is damaged",
@@ -866,29 +834,3 @@ def _augment_text(options: dict[str, Any]) -> str:
     chosen = [name for name, key in (("border crop", "border_crop"), ("flip TTA", "flip"))
               if options.get(key)]
     return ", ".join(chosen) or "no augmentation"
-
-
-_GRAPH_FILES = ("neighbours.npy", "scores.npy", "file_ids.npy")
-
-
-def _graph_intact(folder: Path) -> bool:
-    """Whether a cached graph's files are the bytes that were written (else it is rebuilt)."""
-    try:
-        expected = json.loads((folder / "checksums.json").read_text())
-        intact = all(checksum(folder / name) == expected[name] for name in _GRAPH_FILES)
-    except (OSError, ValueError, KeyError):
-        intact = False
-    if not intact:
-        log.warning("the cached neighbour graph in %s is damaged or incomplete: rebuilding it",
-                    folder)
-    return intact
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # alive, but another user's
-        return True
-    return True
