@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..analyse.exemplars import assign_to_classes
-from ..discover import discover
-from .sort import duplicate_assignments
+from ..discover import discover, is_remote
+from .sort import SortError, duplicate_assignments
 
 if TYPE_CHECKING:
     from ..collection import Collection
@@ -25,7 +25,7 @@ def by_clusters(collection: Collection, k: int | str = "auto") -> dict[Path, str
     """Every image into the folder of its k-means cluster: ``cluster_000``, ``cluster_001``..."""
     file_ids, result = collection.clusters(k)
     paths = collection.paths(file_ids)
-    return {collection.root / path: f"cluster_{label:03d}"
+    return {local_root(collection) / path: f"cluster_{label:03d}"
             for path, label in zip(paths, result.labels)}
 
 
@@ -34,8 +34,8 @@ def by_groups(collection: Collection, threshold: float | None = None) -> dict[Pa
     group stay. ``threshold``: None for the calibrated one (see
     :meth:`~lookalike.Collection.group_threshold`)."""
     file_ids, found = collection.groups(threshold)
-    paths = collection.paths(file_ids)
-    return {collection.root / paths[m]: f"group_{n:03d}" for n, g in enumerate(found, start=1)
+    paths, root = collection.paths(file_ids), local_root(collection)
+    return {root / paths[m]: f"group_{n:03d}" for n, g in enumerate(found, start=1)
             for m in g.members}
 
 
@@ -46,13 +46,23 @@ def by_duplicates(collection: Collection, threshold: float | None = None) -> dic
     report = collection.duplicates(threshold=threshold)
     in_near = {m for g in report.near for m in g.members}
     chosen = report.near + [g for g in report.exact if not in_near.intersection(g.members)]
-    root = collection.root
+    root = local_root(collection)
     # Links and hard links are one file under several names, not copies: the planner
     # compares files, never moves a link, and never moves a file a link points to.
     return duplicate_assignments(
         (f"duplicates_{n:03d}_{Path(report.paths[g.keeper]).stem}",
          [root / report.paths[m] for m in [g.keeper, *(m for m in g.members if m != g.keeper)]])
         for n, g in enumerate(chosen, start=1))
+
+
+def local_root(collection: Collection) -> Path:
+    """The collection's folder, which sorting needs on local disk (it moves and verifies
+    files); a folder on object storage is refused before any work."""
+    root = collection.root
+    if is_remote(root):
+        raise SortError(f"sorting moves local files only; {root} is on object storage: "
+                        "copy the images to a local folder first and index that")
+    return root
 
 
 def folders_by(collection: Collection, by: str, *, k: int | str = "auto",
@@ -123,7 +133,8 @@ def by_examples(collection: Collection, examples: str | os.PathLike[str], *,
     example_vectors = np.stack([collection.embed_file(path) for path in files])
     file_ids, vectors = collection.vectors(copy=False)
     examples_here = {path.resolve() for path in files}
-    images = [collection.root / path for path in collection.paths(file_ids)]
+    root = local_root(collection)
+    images = [root / path for path in collection.paths(file_ids)]
     to_sort = np.array([image.resolve() not in examples_here for image in images], dtype=bool)
     if not to_sort.all():  # examples inside the collection count once, as examples
         file_ids, vectors = file_ids[to_sort], vectors[to_sort]

@@ -368,7 +368,7 @@ class MetricHead(Stage):
         return self
 
     def transform(self, vectors: np.ndarray) -> np.ndarray:
-        if not self.weights:
+        if not self.weights or self.mean is None or self.std is None:
             raise RuntimeError("MetricHead is not fitted")
         out = (np.asarray(vectors, dtype=np.float32) - self.mean) / self.std
         pairs = list(zip(self.weights[::2], self.weights[1::2]))
@@ -405,7 +405,7 @@ def make_stage(kind: str, **params: Any) -> Stage:
     if kind not in STAGES:
         raise ValueError(f"unknown transform {kind!r}; choose one of "
                          f"{', '.join([*STAGES, 'mlp'])}")
-    return STAGES[kind](**params)  # type: ignore[call-arg]
+    return STAGES[kind](**params)
 
 
 @dataclass
@@ -452,7 +452,7 @@ class TransformChain:
         stages: list[Stage] = []
         with np.load(base.with_suffix(".npz")) as saved:
             for i, entry in enumerate(meta["stages"]):
-                stage = STAGES[entry["kind"]](**entry["params"])  # type: ignore[call-arg]
+                stage = STAGES[entry["kind"]](**entry["params"])
                 prefix = f"{i}."
                 stage.load_arrays({name[len(prefix):]: saved[name] for name in saved.files
                                    if name.startswith(prefix)})
@@ -462,7 +462,7 @@ class TransformChain:
 
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as stream:
-        np.savez(stream, **arrays)
+        np.savez(stream, **arrays)  # type: ignore[arg-type]  # numpy's stub: kwds: ArrayLike
 
 
 def chain_for(method: str | None, *, dim: int | None = None, whiten: float = 0.0,

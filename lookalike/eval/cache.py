@@ -80,7 +80,7 @@ def embed_set(
         speed = len(todo) / seconds if seconds else 0.0
         _save_cache(file, known, speed, identity)
     vectors = np.stack([known[p][1] for p in labelled.paths]).astype(np.float32)
-    valid = ~np.isnan(vectors).any(axis=1)
+    valid = np.asarray(~np.isnan(vectors).any(axis=1))
     vectors[~valid] = 0.0
     return Embedded(vectors, valid, speed, cached=not todo)
 

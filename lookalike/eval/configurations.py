@@ -31,9 +31,8 @@ class ModelSpec:
     flip: bool = False
 
     def load(self) -> Backbone:
-        options = {"preprocess": self.preprocess} if self.preprocess else {}
         return load_backbone(self.spec, border_crop=self.border_crop, flip=self.flip,
-                             **options)
+                             preprocess=self.preprocess or None)
 
     @property
     def short(self) -> str:
@@ -146,9 +145,12 @@ def collection_vectors(
     vectors = np.zeros((len(labelled), stored.shape[1]), dtype=np.float32)
     held: dict[int, int] = {}  # position in the set -> row of ``stored``
     # a labelled set is local: a collection on object storage holds none of it
-    for position, relative in enumerate([] if is_remote(collection.root) else labelled.paths):
+    root = collection.root
+    for position, relative in enumerate(labelled.paths):
+        if is_remote(root):
+            break
         try:
-            inside = (labelled.root / relative).resolve().relative_to(collection.root)
+            inside = (labelled.root / relative).resolve().relative_to(root)
         except ValueError:
             continue
         if inside.as_posix() in row_of:

@@ -160,7 +160,7 @@ def retrieval_scores(
     keep = totals > 0
     ap = np.array([average_precision_at_k(r, t, k) for r, t in zip(relevant, totals)])
     hits = relevant.sum(axis=1)
-    majority = np.array([_majority(row) for row in found.tolist()], dtype=object)
+    majority = np.asarray([_majority(row) for row in np.asarray(found).tolist()], dtype=object)
     topk = majority == query_labels
     return RetrievalScores(
         k=k, classes=query_labels[keep], ap=ap[keep],

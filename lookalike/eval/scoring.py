@@ -141,6 +141,7 @@ def evaluate_vectors(
             data = vectors.combined([p[:dataset] for p in parts])
             truth = labels[:dataset]
         elif loo:
+            assert gallery_vectors is not None  # rank fusion is refused with a transform
             data, truth = gallery_vectors, gallery_labels
         else:
             data, truth = queries, query_labels

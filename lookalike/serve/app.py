@@ -13,12 +13,12 @@ loopback, requests must name a loopback host (no DNS rebinding).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
@@ -35,15 +35,16 @@ MULTIPART_OVERHEAD = 65536  # an upload's form boundaries and headers, beside th
 
 
 def _detail(status: int, prefix: str = ""
-            ) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+            ) -> Callable[[Request, Exception], Coroutine[Any, Any, Response]]:
     """A handler answering an exception with ``status`` and ``{"detail": prefix + it}``."""
-    async def handle(_: Request, error: Exception) -> JSONResponse:
+    async def handle(_: Request, error: Exception) -> Response:
         return JSONResponse({"detail": f"{prefix}{error}"}, status_code=status)
 
     return handle
 
 
-EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[JSONResponse]]] = {
+EXCEPTION_HANDLERS: dict[int | type[Exception],
+                         Callable[[Request, Any], Coroutine[Any, Any, Response]]] = {
     NotServed: _detail(404),
     DecodeError: _detail(422, "not a usable image: "),
     FileGone: _detail(404, "no longer in the folder: "),  # e.g. an object deleted since

@@ -28,14 +28,14 @@ def run(directory: str | Path, *, host: str = "127.0.0.1", port: int = 8765,
     vector index; embeddings are memory-mapped, so they are shared. Marks and
     thumbnails are written atomically, so processes can share them.
     """
-    options = {"host": host, "port": port, "log_level": log_level, "access_log": False,
-               "timeout_graceful_shutdown": 5}
     if workers <= 1:
-        uvicorn.run(create_app(directory, token=token, host=host), **options)
+        uvicorn.run(create_app(directory, token=token, host=host), host=host, port=port,
+                    log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
         return
     os.environ[_SETTINGS] = json.dumps({"directory": str(directory), "token": token,
                                         "host": host})
-    uvicorn.run(f"{__name__}:app_from_settings", factory=True, workers=workers, **options)
+    uvicorn.run(f"{__name__}:app_from_settings", factory=True, workers=workers, host=host,
+                port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
 
 
 def app_from_settings() -> FastAPI:

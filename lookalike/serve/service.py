@@ -124,9 +124,10 @@ class Service:
         relative = Path(record.path)
         if relative.is_absolute() or ".." in relative.parts or not relative.parts:
             raise NotServed(f"image {record.id} is not inside the collection's folder")
+        if self._real_root is None or is_remote(self.root):
+            # one request, not two: a missing object fails when it is read
+            return self.root / relative.as_posix()
         path = self.root / relative.as_posix()
-        if self._real_root is None:
-            return path  # one request, not two: a missing object fails when it is read
         real = Path(os.path.realpath(path))
         if not real.is_relative_to(self._real_root):
             raise NotServed(f"image {record.id} is a link to a file outside the "
