@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +46,9 @@ import numpy as np
 
 from .discover import Candidate, Root, as_root, is_remote
 
-SCHEMA_VERSION = 1
+# The catalogue's schema: _SCHEMA is version 1 (run, idempotently, on every connection);
+# _MIGRATIONS[n - 1] brings a catalogue from version n to n + 1, and the current version
+# is one past the last step, so a version without its step cannot exist.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
@@ -96,6 +98,9 @@ CREATE TABLE IF NOT EXISTS departed (
     PRIMARY KEY (journal, path)
 );
 """
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = []
+SCHEMA_VERSION = 1 + len(_MIGRATIONS)
+
 _NEXT_FILE_ID = ("max(coalesce((SELECT max(id) FROM files), 0), coalesce((SELECT CAST(value"
                  " AS INTEGER) FROM meta WHERE key = 'last_file_id'), 0)) + 1")
 
@@ -259,12 +264,42 @@ class Store:
             if isinstance(error, StoreError):
                 raise
             raise CatalogueDamaged(directory, error) from None
-        if schema != str(SCHEMA_VERSION):
+        try:
+            store._migrate(schema, writer)
+        except BaseException:
             store.close()
-            raise StoreError(f"collection schema {schema} is not supported by this version")
+            raise
         if writable:
             store._recover()
         return store
+
+    def _migrate(self, schema: str | None, writer: _WriterLock | None) -> None:
+        """Bring a catalogue of an older schema to this one, a step at a time in one
+        transaction under the writer lock (taken for it when opened read-only); refuse one
+        that is newer, or not a version at all."""
+        version = int(schema) if schema and schema.isdigit() else None
+        if version is None or version < 1:
+            raise StoreError(f"collection schema {schema} is not supported by this version")
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the collection at {self.directory} has schema {version}, newer than the "
+                f"{SCHEMA_VERSION} this version of lookalike reads: upgrade lookalike "
+                "(pip install -U lookalike) to open it")
+        if version == SCHEMA_VERSION:
+            return
+        lock = writer or _WriterLock.take(self.directory)  # CollectionBusy if one writes
+        try:
+            with self.transaction() as db:  # from the version as it is under the lock
+                (current,) = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+                for step in range(int(current), SCHEMA_VERSION):
+                    _MIGRATIONS[step - 1](db)
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema'",
+                           (str(SCHEMA_VERSION),))
+        finally:
+            if writer is None:
+                lock.release()
+        log.info("the catalogue at %s was migrated from schema %d to %d", self.directory,
+                 version, SCHEMA_VERSION)
 
     def close(self) -> None:
         with self._lock:

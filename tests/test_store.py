@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
+from contextlib import closing
 from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from lookalike import store as store_module
 from lookalike.discover import Candidate
 from lookalike.store import CollectionBusy, EmbeddedFile, Store, StoreError, usable_rows
 
@@ -174,3 +177,69 @@ def test_a_file_moved_by_hand_keeps_its_row_when_its_content_matches(store: Stor
     os.utime(photos / "c.jpg", ns=(0, 7))
     changes = store.sync_files(found())
     assert (changes.moved, changes.added, changes.removed) == (0, 1, 1)
+
+
+# -- schema migrations ---------------------------------------------------------------------
+def _set_schema(directory: Path, version: str) -> None:
+    with closing(sqlite3.connect(directory / Store.CATALOGUE)) as db, db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (version,))
+
+
+@pytest.mark.parametrize("writable", [True, False])
+def test_an_older_catalogue_is_migrated_step_by_step(tmp_path: Path, monkeypatch,
+                                                     writable: bool) -> None:
+    """A catalogue at schema 1 opened by a version that knows two more steps is brought
+    to schema 3, each step once and in order, read-only opens too."""
+    store = Store.create(tmp_path / "db", tmp_path / "photos")
+    store.sync_files(candidates("a.jpg"))
+    store.close()
+    ran: list[int] = []
+
+    def step(number: int):
+        def migrate(db) -> None:
+            ran.append(number)
+            db.execute(f"CREATE TABLE step{number} (x)")
+        return migrate
+
+    monkeypatch.setattr(store_module, "_MIGRATIONS", [step(1), step(2)])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 3)
+    migrated = Store.open(tmp_path / "db", writable=writable)
+    assert ran == [1, 2] and migrated.meta("schema") == "3"
+    assert [f.path for f in migrated.files()] == ["a.jpg"]  # the data came along
+    migrated.close()
+    Store.open(tmp_path / "db").close()
+    assert ran == [1, 2]  # already current: no step runs again
+
+
+def test_a_failed_step_leaves_the_catalogue_as_it_was(tmp_path: Path, monkeypatch) -> None:
+    Store.create(tmp_path / "db", tmp_path / "photos").close()
+
+    def broken(db) -> None:
+        db.execute("CREATE TABLE half (x)")
+        raise RuntimeError("step failed")
+
+    monkeypatch.setattr(store_module, "_MIGRATIONS", [broken])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    with pytest.raises(RuntimeError, match="step failed"):
+        Store.open(tmp_path / "db", writable=True)
+    monkeypatch.setattr(store_module, "_MIGRATIONS", [])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 1)
+    store = Store.open(tmp_path / "db", writable=True)  # the lock was released too
+    assert store.meta("schema") == "1"
+    assert store._query_one("SELECT name FROM sqlite_master WHERE name = 'half'") is None
+
+
+def test_a_newer_or_unknown_schema_is_refused(tmp_path: Path) -> None:
+    Store.create(tmp_path / "db", tmp_path / "photos").close()
+    _set_schema(tmp_path / "db", str(store_module.SCHEMA_VERSION + 1))
+    with pytest.raises(StoreError, match="newer than .* upgrade lookalike"):
+        Store.open(tmp_path / "db")
+    _set_schema(tmp_path / "db", "banana")
+    with pytest.raises(StoreError, match="schema banana is not supported"):
+        Store.open(tmp_path / "db", writable=True)
+    _set_schema(tmp_path / "db", "1")
+    Store.open(tmp_path / "db", writable=True).close()  # each refusal let the lock go
+
+
+def test_the_current_version_is_one_past_the_last_step() -> None:
+    assert store_module.SCHEMA_VERSION == 1 + len(store_module._MIGRATIONS)
