@@ -175,3 +175,14 @@ def test_index_an_fsspec_url_needs_db_and_then_searches(remote_folder: str,
     assert json.loads(result.stdout)[0]["results"][0]["path"] == "scene4.jpg"
     info = json.loads(invoke("info", "--db", db, "--json").stdout)
     assert info["root"] == remote_folder.replace(":///", "://")
+
+
+def test_a_file_moved_by_hand_keeps_its_embedding(photo_folder: Path) -> None:
+    assert invoke("index", photo_folder, "--model", "classic").exit_code == 0
+    (photo_folder / "scene3.jpg").rename(photo_folder / "sub" / "renamed.jpg")
+    result = invoke("index", photo_folder)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "0 new, 0 changed, 0 removed" in said
+    assert "(1 found under a new name: not embedded again)" in said
+    assert "embedded 0 images" in said

@@ -106,6 +106,8 @@ def index(
     console.print(
         f"[bold]{collection.directory}[/]: {changes.added} new, {changes.changed} changed, "
         f"{changes.removed} removed, {changes.unchanged} unchanged"
+        + (f" ({changes.moved} found under a new name: not embedded again)"
+           if changes.moved else "")
     )
     console.print(
         f"embedded {report.embed.embedded} images with {report.model} in "
