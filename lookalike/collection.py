@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -59,6 +59,9 @@ from .store import (
     StoreError,
     TransformState,
 )
+
+if TYPE_CHECKING:
+    from .embed.torch_hub import TorchBackbone
 
 log = logging.getLogger(__name__)
 DEFAULT_DIRNAME = ".lookalike"
@@ -147,7 +150,8 @@ class Collection:
                              "(its catalogue and embeddings are local files)")
         if not _is_folder(root):
             raise StoreError(f"{root} is not a folder")
-        directory = Path(db).expanduser().absolute() if db else root / DEFAULT_DIRNAME
+        # a remote root has its db given (above): without one, root is a local Path
+        directory = Path(db).expanduser().absolute() if db else cast(Path, root) / DEFAULT_DIRNAME
         if (directory / Store.CATALOGUE).is_file() and options.get("rebuild"):
             try:  # --rebuild starts again from whatever is left, a damaged catalogue too
                 Store.open(directory).close()
@@ -260,7 +264,8 @@ class Collection:
             report = embed_pending_ray(self.store, record.key, address=ray, workers=workers,
                                        progress=progress)
         elif device_decode or (device_decode is None and gpu_decode_available(backbone)):
-            report = embed_pending_on_device(self.store, record.key, backbone,
+            report = embed_pending_on_device(self.store, record.key,
+                                             cast("TorchBackbone", backbone),
                                              workers=workers, batch_size=batch_size,
                                              progress=progress)
         else:
@@ -649,7 +654,7 @@ class Collection:
         usable = max(1, min(k, (len(file_ids) - 1) // 2))
         return file_ids, outlier_scores(graph, k=usable)
 
-    def neighbour_lists(self, k: int = 16) -> tuple[list[Path], list[list[SearchHit]]]:
+    def neighbour_lists(self, k: int = 16) -> tuple[list[Root], list[list[SearchHit]]]:
         """Every embedded image's path and its ``k`` nearest others as search hits, best
         first: :meth:`search_many` over the whole collection, read from the cached k-NN
         graph (:meth:`knn_graph`) rather than searched image by image."""

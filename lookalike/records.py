@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .discover import Root
 from .pipeline import EmbedReport
 from .store import CatalogueChanges, FileRecord, StoreError
 
@@ -44,7 +45,7 @@ class SearchHit:
     score: float  # cosine similarity, 1.0 = identical embedding
     id: int  # catalogue file id
     path: str  # relative to the collection root
-    absolute_path: Path
+    absolute_path: Root  # a local Path, or a UPath on object storage
 
 
 @dataclass
@@ -91,7 +92,7 @@ class GroupThreshold:
 @dataclass
 class CollectionInfo:
     directory: Path
-    root: Path
+    root: Root
     counts: dict[str, int]
     model: str | None
     model_spec: str | None
