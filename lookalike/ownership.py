@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -66,9 +67,24 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str | Callable[[Pat
     return path
 
 
+_UMASK_LOCK = threading.Lock()
+
+
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+    """The process umask. Read from /proc where it can be, because setting it to read it
+    back (the only portable way) briefly clears it for every thread: with sheets written
+    from a pool, a concurrent caller could read the cleared 0 and restore that, leaving
+    files world-writable."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
     return mask
 
 
