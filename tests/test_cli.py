@@ -108,10 +108,11 @@ def test_grid_writes_one_sheet_per_image_with_neighbours(photo_folder: Path,
     out = tmp_path / "grids"
     result = invoke("grid", "--db", photo_folder, "--out", out, "-k", "4")
     assert result.exit_code == 0, result.output
-    sheets = sorted(p.name for p in out.glob("*.png"))
-    assert len(sheets) == 10 and "scene0.png" in sheets
-    assert Image.open(out / "scene0.png").size == Image.open(out / "scene1.png").size
-    result = invoke("grid", photo_folder / "scene0.jpg", "--out", tmp_path / "one", "-k", "24")
+    sheets = sorted(p.name for p in out.glob("*.jpg"))
+    assert len(sheets) == 10 and "scene0.jpg" in sheets
+    assert Image.open(out / "scene0.jpg").size == Image.open(out / "scene1.jpg").size
+    result = invoke("grid", photo_folder / "scene0.jpg", "--out", tmp_path / "one", "-k", "24",
+                    "--format", "png")
     assert [p.name for p in (tmp_path / "one").glob("*.png")] == ["scene0.png"]
 
 

@@ -194,11 +194,13 @@ def _write_grids(grid: Path, found: list[QueryMatches]) -> None:
         folder.finish()
 
 
-def _hit_tiles(hits: Sequence[SearchHit]) -> list[Tile]:
-    """A contact sheet's tiles of matches: rank and score under each."""
+def _hit_tiles(hits: Sequence[SearchHit], full_path: bool = False) -> list[Tile]:
+    """A contact sheet's tiles of matches: rank and score under each, and the file's name
+    (or, with ``full_path``, its path under the collection root)."""
     from ..act.grids import Tile
 
-    return [Tile(hit.absolute_path, f"#{hit.rank}  {hit.score:.3f}", Path(hit.path).name)
+    return [Tile(hit.absolute_path, f"#{hit.rank}  {hit.score:.3f}",
+                 hit.path if full_path else Path(hit.path).name)
             for hit in hits]
 
 
@@ -210,9 +212,14 @@ def grid(
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=MAX_NEIGHBOURS,
                                    help="Neighbours per sheet.")] = 24,
     db: DbOption = None,
+    image_format: Annotated[Literal["jpg", "png"], typer.Option(
+        "--format", help="Sheet format: JPEG (quality 85, a quarter of PNG's size) or "
+                         "PNG (lossless).")] = "jpg",
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Threads rendering sheets (default: one per core).")] = None,
 ) -> None:
-    """Exploration sheets: one per image, showing it and its K nearest neighbours."""
-    from ..act.grids import SheetFolder, Tile, contact_sheet
+    """Exploration sheets: one per image, showing it and its K nearest neighbours, and an index.html linking them."""  # noqa: E501
+    from ..act.grids import SheetFolder, Tile
     from ..collection import Collection
     from .progress import counted
 
@@ -224,9 +231,24 @@ def grid(
         queries: Sequence[Root] = [Path(image).expanduser().absolute() for image in images]
     else:
         queries, results = collection.neighbour_lists(k)
+    jobs = [(f"{query.stem}.{image_format}",
+             [Tile(query, "image", _relative(query, collection.root), highlight=True),
+              *_hit_tiles(hits, full_path=True)])
+            for query, hits in zip(queries, results)]
     with counted("[bold]contact sheets") as bar:
-        for query, hits in bar.track(list(zip(queries, results)), description="sheets"):
-            tiles = [Tile(query, "image", query.name, highlight=True), *_hit_tiles(hits)]
-            sheets.save(contact_sheet(tiles, columns=5), f"{query.stem}.png")
+        task = bar.add_task("sheets", total=len(jobs))
+        for _ in sheets.render(jobs, columns=5, workers=workers):
+            bar.advance(task)
+    sheets.write_index()
     sheets.finish()
-    console.print(f"{len(queries)} contact sheets in {out}")
+    console.print(f"{len(queries)} contact sheets in {out} (index.html lists them)")
+
+
+def _relative(path: Root, root: Root) -> str:
+    """``path`` relative to the collection root (``folder/name``), else its name."""
+    for candidate, base in ((path, root), (Path(str(path)).resolve(), Path(str(root)).resolve())):
+        try:
+            return Path(str(candidate)).relative_to(Path(str(base))).as_posix()
+        except ValueError:
+            continue
+    return path.name

@@ -177,16 +177,19 @@ def test_grid_reruns_into_its_own_folder_and_spares_the_users_additions(
 ) -> None:
     out = tmp_path / "grids"
     assert invoke("grid", "--db", photos, "--out", out, "-k", "3").exit_code == 0
-    sheets = sorted(p.name for p in out.iterdir() if p.name != MARKER)
+    sheets = sorted(p.name for p in out.iterdir() if p.name not in (MARKER, "index.html"))
     assert len(sheets) == 8 and all(is_contact_sheet(out / name) for name in sheets)
-    scene(62).save(out / "mine.png")
-    mine = fingerprint(out)["mine.png"]
+    scene(62).save(out / "mine.jpg")
+    mine = fingerprint(out)["mine.jpg"]
     result = invoke("grid", photos / "scene0.jpg", "--db", photos, "--out", out, "-k", "3")
     assert result.exit_code == 0, result.output
-    # The folder holds this run's sheet, and the user's file; the earlier sheets were ours.
-    assert sorted(p.name for p in out.iterdir() if p.name != MARKER) == ["mine.png",
-                                                                         "scene0.png"]
-    assert fingerprint(out)["mine.png"] == mine
+    # The folder holds this run's sheet and index, and the user's file; the earlier sheets
+    # were ours.
+    assert sorted(p.name for p in out.iterdir() if p.name != MARKER) == [
+        "index.html", "mine.jpg", "scene0.jpg"]
+    assert fingerprint(out)["mine.jpg"] == mine
+    page = (out / "index.html").read_text()
+    assert 'href="scene0.jpg"' in page and "mine.jpg" not in page
 
 
 # -- single-file sheets the user names ----------------------------------------------------------
