@@ -63,6 +63,12 @@ from .store import (
 if TYPE_CHECKING:
     from .embed.torch_hub import TorchBackbone
 
+__all__ = [  # with the types of lookalike.records, which callers import from here
+    "DEFAULT_DIRNAME", "Collection", "CollectionInfo", "GroupThreshold", "IndexReport",
+    "ModelMismatch", "Neighbour", "NoEmbeddings", "NotEmbedded", "Query", "SearchHit",
+    "locate", "model_key",
+]
+
 log = logging.getLogger(__name__)
 DEFAULT_DIRNAME = ".lookalike"
 TRANSFORMS_DIRNAME = "transforms"
