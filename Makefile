@@ -40,6 +40,7 @@ test: check
 
 check: install
 	$(BIN)/ruff check lookalike tests benchmarks
+	$(BIN)/mypy lookalike
 
 clean:
 	rm -rf $(VENV) $(DEMO) *.egg-info
