@@ -117,7 +117,12 @@ def parse_size(text: str) -> int:
 
 def json_argument(value: str) -> dict[str, Any]:
     """A ``--preprocess`` value: a JSON object, or a file holding one."""
-    text = Path(value).read_text() if not value.lstrip().startswith("{") else value
+    if value.lstrip().startswith("{"):
+        text = value
+    elif Path(value).is_file():
+        text = Path(value).read_text()
+    else:
+        raise ValueError(f"--preprocess: not JSON, not a file, not SPEC=JSON: {value}")
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError as error:
@@ -125,6 +130,22 @@ def json_argument(value: str) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise ValueError("--preprocess must be a JSON object")
     return parsed
+
+
+def preprocess_options(values: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``--preprocess`` values (``eval``, ``learn``, ``index``) -> {model spec or "*":
+    preprocess dict}: ``JSON`` or a JSON file for every model, ``SPEC=JSON`` (or
+    ``SPEC=FILE``) for the ensemble member ``SPEC``."""
+    options: dict[str, dict[str, Any]] = {}
+    for value in values or []:
+        spec, separator, text = value.partition("=")
+        if value.lstrip().startswith("{") or Path(value).is_file():
+            options["*"] = json_argument(value)
+        elif separator and spec.strip():
+            options[spec.strip()] = json_argument(text)
+        else:
+            raise ValueError(f"--preprocess: not JSON, not a file, not SPEC=JSON: {value}")
+    return options
 
 
 def to_json(value: Any) -> Any:

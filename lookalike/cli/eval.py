@@ -10,7 +10,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from .common import JsonOption, console, friendly_errors, json_argument, print_json, to_json
+from .common import (
+    JsonOption,
+    console,
+    friendly_errors,
+    preprocess_options,
+    print_json,
+    to_json,
+)
 
 ModelsOption = Annotated[list[str] | None, typer.Option(
     "--model", help="A configuration to score (repeatable): a model spec, an ensemble "
@@ -24,23 +31,11 @@ CacheOption = Annotated[Path | None, typer.Option(
     help="Embedding cache folder (default: $LOOKALIKE_HOME/eval-cache).")]
 
 
-def _preprocess_options(values: list[str] | None) -> dict[str, dict[str, Any]]:
-    """``--preprocess`` values -> {model spec or "*": preprocess dict}."""
-    options: dict[str, dict[str, Any]] = {}
-    for value in values or []:
-        spec, separator, text = value.partition("=")
-        if separator and not spec.lstrip().startswith("{"):
-            options[spec.strip()] = json_argument(text)
-        else:
-            options["*"] = json_argument(value)
-    return options
-
-
 def _configurations(models: list[str] | None, preprocess: list[str] | None, crop_borders: bool,
                     flip: bool, fusion: str) -> list[Any]:
     from ..eval import parse_configuration
 
-    options = _preprocess_options(preprocess)
+    options = preprocess_options(preprocess)
     return [parse_configuration(_resolve_auto(text), options, border_crop=crop_borders,
                                 flip=flip, fusion=fusion) for text in (models or ["auto"])]
 
@@ -128,31 +123,64 @@ def eval_command(
     collection = Collection.open(db) if db is not None else None
     configurations = ([] if collection is not None and not model else
                       _configurations(model, preprocess, crop_borders, flip, fusion))
+    # with --duplicates, a set with no classes to retrieve (a flat folder, or one class)
+    # gets no retrieval table: it would only score "every image is relevant to every query"
+    skipped = (_no_retrieval_reason(dataset, queries, classes, collection)
+               if duplicates_csv is not None else None)
     bar, update = stage_progress()
     with bar:
-        run = run_eval(dataset, configurations, options, queries=queries, cache=cache,
-                       plots=plots,
-                       classes=[c.strip() for c in classes.split(",")] if classes else None,
-                       progress=update, collection=collection)
-        dup = None
+        run = None
+        if skipped is None:
+            run = run_eval(dataset, configurations, options, queries=queries, cache=cache,
+                           plots=plots,
+                           classes=[c.strip() for c in classes.split(",")] if classes
+                           else None, progress=update, collection=collection)
+        dups = []
         if duplicates_csv is not None:
             from ..eval import evaluate_duplicates
 
-            first = _configurations(model, preprocess, crop_borders, flip, fusion)[0]
-            dup = evaluate_duplicates(duplicates_csv, first, cache=cache)
+            # every --model configuration, one row each (as the retrieval tables)
+            dups = [evaluate_duplicates(duplicates_csv, configuration, cache=cache)
+                    for configuration in _configurations(model, preprocess, crop_borders,
+                                                         flip, fusion)]
     if as_json:
         import numpy as np
 
-        payload = to_json(run)
+        payload: dict[str, Any] = (to_json(run) if run is not None else
+                                   {"dataset": str(dataset), "results": [],
+                                    "retrieval_skipped": skipped})
         for entry in payload["results"]:
             entry["confusion"] = np.asarray(entry["confusion"]).round(4).tolist()
-        if dup is not None:
-            payload["duplicates"] = to_json(dup)
+        if dups:
+            payload["duplicates"] = [to_json(dup) for dup in dups]
         print_json(payload)
         return
-    _print_eval(run, show_classes)
-    if dup is not None:
-        _print_duplicates_eval(dup)
+    if run is not None:
+        _print_eval(run, show_classes)
+    else:
+        console.print(f"[dim]retrieval not scored: {skipped}[/]", highlight=False)
+    if dups:
+        _print_duplicates_eval(dups)
+
+
+def _no_retrieval_reason(dataset: str, queries: str | None, classes: str | None,
+                         collection: Any) -> str | None:
+    """Why ``dataset`` has nothing to retrieve (no class sub-folders, or one class), or
+    None when it has classes (or a query set / collection was asked for explicitly)."""
+    if queries is not None or collection is not None:
+        return None
+    from ..eval.datasets import load_labelled
+
+    try:
+        labelled = load_labelled(dataset)
+    except ValueError:
+        return f"{dataset} has no class sub-folders (near duplicates only)"
+    if classes:
+        labelled = labelled.only_classes([c.strip() for c in classes.split(",")])
+    count = len(set(labelled.labels.tolist()))
+    if count <= 1:
+        return f"{dataset} has {count} class (near duplicates only)"
+    return None
 
 
 def _print_eval(run: Any, show_classes: bool) -> None:
@@ -196,15 +224,46 @@ def _print_protocol(run: Any, results: list[Any]) -> None:
     console.print(table)
 
 
-def _print_duplicates_eval(dup: Any) -> None:
-    table = Table(title=f"near duplicates: {dup.images} images, {dup.model}, "
-                  f"verify={dup.verified}", title_justify="left")
-    for column in ("pairs touching", "precision", "recall", "F1", "true pairs"):
-        table.add_column(column, justify="right")
-    for name, scores in [("all", dup.overall), *dup.by_edit.items()]:
-        table.add_row(name, f"{scores['precision']:.3f}", f"{scores['recall']:.3f}",
-                      f"{scores['f1']:.3f}", str(scores["true_pairs"]))
+def _print_duplicates_eval(dups: list[Any]) -> None:
+    """One row per configuration (pairs over all images), then, per configuration, the
+    pairs touching each edit type, and the look-alike pairs it wrongly joined."""
+    first = dups[0]
+    table = Table(title=f"near duplicates: {first.images} images, "
+                  f"verify={first.verified}; pairs of files in one group",
+                  title_justify="left")
+    for column in ("configuration", "threshold", "precision", "recall", "F1", "true pairs",
+                   "groups found", "look-alike pairs wrongly joined", "seconds"):
+        table.add_column(column, justify="left" if column == "configuration" else "right",
+                         overflow="fold")
+    for dup in dups:
+        scores = dup.overall
+        joined = ", ".join(f"{n} ({tag})" for tag, n in dup.wrongly_joined.items()) or "-"
+        table.add_row(dup.configuration or dup.model, f"{dup.threshold:.3f}",
+                      f"{scores['precision']:.3f}", f"{scores['recall']:.3f}",
+                      f"{scores['f1']:.3f}", str(scores["true_pairs"]), str(dup.groups_found),
+                      joined, f"{dup.seconds:.1f}")
     console.print(table)
+    edits = list(dict.fromkeys(tag for dup in dups for tag in dup.by_edit))
+    if edits:
+        by_edit = Table(title="near duplicates by edit: pairs touching a copy of that kind "
+                        "(precision / recall)", title_justify="left")
+        by_edit.add_column("edit")
+        by_edit.add_column("true pairs", justify="right")
+        for dup in dups:
+            by_edit.add_column(dup.configuration or dup.model, justify="right",
+                               overflow="fold")
+        for tag in edits:
+            pairs = next(d.by_edit[tag]["true_pairs"] for d in dups if tag in d.by_edit)
+            by_edit.add_row(tag, str(pairs), *[
+                f"{d.by_edit[tag]['precision']:.3f} / {d.by_edit[tag]['recall']:.3f}"
+                if tag in d.by_edit else "-" for d in dups])
+        console.print(by_edit)
+    for dup in dups:
+        for tag, count in dup.wrongly_joined.items():
+            console.print(f"{dup.configuration or dup.model}: look-alike pairs wrongly "
+                          f"joined: {count} ({tag}s: files that are duplicates of nothing, "
+                          "so every pair touching them is a false positive)",
+                          highlight=False)
 
 
 @friendly_errors
