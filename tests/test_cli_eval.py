@@ -166,3 +166,78 @@ def test_learn_db_warns_with_both_figures(labelled: Path, tmp_path: Path) -> Non
     assert "held-out images of the labelled classes" in text
     assert "classes it was not fitted on" in text
     assert len(re.findall(r"\d\.\d{3} raw -> \d\.\d{3} learned", text)) == 2
+
+
+@pytest.fixture
+def planted(tmp_path: Path) -> Path:
+    """A near-duplicate set: three scenes with a crop and a flip each (three true pairs
+    per group), a look-alike pair that is not a copy by the groups file (two distractors)
+    and one lone distractor; all in one folder ``images`` beside ``groups.csv``."""
+    root = tmp_path / "planted"
+    images = root / "images"
+    images.mkdir(parents=True)
+    rows = []
+    for group, seed in enumerate((1, 2, 3)):
+        base = scene(seed)
+        for name, image, edit in ((f"s{seed}.jpg", base, ""),
+                                  (f"s{seed}-crop.jpg", crop(base, 0.85), "crop"),
+                                  (f"s{seed}-flip.jpg", flip(base), "flip")):
+            image.save(images / name, quality=90)
+            rows.append((name, group, "original" if not edit else "copy", edit))
+    scene(7).save(images / "d7.jpg", quality=90)
+    ImageEnhance.Brightness(scene(7)).enhance(1.1).save(images / "d7-look.jpg", quality=90)
+    scene(8).save(images / "d8.jpg", quality=90)
+    rows += [(name, -1, "distractor", "") for name in ("d7.jpg", "d7-look.jpg", "d8.jpg")]
+    with (root / "groups.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "group", "kind", "edit"])
+        writer.writerows(rows)
+    return root
+
+
+def test_eval_duplicates_scores_every_model(planted: Path, tmp_path: Path) -> None:
+    # the set is one class ("images"): nothing to retrieve, so no retrieval table
+    args = ["eval", planted, "--duplicates", planted / "groups.csv", "--model", "classic",
+            "--model", "mobilenetv2", "--cache", tmp_path / "cache"]
+    result = invoke(*args, "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["results"] == [] and "1 class" in payload["retrieval_skipped"]
+    rows = payload["duplicates"]
+    assert [row["configuration"] for row in rows] == ["classic", "mobilenetv2"]
+    for row in rows:
+        overall = row["overall"]
+        assert row["images"] == 12 and overall["true_pairs"] == 9
+        assert 0.5 <= overall["precision"] <= 1.0 and 0.5 <= overall["recall"] <= 1.0
+        assert 0.0 < overall["f1"] <= 1.0
+        assert row["threshold"] == row["threshold"]  # a real cosine, not NaN
+        assert set(row["by_edit"]) == {"original", "crop", "flip"}
+        # distractors have no true pair: counted as wrongly joined pairs, not scored
+        assert "distractor" not in row["by_edit"]
+        # (the brightened look-alike of d7 is one; the lone d8 joins nothing)
+        assert row["wrongly_joined"]["distractor"] >= 1
+    # the two models are scored separately (not the first one twice): own thresholds
+    assert rows[0]["model"] != rows[1]["model"]
+    assert rows[0]["threshold"] != rows[1]["threshold"]
+
+    text = invoke(*args).stdout
+    assert "retrieval not scored" in text and "classes;" not in text
+    assert "classic" in text and "mobilenetv2" in text
+    assert "look-alike pairs wrongly joined" in text and "(distractors" in text
+    for row in rows:
+        assert f"{row['overall']['precision']:.3f}" in text
+
+
+def test_eval_duplicates_keeps_retrieval_with_classes(labelled: Path, tmp_path: Path) -> None:
+    groups = labelled / "groups.csv"
+    with groups.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "group"])
+        for label, group in (("alpha", 0), ("beta", 1), ("gamma", 2)):
+            writer.writerows([(f"{label}/{i}.jpg", group) for i in range(6)])
+    result = invoke("eval", labelled, "--duplicates", groups, "--model", "classic",
+                    "--cache", tmp_path / "cache", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["classes"] == 3 and len(payload["results"]) == 1
+    assert len(payload["duplicates"]) == 1 and payload["duplicates"][0]["overall"]["recall"] > 0

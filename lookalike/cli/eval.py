@@ -232,7 +232,7 @@ def _print_duplicates_eval(dups: list[Any]) -> None:
                   f"verify={first.verified}; pairs of files in one group",
                   title_justify="left")
     for column in ("configuration", "threshold", "precision", "recall", "F1", "true pairs",
-                   "groups found", "look-alike pairs wrongly joined", "seconds"):
+                   "groups found", "look-alikes joined", "seconds"):
         table.add_column(column, justify="left" if column == "configuration" else "right",
                          overflow="fold")
     for dup in dups:
@@ -261,8 +261,8 @@ def _print_duplicates_eval(dups: list[Any]) -> None:
     for dup in dups:
         for tag, count in dup.wrongly_joined.items():
             console.print(f"{dup.configuration or dup.model}: look-alike pairs wrongly "
-                          f"joined: {count} ({tag}s: files that are duplicates of nothing, "
-                          "so every pair touching them is a false positive)",
+                          f"joined: {count} ({tag}s: look-alikes, not copies; a pair "
+                          "joining one to a file of another group is a false positive)",
                           highlight=False)
 
 

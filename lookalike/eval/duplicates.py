@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,12 @@ class DuplicateEval:
     by_edit: dict[str, dict[str, float]]
     groups_found: int
     seconds: float
+    threshold: float = float("nan")  # the cosine the candidate graph used
+    configuration: str = ""  # the --model text this row scores
+    # distractors (look-alikes, not copies) and any tag with no true pair: how many wrong
+    # pairs (false positives) touch them, i.e. look-alike pairs wrongly joined. Not an
+    # edit, and precision/recall read like a failure there, so counted, not scored.
+    wrongly_joined: dict[str, int] = field(default_factory=dict)
 
 
 def evaluate_duplicates(
@@ -77,10 +83,17 @@ def evaluate_duplicates(
         return {"precision": scores.precision, "recall": scores.recall, "f1": scores.f1,
                 "true_pairs": scores.true_positives + scores.false_negatives}
 
-    by_edit = {}
+    by_edit: dict[str, dict[str, float]] = {}
+    wrongly_joined: dict[str, int] = {}
     if any(edits):
-        by_edit = {tag: as_dict(s) for tag, s in pair_scores_by_tag(groups, truth, edits).items()
-                   if tag}
+        for tag, scores in pair_scores_by_tag(groups, truth, edits).items():
+            if not tag:
+                continue
+            if tag == "distractor" or scores.true_positives + scores.false_negatives == 0:
+                wrongly_joined[tag] = int(scores.false_positives)
+            else:
+                by_edit[tag] = as_dict(scores)
     return DuplicateEval(len(report.paths), model.short, verify,
                          as_dict(pair_scores(groups, truth)), by_edit, len(groups),
-                         time.perf_counter() - started)
+                         time.perf_counter() - started, threshold=float(report.threshold),
+                         configuration=configuration.label, wrongly_joined=wrongly_joined)
