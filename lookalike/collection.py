@@ -203,6 +203,7 @@ class Collection:
         *,
         weights: str | os.PathLike[str] | None = None,
         preprocess: Preprocess | dict[str, Any] | None = None,
+        member_preprocess: dict[str, dict[str, Any]] | None = None,
         output: str | None = None,
         pretrained: bool = True,
         border_crop: bool = False,
@@ -233,6 +234,9 @@ class Collection:
         started = time.perf_counter()
         record = self.model
         options = _load_options(weights, preprocess, output, pretrained, border_crop, flip)
+        if member_preprocess:  # --preprocess SPEC=JSON: per ensemble member, as eval does
+            options["member_preprocess"] = {spec: dict(value) for spec, value
+                                            in member_preprocess.items()}
         augment_changed = record is not None and (border_crop or flip) and (
             (border_crop, flip) != (record.options.get("border_crop", False),
                                     record.options.get("flip", False)))

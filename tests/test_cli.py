@@ -187,3 +187,9 @@ def test_a_file_moved_by_hand_keeps_its_embedding(photo_folder: Path) -> None:
     assert "0 new, 0 changed, 0 removed" in said
     assert "(1 found under a new name: not embedded again)" in said
     assert "embedded 0 images" in said
+
+
+def test_index_preprocess_that_is_nothing_is_one_clear_line(photo_folder: Path) -> None:
+    result = invoke("index", photo_folder, "--model", "classic", "--preprocess", "nope.json")
+    assert result.exit_code == 1 and "Errno" not in result.output
+    assert "--preprocess: not JSON, not a file, not SPEC=JSON: nope.json" in result.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -16,8 +16,8 @@ from .common import (
     errors,
     find_collection,
     friendly_errors,
-    json_argument,
     parse_size,
+    preprocess_options,
     print_json,
     to_json,
 )
@@ -40,9 +40,10 @@ def index(
              "resnet50, ... (see lookalike models)")] = "auto",
     weights: Annotated[Path | None, typer.Option(help="Local weights file for the model.")]
     = None,
-    preprocess: Annotated[str | None, typer.Option(
+    preprocess: Annotated[list[str] | None, typer.Option(
         help='ONNX/torch preprocessing as JSON or a JSON file, e.g. {"size": 224, "resize": 224,'
-             ' "mean": [0.5,0.5,0.5], "std": [0.5,0.5,0.5]}')] = None,
+             ' "mean": [0.5,0.5,0.5], "std": [0.5,0.5,0.5]}, or SPEC=JSON for one ensemble '
+             "member (repeatable), as in lookalike eval.")] = None,
     output: Annotated[str | None, typer.Option(help="ONNX output tensor to use.")] = None,
     random_init: Annotated[bool, typer.Option(
         "--random-init", help="Random weights (throughput tests only).")] = False,
@@ -73,7 +74,9 @@ def index(
     from ..embed import AUTO_DOWNLOAD, describe_model, download_progress
     from .progress import bytes_progress, files_and_downloads
 
-    options = {} if preprocess is None else {"preprocess": json_argument(preprocess)}
+    chosen = preprocess_options(preprocess)
+    options: dict[str, Any] = ({"preprocess": chosen["*"]} if set(chosen) == {"*"} else
+                               {"member_preprocess": chosen} if chosen else {})
     quiet = as_json or not console.is_terminal
     with files_and_downloads(disable=as_json) as bar, download_progress(
                       bytes_progress(bar, f"downloading {AUTO_DOWNLOAD}")):

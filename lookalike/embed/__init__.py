@@ -132,6 +132,7 @@ def load_backbone(
     *,
     weights: str | Path | None = None,
     preprocess: Preprocess | dict[str, Any] | None = None,
+    member_preprocess: dict[str, dict[str, Any]] | None = None,
     output: str | None = None,
     pretrained: bool = True,
     device: str | None = None,
@@ -143,21 +144,39 @@ def load_backbone(
     ``spec`` may be an ensemble ``a:0.6+b:0.4`` (see :mod:`lookalike.embed.ensemble`).
     ``border_crop`` removes uniform margins before the model sees an image; ``flip``
     averages each embedding with its mirror image's (test-time augmentation).
+    ``member_preprocess`` maps a member spec (or ``*`` for every ONNX member) to its
+    preprocessing, as ``--preprocess SPEC=JSON`` does; each member is then loaded as
+    ``lookalike eval`` loads it.
     """
-    if "+" in spec and not Path(spec.removeprefix("onnx:")).exists():
-        from .ensemble import EnsembleBackbone, parse_ensemble
+    from .ensemble import member_preprocess as preprocess_of
+    from .ensemble import parse_ensemble
 
-        members = parse_ensemble(spec)
-        if len(members) > 1:
-            if weights is not None or preprocess is not None or output is not None:
-                raise ModelUnavailable(
-                    "--weights, --preprocess and --output apply to one model, not an "
-                    "ensemble; give each ONNX member a JSON sidecar instead")
-            ensemble = EnsembleBackbone.of([
-                (load_backbone(name, pretrained=pretrained, device=device), weight)
-                for name, weight in members])
-            return _augmented(ensemble, border_crop, flip)
-        spec = members[0][0]
+    members = (parse_ensemble(spec) if "+" in spec and not Path(spec.removeprefix("onnx:"))
+               .exists() else [(spec, 1.0)])
+    if member_preprocess:
+        unknown = set(member_preprocess) - {"*"} - {name for name, _ in members}
+        if unknown:
+            raise ModelUnavailable(f"--preprocess names {', '.join(sorted(unknown))}, which "
+                                   f"is not a model of {spec!r}")
+    if len(members) > 1:
+        from .ensemble import EnsembleBackbone
+
+        if weights is not None or output is not None:
+            raise ModelUnavailable(
+                "--weights and --output apply to one model, not an ensemble; give each "
+                "ONNX member a JSON sidecar instead")
+        chosen = dict(member_preprocess or {})
+        if preprocess is not None:
+            chosen.setdefault("*", preprocess.to_dict() if isinstance(preprocess, Preprocess)
+                              else dict(preprocess))
+        ensemble = EnsembleBackbone.of([
+            (load_backbone(name, preprocess=preprocess_of(name, chosen), pretrained=pretrained,
+                           device=device), weight)
+            for name, weight in members])
+        return _augmented(ensemble, border_crop, flip)
+    spec = members[0][0]
+    if member_preprocess and preprocess is None:
+        preprocess = preprocess_of(spec, member_preprocess)
     if border_crop or flip:
         inner = load_backbone(spec, weights=weights, preprocess=preprocess, output=output,
                               pretrained=pretrained, device=device)

@@ -40,6 +40,13 @@ def parse_ensemble(spec: str) -> list[tuple[str, float]]:
     return [(name, weight / total) for name, weight in members]
 
 
+def member_preprocess(spec: str, options: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The preprocessing ``--preprocess`` gives ensemble member ``spec``: its own
+    ``SPEC=JSON``, else the one for every model (``*``); only ONNX members take any."""
+    chosen = options.get(spec, options.get("*"))
+    return chosen if chosen is not None and spec.startswith("onnx:") else None
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)

@@ -69,3 +69,49 @@ def test_collection_indexed_with_an_ensemble(tiny_onnx: Path, tmp_path: Path) ->
     query = tmp_path / "q.jpg"
     crop(scene(3), 0.9).save(query)
     assert Collection.open(folder).search(query, k=1)[0].path == "s3.jpg"
+
+
+def test_index_preprocess_per_member_embeds_as_eval_does(tiny_onnx: Path,
+                                                          tmp_path: Path) -> None:
+    """Issue #16: ``index --preprocess SPEC=JSON`` gives the ensemble member the
+    preprocessing eval gives it, records it, and queries reload it."""
+    from typer.testing import CliRunner
+
+    from lookalike.cli import app
+    from lookalike.cli.common import preprocess_options
+    from lookalike.embed.ensemble import concatenate
+    from lookalike.eval import parse_configuration
+    from lookalike.eval.cache import embed_files
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(5):
+        scene(seed, (90 + 7 * seed, 70)).save(folder / f"s{seed}.png")
+    member = f"onnx:{tiny_onnx}"
+    spec = f"classic+{member}:0.6"
+    own = {"size": 64, "resize": 80, "mean": [0.4] * 3, "std": [0.3] * 3}
+    values = [f"{member}={json.dumps(own)}"]
+    result = CliRunner().invoke(app, ["index", str(folder), "--model", spec,
+                                      "--preprocess", *values], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+    collection = Collection.open(folder)
+    record = collection.require_model()
+    onnx_identity = record.identity["members"][1][0]
+    assert onnx_identity["preprocess"]["resize"] == 80
+    assert onnx_identity["preprocess"]["mean"] == pytest.approx([0.4] * 3)
+    file_ids, stored = collection.vectors(raw=True)
+    paths = collection.paths(file_ids)
+
+    configuration = parse_configuration(spec, preprocess_options(values))
+    parts = [embed_files(model.load(), folder, paths, None)[0]
+             for model, _ in configuration.members]
+    expected = concatenate(parts, [weight for _, weight in configuration.members])
+    np.testing.assert_allclose(stored, expected, atol=2e-3)  # stored as float16
+    # the member's own preprocessing made a difference (the sidecar's gives other vectors)
+    sidecar = embed_files(load_backbone(member), folder, paths, None)[0]
+    assert np.abs(concatenate([parts[0], sidecar], [0.4, 0.6]) - stored).max() > 1e-2
+    reopened = Collection.open(folder)
+    assert reopened.backbone.identity()["members"][1][0]["preprocess"]["resize"] == 80
+    query = embed_files(reopened.backbone, folder, ["s2.png"], None)[0][0]
+    np.testing.assert_allclose(query, stored[paths.index("s2.png")], atol=2e-3)
