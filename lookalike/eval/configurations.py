@@ -15,7 +15,7 @@ from ..collection import Collection
 from ..discover import is_remote
 from ..embed import load_backbone
 from ..embed.base import Backbone
-from ..embed.ensemble import concatenate, parse_ensemble
+from ..embed.ensemble import concatenate, member_preprocess, parse_ensemble
 from ..pipeline import Progress
 from .cache import embed_files, embed_set
 from .datasets import LabelledSet
@@ -76,10 +76,8 @@ def parse_configuration(
     preprocess = preprocess or {}
     members = []
     for spec, weight in parse_ensemble(text):
-        options = preprocess.get(spec, preprocess.get("*"))
-        if options is not None and not spec.startswith(("onnx:",)):
-            options = None  # preprocessing settings only apply to ONNX models
-        members.append((ModelSpec(spec, options, border_crop, flip), weight))
+        members.append((ModelSpec(spec, member_preprocess(spec, preprocess), border_crop,
+                                  flip), weight))
     label = "+".join(m.short if len(members) == 1 or w == 1 / len(members) else
                      f"{m.short}:{w:g}" for m, w in members)
     if fusion not in ("concat", "rrf"):
