@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -651,7 +651,8 @@ class Collection:
         """``(file_ids, clustering)``: k-means with ``k`` clusters, or a chosen k (``auto``)."""
         file_ids, vectors = self.vectors(copy=False)  # sampled, then assigned in blocks
         if k == "auto":
-            k = auto_k(vectors, seed=seed).k
+            choice = auto_k(vectors, seed=seed)
+            return file_ids, replace(kmeans(vectors, choice.k, seed=seed), chosen=choice)
         return file_ids, kmeans(vectors, int(k), seed=seed)
 
     def outliers(self, *, k: int = 16) -> tuple[np.ndarray, np.ndarray]:

@@ -154,3 +154,15 @@ def test_report_and_sort_by_groups_use_the_groups_default(planted: Path, tmp_pat
     assert invoke("report", "--db", planted, "--out", out, "-k", "3").exit_code == 0
     page = (out / "index.html").read_text()
     assert f"threshold {found['threshold']:.3f} (calibrated for classic" in page
+
+
+def test_cluster_auto_says_how_it_chose_k_and_defines_low_confidence(planted: Path) -> None:
+    result = invoke("cluster", "--db", planted, "--json")
+    found = json.loads(result.stdout)
+    assert found["k_chosen"].startswith(f"k = {found['k']}: the highest mean silhouette")
+    assert found["low_confidence_margin"] == 0.02
+    text = " ".join(invoke("cluster", "--db", planted).output.split())
+    assert f"k = {found['k']}: the highest mean silhouette" in text
+    assert "low-confidence: won its cluster by a margin under 0.02" in text
+    fixed = json.loads(invoke("cluster", "--db", planted, "-k", "3", "--json").stdout)
+    assert fixed["k_chosen"] is None

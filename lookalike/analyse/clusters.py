@@ -55,6 +55,7 @@ class Clustering:
     confidence: np.ndarray  # float32 [n]
     similarity: np.ndarray  # float32 [n]
     objective: float
+    chosen: AutoK | None = None  # how k was picked, when it was (``-k auto``)
 
     @property
     def k(self) -> int:
@@ -217,6 +218,15 @@ class AutoK:
     ks: np.ndarray  # int64
     scores: np.ndarray  # float64
     method: str = "silhouette"
+
+    def describe(self) -> str:
+        """One line: which k won, among which, by how much."""
+        order = np.argsort(-self.scores, kind="stable")
+        runner = (f"; next best k = {int(self.ks[order[1]])} ({self.scores[order[1]]:.3f})"
+                  if len(order) > 1 else "")
+        return (f"k = {self.k}: the highest mean {self.method} "
+                f"({self.scores[order[0]]:.3f}) among k = {int(self.ks.min())}.."
+                f"{int(self.ks.max())}{runner}")
 
 
 def auto_k(

@@ -160,6 +160,9 @@ def groups(
             for number, g in enumerate(found, start=1)])
 
 
+LOW_CONFIDENCE = 0.02  # a member that won its cluster by less is listed as low-confidence
+
+
 @friendly_errors
 def cluster(
     k: Annotated[str, typer.Option("-k", "--k", help="Number of clusters, or auto.")] = "auto",
@@ -181,6 +184,8 @@ def cluster(
     if as_json:
         print_json({
             "k": result.k,
+            "k_chosen": result.chosen.describe() if result.chosen else None,
+            "low_confidence_margin": LOW_CONFIDENCE,
             "clusters": [{"cluster": c, "size": int(result.sizes[c]),
                           "medoid": paths[result.medoids[c]] if result.medoids[c] >= 0 else None}
                          for c in range(result.k)],
@@ -191,14 +196,19 @@ def cluster(
         })
     else:
         table = Table(title=f"{result.k} clusters of {len(file_ids)} images",
-                      title_justify="left")
+                      title_justify="left",
+                      caption=f"low-confidence: won its cluster by a margin under "
+                      f"{LOW_CONFIDENCE} (cosine to its centre minus to the next one)",
+                      caption_justify="left")
         for column in ("cluster", "size", "medoid", "low-confidence members"):
             table.add_column(column, overflow="fold")
         for c in range(result.k):
             members = np.flatnonzero(result.labels == c)
-            unsure = int((result.confidence[members] < 0.02).sum())
+            unsure = int((result.confidence[members] < LOW_CONFIDENCE).sum())
             medoid = paths[result.medoids[c]] if result.medoids[c] >= 0 else "-"
             table.add_row(str(c), str(int(result.sizes[c])), medoid, str(unsure))
+        if result.chosen is not None:
+            console.print(result.chosen.describe(), highlight=False)
         console.print(table)
     if grid is not None:
         sheets = []
