@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -61,15 +62,18 @@ def prepare_file(path: Root | str, file_id: int,
 
 
 def embed_image(backbone: Backbone, image: FilePath | bytes, *,
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+                max_pixels: int = DEFAULT_MAX_PIXELS,
+                lock: AbstractContextManager[object] | None = None) -> np.ndarray:
     """One image, a file or its bytes (an upload), as its embedding ``[dim]`` in the
     model's own space: decoded with the indexing guards (bomb, format, EXIF) and
     preprocessed as indexing does. The one path for a single image: search by a file,
-    exemplars, an upload to the web server."""
+    exemplars, an upload to the web server. ``lock``, if given, is held for the model
+    only: decoding runs outside it."""
     decoded = (decode_bytes(image, min_side=backbone.decode_size, max_pixels=max_pixels)
                if isinstance(image, bytes) else
                decode_file(image, min_side=backbone.decode_size, max_pixels=max_pixels))
-    return backbone.embed(backbone.preprocess(decoded.image)[None])[0]
+    with lock or nullcontext():
+        return backbone.embed(backbone.preprocess(decoded.image)[None])[0]
 
 
 # Threads reading from object storage: each spends most of its time waiting 20-50 ms for

@@ -159,8 +159,8 @@ class Service:
         if len(data) > self.max_upload_bytes:
             raise DecodeError(f"upload is larger than {self.max_upload_bytes:,} bytes")
         backbone = self.backbone()
-        with self._backbone_lock:
-            return embed_image(backbone, data, max_pixels=self.max_upload_pixels)
+        return embed_image(backbone, data, max_pixels=self.max_upload_pixels,
+                           lock=self._backbone_lock)
 
     def embed_text(self, text: str) -> np.ndarray:
         backbone = self.backbone()
