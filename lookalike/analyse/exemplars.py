@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..embed.base import l2_normalize
 from .clusters import pca_whitening
 
 CHUNK = 65_536
@@ -74,8 +75,8 @@ def assign_to_classes(
     pca = pca_whitening(fitted, dims) if dims >= MIN_PCA_DIMS else None
 
     def whitened(rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, dtype=np.float32)
-        return _normalised(pca.transform(rows) if pca is not None else rows)
+        # PCA.transform already returns unit rows
+        return pca.transform(rows) if pca is not None else l2_normalize(rows)
 
     chunks = range(0, n, CHUNK)
     width = dims if pca is not None else examples.shape[1]
@@ -89,7 +90,7 @@ def assign_to_classes(
             return whitened(vectors[chunk * CHUNK:(chunk + 1) * CHUNK])
     held = whitened(examples)
     weights = np.full(len(held), example_weight, dtype=np.float32)
-    centres = _normalised(np.stack([held[example_labels == c].mean(0)
+    centres = l2_normalize(np.stack([held[example_labels == c].mean(0)
                                     for c in range(n_classes)]))
     for _ in range(iterations):
         sums = np.zeros_like(centres)
@@ -97,7 +98,7 @@ def assign_to_classes(
         for chunk in range(len(chunks)):
             rows = rows_of(chunk)
             np.add.at(sums, (rows @ centres.T).argmax(axis=1), rows)
-        moved = _normalised(sums)
+        moved = l2_normalize(sums)
         if np.allclose(moved, centres, atol=1e-6):
             break
         centres = moved
@@ -114,7 +115,3 @@ def assign_to_classes(
         scores[start:start + CHUNK] = best
         margins[start:start + CHUNK] = best - second
     return ClassAssignment(labels, scores, margins, margins < min_margin)
-
-
-def _normalised(rows: np.ndarray) -> np.ndarray:
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
