@@ -51,8 +51,9 @@ def host_name(header: str) -> str:
     return value.rstrip(".")
 
 
-async def _refuse(send: Send, status: int, detail: str,
-                  headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+async def refuse(send: Send, status: int, detail: str,
+                 headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """Answer ``status`` with ``{"detail": detail}`` (and ``headers``), from a middleware."""
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"),
@@ -83,7 +84,7 @@ class LocalHostMiddleware:
             await send({"type": "websocket.close", "code": 1008})
             return
         shown = header if len(header) <= 100 else header[:100] + "..."
-        await _refuse(send, 403, (
+        await refuse(send, 403, (
             f"host {shown!r} is not served: this server listens on {self.bound} without a "
             "token and answers only requests to localhost, 127.0.0.1 or [::1] (a guard "
             "against DNS rebinding). Open it under one of those names, or start it with "
@@ -118,9 +119,9 @@ class TokenMiddleware:
             from_query[0] if from_query else None,
         ]
         if not any(self._matches(c) for c in candidates):
-            await _refuse(send, 401, "a token is required: open the page as /?token=TOKEN, "
-                          "or send Authorization: Bearer TOKEN",
-                          ((b"www-authenticate", b"Bearer"),))
+            await refuse(send, 401, "a token is required: open the page as /?token=TOKEN, "
+                         "or send Authorization: Bearer TOKEN",
+                         ((b"www-authenticate", b"Bearer"),))
             return
         if not self._matches(candidates[3]):
             await self.app(scope, receive, send)

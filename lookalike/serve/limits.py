@@ -11,13 +11,14 @@ A pure ASGI middleware wrapping ``receive``: it sees every body, whatever reads 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-CLOSE = {"connection": "close"}
+from .auth import refuse
+
+CLOSE = ((b"connection", b"close"),)
 
 
 class BodyTooLarge(HTTPException):
@@ -26,7 +27,7 @@ class BodyTooLarge(HTTPException):
     it into the same 413 as the middleware does."""
 
     def __init__(self, detail: str) -> None:
-        super().__init__(413, detail, headers=CLOSE)
+        super().__init__(413, detail, headers={"connection": "close"})
 
 
 def _too_large(error: BaseException) -> BodyTooLarge | None:
@@ -55,7 +56,7 @@ class BodyLimitMiddleware:
         declared = next((v for k, v in scope.get("headers", []) if k.lower() == b"content-length"),
                         None)
         if declared is not None and declared.strip().isdigit() and int(declared) > cap:
-            await _send_413(send, message)  # nothing read
+            await refuse(send, 413, message, CLOSE)  # nothing read
             return
         received = 0
         started = False
@@ -82,12 +83,5 @@ class BodyLimitMiddleware:
         except BaseException as error:
             if started or received <= cap or _too_large(error) is None:
                 raise
-            await _send_413(send, message)
+            await refuse(send, 413, message, CLOSE)
 
-
-async def _send_413(send: Send, message: str) -> None:
-    body = json.dumps({"detail": message}).encode()
-    await send({"type": "http.response.start", "status": 413, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
