@@ -411,13 +411,14 @@ class Store:
     def _recover(self) -> None:
         """Undo the traces of an interrupted writer and cut back a damaged embeddings file
         (see the module docstring); what was repaired is logged."""
-        referenced = {model.file for model in self.models()}
+        models = self.models()
+        referenced = {model.file for model in models}
         embeddings = self.directory / "embeddings"
         embeddings.mkdir(exist_ok=True)
         for path in embeddings.iterdir():  # an aborted compaction's file; nothing else
             if path.name not in referenced and _EMBEDDINGS_NAME.fullmatch(path.name):
                 path.unlink()
-        for model in self.models():
+        for model in models:
             path = embeddings / model.file
             committed = model.rows * model.dim * 2
             size = path.stat().st_size if path.exists() else None
