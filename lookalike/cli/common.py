@@ -171,7 +171,7 @@ def find_collection(db: Path | None, *hints: Path | None) -> Path:
     """The collection directory: ``--db``, else the first ``.lookalike`` found in a hint's
     folder or above it, else in the current directory or above it."""
     from ..collection import DEFAULT_DIRNAME, locate
-    from ..store import StoreError
+    from ..store import Store, StoreError
 
     if db is not None:
         return locate(db)
@@ -180,6 +180,6 @@ def find_collection(db: Path | None, *hints: Path | None) -> Path:
             continue
         start = Path(hint).expanduser().absolute()
         for folder in [start, *start.parents]:
-            if (folder / DEFAULT_DIRNAME / "catalogue.sqlite").is_file():
+            if (folder / DEFAULT_DIRNAME / Store.CATALOGUE).is_file():
                 return folder / DEFAULT_DIRNAME
     raise StoreError("no collection found here: pass --db DIR, or run lookalike index FOLDER")
