@@ -920,13 +920,14 @@ def _restore(db: sqlite3.Connection, path: str, journal: str) -> int:
 
 def _file_hash(path: Path) -> str | None:
     """The content hash the pipelines record (:func:`lookalike.decode.stream_hash`), or
-    None when the file cannot be read."""
-    from .decode import stream_hash
+    None when the file cannot be read or is no longer a regular file (a FIFO is never
+    waited on: :func:`lookalike.decode.open_file`)."""
+    from .decode import DecodeError, open_file, stream_hash
 
     try:
-        with open(path, "rb") as handle:
+        with open_file(path) as handle:
             return stream_hash(handle)
-    except OSError:
+    except (OSError, DecodeError):
         return None
 
 
