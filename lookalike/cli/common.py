@@ -139,12 +139,11 @@ def preprocess_options(values: list[str] | None) -> dict[str, dict[str, Any]]:
     options: dict[str, dict[str, Any]] = {}
     for value in values or []:
         spec, separator, text = value.partition("=")
-        if value.lstrip().startswith("{") or Path(value).is_file():
-            options["*"] = json_argument(value)
-        elif separator and spec.strip():
+        if separator and spec.strip() and not (value.lstrip().startswith("{")
+                                               or Path(value).is_file()):
             options[spec.strip()] = json_argument(text)
-        else:
-            raise ValueError(f"--preprocess: not JSON, not a file, not SPEC=JSON: {value}")
+        else:  # json_argument says what is wrong with anything else
+            options["*"] = json_argument(value)
     return options
 
 
