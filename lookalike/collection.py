@@ -693,7 +693,7 @@ class Collection:
         problems += self._indexes.check(record, self._transform_stamp(record),
                                         lambda: self.embedding_matrix(record), repair)
         for folder in sorted((self.directory / "index").glob(f"{record.key}.*knn*")):
-            if folder.is_dir() and not graph_intact(folder):
+            if folder.is_dir() and not folder.is_symlink() and not graph_intact(folder):
                 if repair:
                     shutil.rmtree(folder)
                 problems.append(Problem(f"the cached neighbour graph {folder.name} is damaged",

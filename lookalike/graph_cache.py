@@ -68,7 +68,7 @@ class GraphCache:
         for cached_k in cached_ks:
             folder = self.folder / f"{self.prefix}{cached_k}"
             try:
-                if GraphKey.read(folder) == key and graph_intact(folder):
+                if GraphKey.read(folder) == key and _intact_once(folder):
                     return np.load(folder / "file_ids.npy"), KnnGraph(
                         np.load(folder / "neighbours.npy", mmap_mode="r")[:, :k],
                         np.load(folder / "scores.npy", mmap_mode="r")[:, :k])
@@ -106,6 +106,25 @@ class GraphCache:
             shutil.rmtree(temporary, ignore_errors=True)
         (cache.parent / f"{cache.name}.npz").unlink(missing_ok=True)  # older versions' cache
         return graph
+
+
+_VERIFIED: set[tuple[object, ...]] = set()  # caches verified by this process, as on disk
+
+
+def _intact_once(folder: Path) -> bool:
+    """:func:`graph_intact`, read in full once per process for a cache as it is on disk:
+    every analysis served from the cache would otherwise checksum all of it (GBs at
+    scale) again. A rewrite or damage by a write changes the files' identity, so it is
+    checked afresh."""
+    files = [folder / name for name in (*_GRAPH_FILES, "checksums.json")]
+    identity = (str(folder), *((info.st_ino, info.st_size, info.st_mtime_ns)
+                               for info in map(os.stat, files)))
+    if identity in _VERIFIED:
+        return True
+    intact = graph_intact(folder)
+    if intact:
+        _VERIFIED.add(identity)
+    return intact
 
 
 def graph_intact(folder: Path) -> bool:
