@@ -10,7 +10,7 @@ The table below registers them, in the order ``--help`` lists them.
 
 from collections.abc import Callable
 
-from . import analyses, eval, files, index, search, serve
+from . import analyses, curate, eval, files, index, search, serve
 from .common import app, friendly_errors, parse_size
 
 commands: list[tuple[str, Callable[..., object]]] = [
@@ -21,6 +21,7 @@ commands: list[tuple[str, Callable[..., object]]] = [
     ("groups", analyses.groups),
     ("cluster", analyses.cluster),
     ("outliers", analyses.outliers),
+    ("suspects", curate.suspects),
     ("report", files.report),
     ("sort", files.sort_files),
     ("undo", files.undo),

@@ -1,0 +1,105 @@
+"""Dataset curation: ``suspects`` (images that look like another class than their label)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from .common import (
+    MAX_NEIGHBOURS,
+    DbOption,
+    JsonOption,
+    console,
+    find_collection,
+    friendly_errors,
+    print_json,
+)
+
+if TYPE_CHECKING:
+    from ..collection import Collection
+
+ClassFromOption = Annotated[str, typer.Option(
+    "--class-from", help="Which folder names an image's class when no --labels is given: "
+    "'top' (the first folder under the root) or 'parent' (the folder holding the file).")]
+
+
+def collection_labels(collection: Collection, paths: list[str], manifest: Path | None,
+                      class_from: str) -> list[str | None]:
+    """Each path's label: from a ``path,label`` manifest (paths relative to the manifest
+    or absolute), else from its folders."""
+    from ..correspondence import class_of
+
+    if manifest is None:
+        if class_from not in ("top", "parent"):
+            raise typer.BadParameter("--class-from is 'top' or 'parent'")
+        return [class_of(path, "top" if class_from == "top" else "parent") for path in paths]
+    from ..eval.datasets import load_labelled
+
+    labelled = load_labelled(manifest)
+    root = Path(str(collection.root)).resolve()
+    by_path: dict[str, str] = {}
+    for path, label in zip(labelled.paths, labelled.labels.tolist()):
+        absolute = (labelled.root / path).resolve()
+        if absolute.is_relative_to(root):
+            by_path[absolute.relative_to(root).as_posix()] = str(label)
+    if not by_path:
+        raise typer.BadParameter(f"no path of {manifest} is inside the collection's folder "
+                                 f"{root}", param_hint="--labels")
+    return [by_path.get(path) for path in paths]
+
+
+@friendly_errors
+def suspects(
+    db: DbOption = None,
+    labels: Annotated[Path | None, typer.Option(
+        "--labels", help="A CSV with 'path' and 'label' columns; default: class folders.")]
+    = None,
+    class_from: ClassFromOption = "top",
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=MAX_NEIGHBOURS,
+                                   help="Neighbours that vote on each image's class.")] = 10,
+    top: Annotated[int, typer.Option(min=1, help="How many suspects to list.")] = 20,
+    as_csv: Annotated[bool, typer.Option(
+        "--csv", help="CSV: rank,id,path,label,agreement,suggested,support")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Images whose nearest neighbours mostly carry another label: likely mislabelled."""
+    from ..analyse.label_noise import find_label_suspects
+    from ..collection import Collection
+
+    collection = Collection.open(find_collection(db))
+    file_ids, graph = collection.knn_graph(k)
+    paths = collection.paths(file_ids)
+    found = find_label_suspects(graph, collection_labels(collection, paths, labels, class_from),
+                                file_ids, paths, k=k)
+    if not len(found.ranking):
+        raise typer.BadParameter("no image has a label: put images in class folders or "
+                                 "pass --labels", param_hint="--labels")
+    if as_json:
+        print_json(found.to_dict(top))
+        return
+    rows = found.rows(top)
+    if as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    table = Table(title=f"{len(rows)} most suspect of {len(found.ranking)} labelled images "
+                  f"(agreement: share of the {k} neighbours' votes for the image's label)",
+                  title_justify="left")
+    for column in ("rank", "agreement", "label", "suggested", "path"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(str(row["rank"]), f"{row['agreement']:.2f}", str(row["label"]),
+                      f"{row['suggested']} ({row['support']:.2f})", row["path"])
+    console.print(table)
+    confused = sorted(((share, a, b) for a, row_ in found.confusion.items()
+                       for b, share in row_.items() if a != b and share > 0), reverse=True)
+    if confused:
+        console.print("Classes most often mistaken for another (share of the class's "
+                      "neighbour votes): " + ", ".join(
+                          f"{a} -> {b} {share:.2f}" for share, a, b in confused[:5]))

@@ -1,0 +1,75 @@
+"""``suspects`` on a planted labelled folder: the misfiled image is the first suspect."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from lookalike.cli import app
+
+from ..conftest import crop, flip, scene
+
+runner = CliRunner()
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def misfiled(tmp_path: Path) -> Path:
+    """Classes a (scene 0) and b (scene 1), four views each, and a crop of scene 0 filed
+    under b."""
+    folder = tmp_path / "classes"
+    for name, seed in (("a", 0), ("b", 1)):
+        (folder / name).mkdir(parents=True)
+        scene(seed).save(folder / name / "scene.jpg", quality=90)
+        crop(scene(seed)).save(folder / name / "crop.jpg", quality=90)
+        crop(scene(seed), 0.7).save(folder / name / "tight.jpg", quality=90)
+        flip(scene(seed)).save(folder / name / "flip.png")
+    crop(scene(0), 0.8).save(folder / "b" / "misfiled.jpg", quality=90)
+    assert invoke("index", folder, "--model", "classic").exit_code == 0
+    return folder
+
+
+def test_misfiled_image_is_the_first_suspect(tmp_path: Path) -> None:
+    folder = misfiled(tmp_path)
+    result = invoke("suspects", "--db", folder, "-k", 3, "--csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert rows[0]["path"] == "b/misfiled.jpg"
+    assert rows[0]["label"] == "b" and rows[0]["suggested"] == "a"
+    assert float(rows[0]["agreement"]) < 0.5
+    assert len(rows) == 9
+
+
+def test_json_has_the_confusion_table_and_labels_can_come_from_a_manifest(
+        tmp_path: Path) -> None:
+    folder = misfiled(tmp_path)
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text("path,label\n" + "".join(
+        f"classes/{name}/{file},{'a' if name == 'a' or file == 'misfiled.jpg' else 'b'}\n"
+        for name in "ab" for file in ("scene.jpg", "crop.jpg", "tight.jpg", "flip.png",
+                                      "misfiled.jpg") if (folder / name / file).exists()))
+    found = json.loads(invoke("suspects", "--db", folder, "-k", 3, "--json", "--top", 3,
+                              "--labels", manifest).stdout)
+    # with the right label the misfiled crop agrees with its neighbours
+    assert "b/misfiled.jpg" not in [s["path"] for s in found["suspects"][:1]]
+    assert found["labelled"] == 9 and len(found["suspects"]) == 3
+    assert found["confusion"]["a"]["a"] > found["confusion"]["a"]["b"]
+    by_folder = json.loads(invoke("suspects", "--db", folder, "-k", 3, "--json").stdout)
+    assert by_folder["suspects"][0]["path"] == "b/misfiled.jpg"
+
+
+def test_unlabelled_collection_is_a_clear_error(tmp_path: Path) -> None:
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for seed in range(3):
+        scene(seed).save(folder / f"{seed}.jpg")
+    assert invoke("index", folder, "--model", "classic").exit_code == 0
+    result = runner.invoke(app, ["suspects", "--db", str(folder)])
+    assert result.exit_code == 2
+    assert "no image has a label" in result.output
