@@ -154,15 +154,7 @@ def plan_sort(
     " (1)", " (2)"... before its extension, so no existing file is ever a target. A file
     that already sits in its folder (a second run) stays as it is.
     """
-    if mode not in MODES:
-        raise SortError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    remote = next((source for source in assignments if is_remote(source)), None)
-    if remote is not None:
-        raise SortError(f"sorting moves local files only; {remote} is on object storage: "
-                        "copy the images to a local folder first and index that")
-    root = Path(destination).expanduser().absolute()
-    if os.path.lexists(root) and not root.is_dir():
-        raise SortError(f"{root} exists and is not a folder")
+    root = _checked_destination(assignments, destination, mode)
     folders = _folder_names(assignments.values(), root)
     sources = {Path(source).expanduser().absolute(): folder
                for source, folder in assignments.items()}
@@ -176,6 +168,37 @@ def plan_sort(
         else:
             plan.moves.append(Move(source, _free_name(folder, source.name, taken)))
     return plan
+
+
+def plan_paths(targets: Mapping[Path, Path], destination: str | os.PathLike[str],
+               mode: str = "move") -> SortPlan:
+    """Each file to the path ``targets`` gives it, relative to ``destination`` (sub-folders
+    kept, as they are: no folder is renamed); a name already planned or on disk gets
+    " (1)", " (2)"... as in :func:`plan_sort`. Touches nothing."""
+    root = _checked_destination(targets, destination, mode)
+    plan = SortPlan([], mode, root)
+    taken: set[str] = set()
+    for source, target in sorted(targets.items(), key=lambda item: str(item[1])):
+        target = root / target
+        plan.moves.append(Move(Path(source).expanduser().absolute(),
+                               _free_name(target.parent, target.name, taken)))
+    return plan
+
+
+def _checked_destination(sources: Iterable[Path], destination: str | os.PathLike[str],
+                         mode: str) -> Path:
+    """``destination`` made absolute, once the mode, the sources (local files only) and
+    the destination (a folder, or nothing yet) are fine; else :class:`SortError`."""
+    if mode not in MODES:
+        raise SortError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    remote = next((source for source in sources if is_remote(source)), None)
+    if remote is not None:
+        raise SortError(f"sorting moves local files only; {remote} is on object storage: "
+                        "copy the images to a local folder first and index that")
+    root = Path(destination).expanduser().absolute()
+    if os.path.lexists(root) and not root.is_dir():
+        raise SortError(f"{root} exists and is not a folder")
+    return root
 
 
 def duplicate_assignments(groups: Iterable[tuple[str, Iterable[Path]]]) -> dict[Path, str]:
