@@ -22,6 +22,7 @@ commands: list[tuple[str, Callable[..., object]]] = [
     ("cluster", analyses.cluster),
     ("outliers", analyses.outliers),
     ("suspects", curate.suspects),
+    ("leakage", curate.leakage),
     ("report", files.report),
     ("sort", files.sort_files),
     ("undo", files.undo),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -103,3 +104,72 @@ def suspects(
         console.print("Classes most often mistaken for another (share of the class's "
                       "neighbour votes): " + ", ".join(
                           f"{a} -> {b} {share:.2f}" for share, a, b in confused[:5]))
+
+
+TIERS = ("exact", "edited", "similar")
+
+
+@friendly_errors
+def leakage(
+    db: DbOption = None,
+    splits: Annotated[Path | None, typer.Option(
+        "--splits", help="A CSV with 'path' and 'label' columns naming each file's split; "
+        "default: the first folder under the root (train/, val/, test/).")] = None,
+    tiers: Annotated[str, typer.Option(
+        help="Duplicate tiers that count as leakage, comma-separated: exact, edited, "
+        "similar.")] = "exact,edited,similar",
+    manifest: Annotated[Path | None, typer.Option(
+        "--manifest", help="Write a path,split CSV in which no duplicate group straddles "
+        "two splits (each group moved whole into the split holding most of it).")] = None,
+    as_csv: Annotated[bool, typer.Option(
+        "--csv", help="CSV: tier,score,split_a,id_a,path_a,split_b,id_b,path_b")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Duplicates that cross dataset splits (train/val/test), and a split without them."""
+    from ..analyse.leakage import find_leakage
+    from ..collection import Collection
+    from ..ownership import atomic_write
+    from .progress import stage_progress
+
+    wanted = {t.strip() for t in tiers.split(",") if t.strip()}
+    if not wanted or not wanted <= set(TIERS):
+        raise typer.BadParameter(f"tiers are {', '.join(TIERS)}", param_hint="--tiers")
+    collection = Collection.open(find_collection(db))
+    bar, update = stage_progress()
+    with bar:
+        report = collection.duplicates(progress=None if as_json or as_csv else update)
+    groups = [g for g in [*report.exact, *report.near, *getattr(report, "similar", [])]
+              if str(getattr(g, "tier", g.kind)).replace("near", "edited") in wanted]
+    split_of = collection_labels(collection, report.paths, splits, "top")
+    found = find_leakage(groups, split_of, report.file_ids, report.paths,
+                         priority=("train",))
+    if manifest is not None:
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=["path", "split"])
+        writer.writeheader()
+        writer.writerows(found.manifest())
+        atomic_write(manifest, text.getvalue())
+    if as_json:
+        print_json(found.to_dict())
+        return
+    if as_csv:
+        rows = found.rows()
+        out = csv.DictWriter(sys.stdout, fieldnames=["tier", "score", "split_a", "id_a",
+                                                     "path_a", "split_b", "id_b", "path_b"])
+        out.writeheader()
+        out.writerows(rows)
+        return
+    summary = found.to_dict()
+    table = Table(title=f"{len(found.pairs)} cross-split pairs in {len(found.straddling)} "
+                  f"duplicate groups", title_justify="left")
+    for column in ("tier", "score", "split", "file", "split", "file"):
+        table.add_column(column, overflow="fold")
+    for row in found.rows()[:50]:
+        table.add_row(row["tier"], f"{row['score']:.2f}", str(row["split_a"]), row["path_a"],
+                      str(row["split_b"]), row["path_b"])
+    console.print(table)
+    if len(found.pairs) > 50:
+        console.print(f"... and {len(found.pairs) - 50} more: --csv lists them all")
+    if manifest is not None:
+        console.print(f"split manifest without straddling groups: {manifest} "
+                      f"({summary['files_to_move']} files change split)")

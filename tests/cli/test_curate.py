@@ -73,3 +73,36 @@ def test_unlabelled_collection_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["suspects", "--db", str(folder)])
     assert result.exit_code == 2
     assert "no image has a label" in result.output
+
+
+def split_folder(tmp_path: Path) -> Path:
+    """train/ and test/ with three distinct scenes each; test/ also holds a train scene
+    saved again as PNG (same pixels: a leak) and train/ an exact copy of another train
+    scene (no leak)."""
+    folder = tmp_path / "data"
+    for split, seeds in (("train", (0, 1, 2)), ("test", (3, 4, 5))):
+        (folder / split).mkdir(parents=True)
+        for seed in seeds:
+            scene(seed).save(folder / split / f"scene{seed}.jpg", quality=92)
+    scene(1).save(folder / "test" / "leak.png")
+    (folder / "train" / "scene1.png").write_bytes((folder / "test" / "leak.png").read_bytes())
+    (folder / "train" / "copy2.jpg").write_bytes((folder / "train" / "scene2.jpg").read_bytes())
+    assert invoke("index", folder, "--model", "classic").exit_code == 0
+    return folder
+
+
+def test_leakage_lists_the_cross_split_copy_and_writes_a_clean_split(tmp_path: Path) -> None:
+    folder = split_folder(tmp_path)
+    out = tmp_path / "splits.csv"
+    result = invoke("leakage", "--db", folder, "--csv", "--manifest", out)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    # the same bytes as train/scene1.png, the same picture as the JPEG train/scene1.jpg
+    assert [(r["tier"], r["path_a"], r["path_b"]) for r in rows] == [
+        ("exact", "test/leak.png", "train/scene1.png"),
+        ("edited", "test/leak.png", "train/scene1.jpg")]
+    assert rows[0]["split_a"] == "test"
+    manifest = {r["path"]: r["split"] for r in csv.DictReader(out.open())}
+    assert manifest["test/leak.png"] == "train" and manifest["train/scene1.png"] == "train"
+    assert manifest["train/scene1.jpg"] == "train"
+    assert manifest["test/scene3.jpg"] == "test" and len(manifest) == 9
