@@ -133,7 +133,7 @@ def group_aware_splits(groups: Sequence[Sequence[int]], splits: Sequence[str | N
             merged.setdefault(root(member), []).append(member)
     fixed = list(splits)
     for members in merged.values():
-        present = Counter(splits[m] for m in set(members) if splits[m] is not None)
+        present = Counter(split for m in set(members) if (split := splits[m]) is not None)
         if len(present) < 2:
             continue
         most = max(present.values())
