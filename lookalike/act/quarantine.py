@@ -202,18 +202,23 @@ def _content_hash(path: Path) -> str | None:
 def describe(plan: QuarantinePlan) -> list[str]:
     """The plan in words: a summary line, then what is held back and why."""
     moves = plan.plan.moves
-    lines = [f"{len(moves)} file(s), {megabytes(plan.bytes)} to {plan.folder}" if moves
+    lines = [f"{len(moves)} file(s), {human_size(plan.bytes)} to {plan.folder}" if moves
              else "nothing to move to quarantine"]
     if plan.forced:
         lines.append(f"forced: {len(plan.forced)} group(s) in which every copy is marked "
                      "discard")
-    lines += [f"refused group {group.key}: {group.reason}" for group in plan.refused]
+    lines += [f"refused group {group.key} ({', '.join(group.paths)}): {group.reason}"
+              for group in plan.refused]
     lines += [f"skipped {item.path}: {item.reason}" for item in plan.skipped]
     return lines
 
 
-def megabytes(size: int) -> str:
-    return f"{size / 1e6:.1f} MB"
+def human_size(size: int) -> str:
+    """``48.2 MB``: bytes in decimal units, as file browsers show them."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
 
 
 def claim_folder(folder: Path) -> None:

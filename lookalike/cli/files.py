@@ -22,6 +22,7 @@ from .common import (
 if TYPE_CHECKING:
     from ..act.assign import ExampleSort
     from ..act.assign import Placement as ExamplePlacement
+    from ..act.quarantine import QuarantinePlan
     from ..store import Store
 
 
@@ -58,7 +59,9 @@ def report(
 
 @friendly_errors
 def sort_files(
-    to: Annotated[Path, typer.Option("--to", help="Destination folder for the sorted files.")],
+    to: Annotated[Path | None, typer.Option(
+        "--to", help="Destination folder for the sorted files (with --from-marks: the "
+        "quarantine folder, by default <photo folder>-duplicates beside it).")] = None,
     by: Annotated[str | None, typer.Option(
         "--by", help="clusters (one folder each), groups, or duplicates (copies beside "
         "their keeper's name; keepers stay).")] = None,
@@ -80,6 +83,12 @@ def sort_files(
     copy: Annotated[bool, typer.Option("--copy", help="Copy files (default).")] = False,
     move: Annotated[bool, typer.Option("--move", help="Move files (verified).")] = False,
     symlink: Annotated[bool, typer.Option("--symlink", help="Symlink files.")] = False,
+    from_marks: Annotated[bool, typer.Option(
+        "--from-marks", help="Move the copies marked discard in the duplicate review (lookalike "
+        "serve) to a quarantine folder, keeping their paths; nothing is deleted.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="--from-marks: also move the copies of a group in which every copy "
+        "is marked discard (refused otherwise).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
@@ -89,8 +98,17 @@ def sort_files(
              if chosen]
     if len(modes) > 1:
         raise ValueError("choose one of --copy, --move, --symlink")
+    if from_marks:
+        if by is not None or by_examples is not None or modes not in ([], ["move"]):
+            raise ValueError("--from-marks moves the files marked discard: it takes no --by, "
+                             "--by-examples, --copy or --symlink")
+        _sort_from_marks(to, force=force, dry_run=dry_run, db=db, as_json=as_json)
+        return
     if (by is None) == (by_examples is None):
-        raise ValueError("say how to sort: --by clusters|groups|duplicates, or --by-examples DIR")
+        raise ValueError("say how to sort: --by clusters|groups|duplicates, --by-examples DIR, "
+                         "or --from-marks")
+    if to is None:
+        raise ValueError("say where the sorted files go: --to FOLDER")
     from ..act.assign import by_examples as place_by_examples
     from ..act.assign import folders_by
     from ..act.follow import check_destination, describe_followed, follow_sort
@@ -149,6 +167,64 @@ def sort_files(
         raise typer.Exit(1)
 
 
+def _sort_from_marks(to: Path | None, *, force: bool, dry_run: bool, db: Path | None,
+                     as_json: bool) -> None:
+    """``sort --from-marks``: the review's discarded copies into quarantine."""
+    from ..act.assign import local_root
+    from ..act.follow import describe_followed
+    from ..act.quarantine import apply_quarantine, describe, human_size, plan_quarantine
+    from ..act.sort import describe_plan
+    from ..collection import Collection
+    from ..marks import MarkStore
+    from .progress import counted
+
+    collection = Collection.open(find_collection(db), writable=not dry_run)
+    with closing(collection), closing(MarkStore(collection.directory)) as marks:
+        files = {record.id: record for record in collection.files()}
+        planned = plan_quarantine(local_root(collection), files, marks.all(), to, force=force)
+        summary = describe(planned)
+        if dry_run:
+            if as_json:
+                print_json(_quarantine_json(planned))
+            else:
+                console.print("\n".join([*summary, *describe_plan(planned.plan)[1:]]),
+                              highlight=False)
+            return
+        with counted("[bold]quarantine", disable=as_json) as bar:
+            task = bar.add_task("move", total=len(planned.plan.moves))
+            result, followed = apply_quarantine(
+                planned, collection.store,
+                progress=lambda done, total: bar.update(task, completed=done))
+        moved = sum(planned.sizes.get(move.source, 0) for move in result.done)
+        if result.done:
+            marks.record_run(str(result.journal), str(planned.folder), len(result.done), moved)
+    if as_json:
+        print_json({**_quarantine_json(planned), "journal": result.journal,
+                    "done": len(result.done), "bytes_moved": moved,
+                    "failed": [[str(m.source), reason] for m, reason in result.failed],
+                    "collection": asdict(followed)})
+    else:
+        for line in summary[1:]:  # what was held back, and why
+            console.print(line, highlight=False)
+        console.print(f"moved {len(result.done)} file(s), {human_size(moved)} to "
+                      f"{planned.folder}; journal {result.journal} (undo: lookalike undo)",
+                      highlight=False)
+        for line in describe_followed(followed):
+            console.print(line, highlight=False)
+        for failed, reason in result.failed:
+            errors.print(f"[red]failed:[/] {failed.source}: {reason}", highlight=False)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def _quarantine_json(planned: QuarantinePlan) -> dict[str, object]:
+    return {"folder": str(planned.folder), "files": len(planned.plan.moves),
+            "bytes": planned.bytes,
+            "moves": [[str(m.source), str(m.destination)] for m in planned.plan.moves],
+            "refused": [asdict(group) for group in planned.refused],
+            "skipped": [asdict(item) for item in planned.skipped], "forced": planned.forced}
+
+
 def _placement_json(placement: ExamplePlacement) -> dict[str, object]:
     return {"path": str(placement.path), "class": placement.label, "folder": placement.folder,
             "score": round(placement.score, 4), "margin": round(placement.margin, 4),
@@ -177,6 +253,7 @@ def undo(
 ) -> None:
     """Undo a sort run exactly, from its journal (safe to run again)."""
     from ..act.follow import describe_followed, follow_undo
+    from ..act.quarantine import release_folder
     from ..act.sort import choose_journal, summarise_journal
     from ..act.sort import undo as undo_journal
 
@@ -188,6 +265,8 @@ def undo(
             return
     store = _moved_collection(journal) if summarise_journal(journal).mode == "move" else None
     result = undo_journal(journal)
+    if result.destination is not None:  # a quarantine folder left empty goes too
+        release_folder(result.destination)
     console.print(f"undone: {len(result.undone)} files restored from {journal}")
     if store is not None:
         with closing(store):
