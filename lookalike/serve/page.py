@@ -35,11 +35,31 @@ def render_page(service: Service) -> str:
     <span class="where" title="{escape(str(service.root))}">{escape(service.root.name)}</span>
     <span class="facts">{counts.get("ok", 0):,} images &middot; {counts.get("skipped", 0):,}
     skipped &middot; {model}</span></div>
-  <nav>{nav}</nav>
+  <nav aria-label="views">{nav}</nav>
 </header>
-<main id="view" aria-live="polite"></main>
+<main id="view"></main>
+<div id="status" class="visually-hidden" role="status" aria-live="polite"></div>
 <div id="tooltip" hidden></div>
-<script src="/static/app.js"></script>
+<script type="module" src="/static/app.js"></script>
+</body>
+</html>
+"""
+
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>lookalike API</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="/static/app.css">
+</head>
+<body>
+<main id="docs"><h1>lookalike API</h1>
+<p class="note">Every endpoint of this server, read from
+<a href="/openapi.json">/openapi.json</a> (the full OpenAPI schema).</p></main>
+<script type="module" src="/static/docs.js"></script>
 </body>
 </html>
 """

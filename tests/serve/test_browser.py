@@ -3,49 +3,24 @@ serving a real collection on 127.0.0.1. Skipped when chromium or playwright is m
 
 from __future__ import annotations
 
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from lookalike.serve import create_app
 from tests.conftest import crop, scene
+from tests.serve.browser import ARGS, CHROMIUM, serving, watch_errors
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium executable on PATH "
-                                "(apt-get install chromium)")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium executable on PATH (apt-get install chromium)")]
 
 
 @pytest.fixture(scope="module")
 def base_url(served_folder: Path) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(served_folder), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not server.started:
-        time.sleep(0.05)
-    assert httpx.get(f"{url}/api/stats").status_code == 200
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(served_folder) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +32,10 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser: object, tmp_path: Path) -> Iterator[object]:
+def page(browser: object) -> Iterator[object]:
     context = browser.new_context(viewport={"width": 1280, "height": 860})  # type: ignore[attr-defined]
     page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.problems = problems  # type: ignore[attr-defined]
+    page.problems = watch_errors(page)  # type: ignore[attr-defined]
     yield page
     context.close()
 
@@ -71,60 +43,157 @@ def page(browser: object, tmp_path: Path) -> Iterator[object]:
 def test_upload_ranks_its_duplicate_first(page: object, base_url: str, tmp_path: Path) -> None:
     page.goto(base_url)  # type: ignore[attr-defined]
     page.wait_for_selector("#gallery .tile img")
-    page.screenshot(path=str(tmp_path / "gallery.png"))
     page.click("nav a[data-view=search]")
     query = tmp_path / "query.jpg"
     crop(scene(5), 0.9).save(query, quality=85)
     page.set_input_files("#file-input", str(query))
     first = page.wait_for_selector("#results .tile[data-rank='1']")
     assert first.get_attribute("title") == "scene5.jpg"
-    page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
-    page.screenshot(path="/tmp/serve-shot-search.png", full_page=True)
-    # Open the hit: its neighbours are listed with scores.
+    assert page.title().startswith("Search · lookalike")
+    # Open the hit: its neighbours are listed with scores; Back shows the results again.
     first.click()
     page.wait_for_selector("#neighbours .tile[data-rank='1']")
     assert "·" in page.inner_text("#neighbours .tile[data-rank='1'] .caption")
+    page.go_back()
+    assert page.wait_for_selector("#results .tile[data-rank='1']").get_attribute(
+        "title") == "scene5.jpg"
     assert page.problems == []  # type: ignore[attr-defined]
 
 
-def test_duplicates_review_saves_a_mark(page: object, base_url: str, tmp_path: Path) -> None:
+def test_back_returns_to_the_place_in_the_gallery(page: object, base_url: str) -> None:
+    page.set_viewport_size({"width": 500, "height": 400})  # type: ignore[attr-defined]
+    page.goto(f"{base_url}/#gallery/path")  # type: ignore[attr-defined]
+    page.wait_for_selector("#gallery .tile img")
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    page.wait_for_timeout(400)  # the place is remembered once scrolling settles
+    place = page.evaluate("scrollY")
+    assert place > 100
+    last = page.query_selector_all("#gallery .tile")[-1]
+    name = last.get_attribute("title")
+    last.click()
+    page.wait_for_selector("#neighbours .tile")
+    page.go_back()
+    page.wait_for_selector(f"#gallery .tile[title='{name}']")
+    page.wait_for_function(f"Math.abs(scrollY - {place}) < 5")
+    assert page.eval_on_selector("#sort", "s => s.value") == "path"
+
+
+def test_a_slow_view_left_behind_does_not_paste_into_the_next(page: object,
+                                                             base_url: str) -> None:
+    """The map's answer arrives after the user has moved on to Outliers: it is dropped."""
+    layout = httpx.get(f"{base_url}/api/map", timeout=120).text
+    held: list[object] = []
+    page.route("**/api/map*", lambda route: held.append(route))  # type: ignore[attr-defined]
+    page.goto(f"{base_url}/#map")  # type: ignore[attr-defined]
+    page.wait_for_selector(".progress .stage")
+    assert "laying out" in page.inner_text(".progress .stage")
+    page.wait_for_function("document.querySelector('.progress .elapsed').textContent !== '0 s'")
+    page.click("nav a[data-view=outliers]")
+    page.wait_for_selector("#outliers .tile")
+    outliers = page.inner_html("#view")
+    assert len(held) == 1
+    try:  # the page has aborted the request; where it has not, the answer comes now
+        held[0].fulfill(status=200, content_type="application/json", body=layout)  # type: ignore[attr-defined]
+    except sync_api.Error:
+        pass
+    page.wait_for_timeout(500)
+    assert page.query_selector("#map") is None
+    assert page.inner_html("#view") == outliers
+    assert page.title().startswith("Outliers")
+    assert page.problems == []  # type: ignore[attr-defined]
+
+
+def test_review_keys_pick_the_keeper_and_save_it(page: object, base_url: str) -> None:
     page.goto(f"{base_url}/#duplicates")  # type: ignore[attr-defined]
-    group = page.wait_for_selector(".dup-group")
-    keeper = group.query_selector(".member.keeper")
-    assert keeper is not None and "suggested keeper" in keeper.inner_text()
-    assert keeper.query_selector("input[value=keep]").is_checked()
-    other = group.query_selector(".member:not(.keeper)")
-    other_id = int(other.get_attribute("data-id"))
-    other.query_selector("input[value='not-duplicate']").check()
-    group.query_selector("button.save").click()
-    page.wait_for_function("document.querySelector('.dup-group .saved').textContent === 'saved'")
-    page.screenshot(path=str(tmp_path / "duplicates.png"), full_page=True)
-    page.screenshot(path="/tmp/serve-shot.png", full_page=True)
-    marks = httpx.get(f"{base_url}/api/marks").json()["marks"]
-    assert {m["file_id"]: m["decision"] for m in marks}[other_id] == "not-duplicate"
+    group = page.wait_for_selector(".dup-group.current")
+    members = group.query_selector_all(".member")
+    suggested = group.query_selector(".member.suggested")
+    assert "suggested keeper" in suggested.inner_text()
+    assert "keep" in suggested.get_attribute("class").split()
+    # Keeping the second file: the green frame moves to it, the suggestion is discarded.
+    page.keyboard.press("2")
+    second = int(members[1].get_attribute("data-id"))
+    first = int(members[0].get_attribute("data-id"))
+    assert "keep" in members[1].get_attribute("class").split()
+    assert "discard" in members[0].get_attribute("class").split()
+    # Discarding the last kept file (the one just picked) is refused with a warning.
+    page.keyboard.press("d")
+    assert page.is_visible(".dup-group.current .warn")
+    assert "keep" in members[1].get_attribute("class").split()
+    page.wait_for_function("document.querySelector('.dup-group.current .saved')"
+                           ".textContent === 'saved'")
+    saved = httpx.get(f"{base_url}/api/marks").json()["marks"]
+    marks = {m["file_id"]: m["decision"] for m in saved}
+    assert marks[second] == "keep" and marks[first] == "discard"
+    # Reload: the choice is the server's now.
+    page.reload()
+    page.wait_for_selector(".dup-group.current")
+    assert "keep" in page.get_attribute(f".member[data-id='{second}']", "class").split()
+    assert page.problems == []  # type: ignore[attr-defined]
+
+
+def test_compare_zooms_both_sides_together(page: object, base_url: str) -> None:
+    page.goto(f"{base_url}/#duplicates")  # type: ignore[attr-defined]
+    page.wait_for_selector(".dup-group.current")
+    page.keyboard.press("c")
+    page.wait_for_selector("#compare-facts")
+    assert page.title().startswith("Compare")
+    transforms = page.eval_on_selector_all(".pane img", "imgs => imgs.map(i => i.style.transform)")
+    assert len(transforms) == 2 and transforms[0] == transforms[1] and "scale(1)" in transforms[0]
+    page.click("button[aria-label='zoom in']")
+    zoomed = page.eval_on_selector_all(".pane img", "imgs => imgs.map(i => i.style.transform)")
+    assert zoomed[0] == zoomed[1] and "scale(1.5)" in zoomed[0]
+    assert page.inner_text("#zoom-level") == "150 %"
+    assert "dimensions" in page.inner_text("#compare-facts")
+    page.click("#flicker")
+    assert page.get_attribute("#flicker", "aria-pressed") == "true"
+    assert len(page.query_selector_all(".pane[data-side=left] img")) == 2
+    page.go_back()
+    page.wait_for_selector(".dup-group.current")
     assert page.problems == []  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("view", ["gallery", "groups", "clusters", "outliers", "map"])
-def test_views_load_without_console_errors(page: object, base_url: str, tmp_path: Path,
-                                           view: str) -> None:
+def test_views_load_without_console_errors(page: object, base_url: str, view: str) -> None:
     page.goto(f"{base_url}/#{view}")  # type: ignore[attr-defined]
     page.wait_for_selector("#view .tile, #view canvas")
     page.wait_for_load_state("networkidle")
-    page.screenshot(path=str(tmp_path / f"{view}.png"), full_page=True)
-    if view == "map":
-        page.screenshot(path="/tmp/serve-shot-map.png")
+    assert page.query_selector("main[aria-live]") is None
+    assert page.title().lower().startswith(view)
     assert page.problems == []  # type: ignore[attr-defined]
 
 
-def test_phone_viewport(browser: object, base_url: str, tmp_path: Path) -> None:
+def test_docs_are_listed_offline(page: object, base_url: str) -> None:
+    external: list[str] = []
+    page.on("request", lambda r: external.append(r.url)  # type: ignore[attr-defined]
+            if not r.url.startswith(base_url) else None)
+    page.goto(f"{base_url}/docs")  # type: ignore[attr-defined]
+    page.wait_for_selector("section.endpoint")
+    assert "/api/duplicates" in page.inner_text("#docs")
+    assert external == []
+    assert page.problems == []  # type: ignore[attr-defined]
+
+
+def test_phone_viewport(browser: object, base_url: str) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 844},  # type: ignore[attr-defined]
                                   is_mobile=True, has_touch=True)
     page = context.new_page()
     page.goto(f"{base_url}/#duplicates")
-    page.wait_for_selector(".dup-group")
+    page.wait_for_selector(".dup-group.current")
     width = page.evaluate("document.documentElement.scrollWidth")
-    page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
-    page.screenshot(path="/tmp/serve-shot-phone.png", full_page=True)
+    header = page.eval_on_selector("header", "h => h.getBoundingClientRect().height")
+    targets = page.eval_on_selector_all(
+        ".dup-group button, .dup-group .bar a.button, .pager button, .review-bar button, "
+        "header nav a",
+        "nodes => nodes.filter(n => n.offsetParent).map(n => {"
+        " const r = n.getBoundingClientRect(); return [n.textContent, r.width, r.height]; })")
+    unlabelled = page.eval_on_selector_all(
+        "input, select", "nodes => nodes.filter(n => !n.labels?.length"
+        " && !n.getAttribute('aria-label')).map(n => n.outerHTML)")
     context.close()
     assert width <= 390  # nothing forces sideways scrolling of the whole page
+    assert header <= 60
+    assert len(targets) > 10
+    small = [t for t in targets if t[1] < 44 or t[2] < 44]
+    assert small == []
+    assert unlabelled == []

@@ -1,59 +1,21 @@
-// lookalike page: plain JS, no build step, no external requests.
-// Views are chosen by the URL hash (#gallery, #image/12, #duplicates, ...).
-"use strict";
+// lookalike page: plain JS modules, no build step, no external requests.
+// Views are chosen by the URL hash (#gallery, #image/12, #duplicates/40, ...). Each view
+// renders into its own element with its own AbortSignal: leaving a view cancels its
+// requests and drops answers still on their way, so a slow view never pastes into the next.
+import { compareView } from "./compare.js";
+import { mapView } from "./map.js";
+import { reviewView } from "./review.js";
+import {
+  api, el, bytes, grid, isStale, message, name, remember, spinner, tile,
+} from "./util.js";
 
 const view = document.getElementById("view");
 const tooltip = document.getElementById("tooltip");
+const siteTitle = document.title;
 let stats = null;
-let scrollObserver = null;
+let current = null; // the view on screen: { controller, saving }
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value === true ? "" : value);
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
-async function api(path, options = {}) {
-  const response = await fetch(path, options);
-  if (!response.ok) {
-    let detail = response.statusText;
-    try { detail = (await response.json()).detail; } catch (_) { /* not JSON */ }
-    throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
-  }
-  return response.json();
-}
-
-function bytes(n) {
-  const units = ["B", "KB", "MB", "GB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
-}
-
-function name(path) { return path.split("/").pop(); }
-
-function tile(image, caption = null, extra = {}) {
-  return el("a", { class: "tile", href: `#image/${image.id}`, title: image.path, ...extra },
-    el("img", { src: `${image.thumb}?size=256`, alt: name(image.path), loading: "lazy" }),
-    el("span", { class: "caption" }, caption ?? name(image.path)));
-}
-
-function message(text, kind = "note") { return el("p", { class: kind }, text); }
-
-function showError(error) { view.append(message(`Error: ${error.message}`, "error")); }
-
-function grid(images, caption) {
-  return el("div", { class: "grid" }, images.map((image) => tile(image, caption?.(image))));
-}
+history.scrollRestoration = "manual";
 
 function hitGrid(hits) {
   return el("div", { class: "grid" }, hits.map((hit) =>
@@ -61,82 +23,105 @@ function hitGrid(hits) {
 }
 
 // -- gallery with infinite scroll -----------------------------------------------------------
-function gallery(params = {}, title = "Gallery") {
-  const query = new URLSearchParams({ limit: "60", ...params });
+async function gallery(ctx, params = {}, title = "Gallery") {
+  ctx.title(title);
+  const query = new URLSearchParams(params);
   const container = el("div", { class: "grid", id: "gallery" });
   const sentinel = el("div", { class: "sentinel" }, "loading…");
-  const sort = el("select", { "aria-label": "sort", onchange: () => {
+  const sort = el("select", { id: "sort", onchange: () => {
     location.hash = `#gallery/${sort.value}`; } },
     ["id", "-id", "path", "-size", "size", "-resolution", "resolution"].map((s) =>
-      el("option", { value: s, selected: (params.sort || "id") === s }, `sort: ${s}`)));
-  view.append(el("div", { class: "bar" }, el("h1", {}, title), params.cluster || params.group
-    ? null : sort), container, sentinel);
+      el("option", { value: s, selected: (params.sort || "id") === s }, s)));
+  const sorter = params.cluster || params.group ? null
+    : el("label", { class: "inline" }, "sort by ", sort);
+  ctx.root.append(el("div", { class: "bar" }, el("h1", {}, title), sorter), container, sentinel);
   let offset = 0;
   let total = Infinity;
   let busy = false;
+  // Back to a gallery loads as many images as were shown, so its scroll place exists
+  let batch = Math.min(500, Math.max(60, ctx.saved.loaded || 0));
   async function more() {
-    if (busy || offset >= total) return;
+    if (busy || offset >= total || ctx.signal.aborted) return;
     busy = true;
     try {
       query.set("offset", String(offset));
-      const page = await api(`/api/images?${query}`);
+      query.set("limit", String(batch));
+      batch = 60;
+      const page = await api(`/api/images?${query}`, { signal: ctx.signal });
       total = page.total;
       offset += page.items.length;
       container.append(...page.items.map((image) => tile(image)));
       sentinel.textContent = offset >= total ? `${total.toLocaleString()} images` : "loading…";
-    } catch (error) { sentinel.textContent = `Error: ${error.message}`; total = 0; }
-    busy = false;
+      remember({ loaded: offset });
+    } catch (error) {
+      if (isStale(error)) return;
+      sentinel.textContent = `Error: ${error.message}`;
+      total = 0;
+    } finally { busy = false; }
     if (offset < total && sentinel.getBoundingClientRect().top < innerHeight + 600) more();
   }
-  scrollObserver = new IntersectionObserver((entries) => {
+  const observer = new IntersectionObserver((entries) => {
     if (entries.some((entry) => entry.isIntersecting)) more();
   }, { rootMargin: "600px" });
-  scrollObserver.observe(sentinel);
-  more();
+  observer.observe(sentinel);
+  ctx.signal.addEventListener("abort", () => observer.disconnect());
+  await more();
 }
 
 // -- one image and its neighbours -----------------------------------------------------------
-async function imageView(id) {
-  const image = await api(`/api/images/${id}`);
+async function imageView(ctx, id) {
+  const image = await api(`/api/images/${id}`, { signal: ctx.signal });
+  ctx.title(name(image.path));
   const facts = el("dl", { class: "facts" },
     el("dt", {}, "path"), el("dd", {}, image.path),
     el("dt", {}, "size"), el("dd", {}, `${image.width ?? "?"} × ${image.height ?? "?"} px, ` +
       `${bytes(image.size)}, ${image.format ?? "?"}`),
     image.reason ? [el("dt", {}, "skipped"), el("dd", {}, image.reason)] : null);
-  const k = el("input", { type: "number", min: 1, max: 200, value: 12, "aria-label": "k" });
+  const k = el("input", { type: "number", min: 1, max: 200, value: 12, id: "k" });
   const results = el("div", { id: "neighbours" });
   async function load() {
-    results.replaceChildren(message("searching…"));
+    results.replaceChildren(spinner("searching…"));
     try {
-      const found = await api(`/api/images/${id}/similar?k=${k.value}`);
+      const found = await api(`/api/images/${id}/similar?k=${k.value}`, { signal: ctx.signal });
       results.replaceChildren(found.hits.length ? hitGrid(found.hits) : message("no neighbours"));
-    } catch (error) { results.replaceChildren(message(error.message, "error")); }
+    } catch (error) {
+      if (!isStale(error)) results.replaceChildren(message(error.message, "error"));
+    }
   }
-  view.append(
+  ctx.root.append(
     el("div", { class: "detail" },
       el("a", { href: image.url, target: "_blank", rel: "noopener" },
         el("img", { class: "large", src: `${image.thumb}?size=640`, alt: name(image.path) })),
       el("div", {}, el("h1", {}, name(image.path)), facts,
         el("p", {}, el("a", { href: image.url, target: "_blank", rel: "noopener" },
           "open original")))),
-    el("div", { class: "bar" }, el("h2", {}, "Most similar"), k,
+    el("div", { class: "bar" }, el("h2", {}, "Most similar"),
+      el("label", { class: "inline", for: "k" }, "how many"), k,
       image.status === "ok" ? el("button", { onclick: load, id: "search-from" },
         "Search from this image") : null),
     results);
-  if (image.status === "ok") load();
+  if (image.status === "ok") await load();
   else results.append(message("This file is not embedded, so it has no neighbours."));
 }
 
 // -- search by a new image or by text -------------------------------------------------------
-function searchView() {
+function searchView(ctx) {
+  ctx.title("Search");
   const results = el("div", { id: "results" });
   const preview = el("img", { class: "preview", alt: "query", hidden: true });
+  function show(label, hits) {
+    results.replaceChildren(message(`results for ${label}`),
+      hits.length ? hitGrid(hits) : message("no results"));
+  }
   async function run(request, label) {
-    results.replaceChildren(message(`searching for ${label}…`));
+    results.replaceChildren(spinner(`searching for ${label}…`));
     try {
-      const found = await api("/api/search", request);
-      results.replaceChildren(found.hits.length ? hitGrid(found.hits) : message("no results"));
-    } catch (error) { results.replaceChildren(message(error.message, "error")); }
+      const found = await api("/api/search", { ...request, signal: ctx.signal });
+      show(label, found.hits);
+      remember({ search: { label, hits: found.hits } }); // Back from a hit shows them again
+    } catch (error) {
+      if (!isStale(error)) results.replaceChildren(message(error.message, "error"));
+    }
   }
   function searchFile(file) {
     if (!file) return;
@@ -158,18 +143,20 @@ function searchView() {
     drop.classList.remove("over");
     searchFile(event.dataTransfer.files[0]);
   });
-  view.append(el("h1", {}, "Search"), drop);
+  ctx.root.append(el("h1", {}, "Search"), drop);
   if (stats?.text_search) {
     const text = el("input", { type: "search", placeholder: "describe an image…", id: "text" });
-    view.append(el("form", { class: "bar", onsubmit: (event) => {
+    ctx.root.append(el("form", { class: "bar", onsubmit: (event) => {
       event.preventDefault();
       if (text.value.trim()) {
         run({ method: "POST", headers: { "content-type": "application/json" },
           body: JSON.stringify({ text: text.value, k: 24 }) }, `“${text.value}”`);
       }
-    } }, text, el("button", { type: "submit" }, "Search text")));
+    } }, el("label", { for: "text", class: "inline" }, "text"), text,
+    el("button", { type: "submit" }, "Search text")));
   }
-  view.append(preview, results);
+  ctx.root.append(preview, results);
+  if (ctx.saved.search) show(ctx.saved.search.label, ctx.saved.search.hits);
 }
 
 document.addEventListener("paste", (event) => {
@@ -185,75 +172,26 @@ document.addEventListener("paste", (event) => {
   }, 50);
 });
 
-// -- duplicates review ---------------------------------------------------------------------
-async function duplicatesView() {
-  view.append(el("div", { class: "bar" }, el("h1", {}, "Duplicates"),
-    el("a", { href: "/api/marks.csv", download: "marks.csv" }, "export marks (CSV)")),
-  message("Keeper preselected (most pixels, then largest file). Marks are only recorded: " +
-    "no file is ever deleted or moved by this page."));
-  const status = message("finding duplicates… (first time on a large collection: minutes)");
-  view.append(status);
-  const page = await api("/api/duplicates?limit=200");
-  status.textContent = `${page.total} groups (candidate cosine ${page.threshold.toFixed(3)}, ` +
-    `${page.verified ? "verified" : "not verified"})`;
-  for (const group of page.groups) view.append(duplicateGroup(group));
-}
-
-function duplicateGroup(group) {
-  const choices = new Map();
-  const saved = el("span", { class: "saved" });
-  const members = group.members.map((member) => {
-    const image = member.image;
-    const initial = member.mark ?? (member.keeper ? "keep" : "discard");
-    choices.set(image.id, initial);
-    const options = ["keep", "discard", "not-duplicate"].map((decision) =>
-      el("label", {}, el("input", { type: "radio", name: `mark-${group.key}-${image.id}`,
-        value: decision, checked: decision === initial,
-        onchange: () => { choices.set(image.id, decision); saved.textContent = "unsaved"; } }),
-      decision));
-    return el("figure", { class: member.keeper ? "member keeper" : "member",
-      "data-id": image.id },
-      el("a", { href: `#image/${image.id}` },
-        el("img", { src: `${image.thumb}?size=256`, alt: name(image.path), loading: "lazy" })),
-      el("figcaption", {},
-        el("div", { class: "path", title: image.path }, image.path),
-        el("div", {}, `${image.width} × ${image.height} · ${bytes(image.size)}` +
-          (member.keeper ? " · suggested keeper" : ` · ${member.score.toFixed(3)}`)),
-        el("div", { class: "choices" }, options)));
-  });
-  async function save() {
-    saved.textContent = "saving…";
-    try {
-      const marks = [...choices].map(([id, decision]) => ({ file_id: id, decision,
-        group: group.key }));
-      await api("/api/marks", { method: "POST", headers: { "content-type": "application/json" },
-        body: JSON.stringify({ marks }) });
-      saved.textContent = "saved";
-    } catch (error) { saved.textContent = `not saved: ${error.message}`; }
-  }
-  return el("section", { class: "dup-group", "data-key": group.key },
-    el("div", { class: "bar" }, el("h2", {}, `${group.kind} · ${group.members.length} files`),
-      el("button", { onclick: save, class: "save" }, "Save marks"), saved),
-    el("div", { class: "side-by-side" }, members));
-}
-
 // -- groups, clusters, outliers ------------------------------------------------------------
-async function groupsView(given = "") {
+async function groupsView(ctx, given = "") {
+  ctx.title("Groups");
   // no threshold: the server's default, calibrated for the collection's model
   const input = el("input", { type: "number", step: "0.01", min: "0.01", max: "1",
-    value: given, placeholder: "calibrated", "aria-label": "threshold" });
-  view.append(el("form", { class: "bar", onsubmit: (event) => {
+    value: given, placeholder: "calibrated", id: "threshold" });
+  const progress = spinner("grouping…");
+  ctx.root.append(el("form", { class: "bar", onsubmit: (event) => {
     event.preventDefault(); location.hash = `#groups/${input.value}`; } },
-  el("h1", {}, "Groups"), el("label", {}, "cosine ≥ ", input),
-  el("button", { type: "submit" }, "Group")));
+  el("h1", {}, "Groups"), el("label", { for: "threshold", class: "inline" }, "cosine ≥"), input,
+  el("button", { type: "submit" }, "Group")), progress);
   const query = given ? `threshold=${encodeURIComponent(given)}&` : "";
-  const page = await api(`/api/groups?${query}limit=200`);
+  const page = await api(`/api/groups?${query}limit=200`, { signal: ctx.signal });
   const threshold = page.threshold === null ? "" : String(page.threshold);
   if (!given) input.value = threshold;
-  view.append(message(`${page.total} groups at cosine ≥ ${threshold}` +
-    (page.calibrated ? " (calibrated for this collection's model)" : "")));
+  progress.replaceWith(message(`${page.total} groups at cosine ≥ ${threshold}` +
+    (page.calibrated ? " (calibrated for this collection's model)" : "") +
+    (page.total > page.groups.length ? `; the largest ${page.groups.length} shown` : "")));
   for (const group of page.groups) {
-    view.append(el("section", { class: "set" }, el("div", { class: "bar" },
+    ctx.root.append(el("section", { class: "set" }, el("div", { class: "bar" },
       el("h2", {}, `group ${group.number}: ${group.size} images, mean cosine ` +
         group.mean_similarity.toFixed(3)),
       el("a", { href: `#gallery-group/${group.number}/${given}` }, "all members")),
@@ -261,107 +199,86 @@ async function groupsView(given = "") {
   }
 }
 
-async function clustersView() {
-  view.append(el("h1", {}, "Clusters"), message("clustering…"));
-  const result = await api("/api/clusters");
-  view.lastChild.textContent = `${result.k} clusters (k chosen automatically)`;
+async function clustersView(ctx) {
+  ctx.title("Clusters");
+  const progress = spinner("clustering…");
+  ctx.root.append(el("h1", {}, "Clusters"), progress);
+  const result = await api("/api/clusters", { signal: ctx.signal });
+  progress.replaceWith(message(`${result.k} clusters (k chosen automatically)`));
   for (const cluster of result.clusters) {
-    view.append(el("section", { class: "set" }, el("div", { class: "bar" },
+    ctx.root.append(el("section", { class: "set" }, el("div", { class: "bar" },
       el("h2", {}, `cluster ${cluster.cluster}: ${cluster.size} images`),
       el("a", { href: `#gallery-cluster/${cluster.cluster}` }, "all members")),
     grid(cluster.members, (image) => image.id === cluster.medoid?.id ? "medoid" : null)));
   }
 }
 
-async function outliersView() {
-  view.append(el("h1", {}, "Outliers"), message("scoring…"));
-  const result = await api("/api/outliers?fraction=0.05");
-  view.lastChild.textContent = `the ${result.items.length} least typical of ` +
-    `${result.total} images (local outlier factor; ~1 is typical)`;
-  view.append(el("div", { class: "grid" }, result.items.map((item) =>
+async function outliersView(ctx) {
+  ctx.title("Outliers");
+  const progress = spinner("scoring how typical each image is…");
+  ctx.root.append(el("h1", {}, "Outliers"), progress);
+  const result = await api("/api/outliers?fraction=0.05", { signal: ctx.signal });
+  progress.replaceWith(message(`the ${result.items.length} least typical of ` +
+    `${result.total} images (local outlier factor; ~1 is typical)`));
+  ctx.root.append(el("div", { class: "grid", id: "outliers" }, result.items.map((item) =>
     tile(item.image, `#${item.rank} · ${item.score.toFixed(2)}`))));
 }
 
-// -- the 2-D map ---------------------------------------------------------------------------
-async function mapView() {
-  view.append(el("h1", {}, "Map"), message("laying out…"));
-  const data = await api("/api/map");
-  view.lastChild.textContent = `${data.points.length} images (${data.method}); nearby points ` +
-    "look alike. Hover for a thumbnail, click to open.";
-  const canvas = el("canvas", { id: "map" });
-  view.append(canvas);
-  const ratio = devicePixelRatio || 1;
-  const width = canvas.clientWidth;
-  const height = Math.min(width, innerHeight * 0.75);
-  canvas.width = width * ratio;
-  canvas.height = height * ratio;
-  canvas.style.height = `${height}px`;
-  const context = canvas.getContext("2d");
-  context.scale(ratio, ratio);
-  const pad = 12;
-  const xy = data.points.map((p) => [pad + p.x * (width - 2 * pad), pad + p.y * (height - 2 * pad)]);
-  data.points.forEach((point, i) => {
-    context.fillStyle = `hsl(${(point.cluster * 137.5) % 360} 65% 45%)`;
-    context.beginPath();
-    context.arc(xy[i][0], xy[i][1], data.points.length > 5000 ? 1.5 : 4, 0, 2 * Math.PI);
-    context.fill();
-  });
-  function nearest(event) {
-    const box = canvas.getBoundingClientRect();
-    const x = event.clientX - box.left;
-    const y = event.clientY - box.top;
-    let best = -1;
-    let bestDistance = 144;
-    xy.forEach(([px, py], i) => {
-      const distance = (px - x) ** 2 + (py - y) ** 2;
-      if (distance < bestDistance) { best = i; bestDistance = distance; }
-    });
-    return best;
-  }
-  canvas.addEventListener("mousemove", (event) => {
-    const i = nearest(event);
-    if (i < 0) { tooltip.hidden = true; return; }
-    const id = data.points[i].id;
-    if (tooltip.dataset.id !== String(id)) {
-      tooltip.replaceChildren(el("img", { src: `/thumb/${id}?size=160`, alt: `image ${id}` }));
-      tooltip.dataset.id = String(id);
-    }
-    tooltip.style.left = `${event.pageX + 14}px`;
-    tooltip.style.top = `${event.pageY + 14}px`;
-    tooltip.hidden = false;
-  });
-  canvas.addEventListener("mouseleave", () => { tooltip.hidden = true; });
-  canvas.addEventListener("click", (event) => {
-    const i = nearest(event);
-    if (i >= 0) location.hash = `#image/${data.points[i].id}`;
-  });
-}
-
 // -- routing -------------------------------------------------------------------------------
+const ROUTES = {
+  image: (ctx, id) => imageView(ctx, Number(id)),
+  search: (ctx) => searchView(ctx),
+  duplicates: (ctx, position) => reviewView(ctx, Number(position) || 0),
+  compare: (ctx, a, b, key) => compareView(ctx, Number(a), Number(b), key),
+  groups: (ctx, threshold) => groupsView(ctx, threshold || ""),
+  clusters: (ctx) => clustersView(ctx),
+  outliers: (ctx) => outliersView(ctx),
+  map: (ctx) => mapView(ctx, tooltip),
+  "gallery-cluster": (ctx, n) => gallery(ctx, { cluster: n }, `Cluster ${n}`),
+  "gallery-group": (ctx, n, threshold) => gallery(ctx,
+    threshold ? { group: n, threshold } : { group: n }, `Group ${n}`),
+  gallery: (ctx, sort) => gallery(ctx, sort ? { sort } : {}),
+};
+
 async function route() {
-  scrollObserver?.disconnect();
+  current?.controller.abort();
+  const controller = new AbortController();
+  const saved = { ...(history.state || {}) }; // read before this view's own updates
+  const root = el("div", { class: "view" });
+  const ctx = {
+    root, saved, signal: controller.signal, stats,
+    title: (text) => { document.title = `${text} · ${siteTitle}`; },
+  };
+  current = { controller, saving: false };
   tooltip.hidden = true;
-  view.replaceChildren();
-  const [name = "gallery", ...args] = location.hash.slice(1).split("/");
+  view.replaceChildren(root);
+  const [viewName = "gallery", ...args] = location.hash.slice(1).split("/").map(decodeURIComponent);
+  const known = viewName in ROUTES ? viewName : "gallery";
   for (const link of document.querySelectorAll("nav a")) {
-    link.classList.toggle("active", name.startsWith(link.dataset.view));
+    const match = known === link.dataset.view || (known === "compare"
+      && link.dataset.view === "duplicates") || known.startsWith(`${link.dataset.view}-`);
+    link.classList.toggle("active", match);
+    if (match) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
   }
   try {
-    if (name === "image") await imageView(Number(args[0]));
-    else if (name === "search") searchView();
-    else if (name === "duplicates") await duplicatesView();
-    else if (name === "groups") await groupsView(args[0] || "");
-    else if (name === "clusters") await clustersView();
-    else if (name === "outliers") await outliersView();
-    else if (name === "map") await mapView();
-    else if (name === "gallery-cluster") gallery({ cluster: args[0] }, `Cluster ${args[0]}`);
-    else if (name === "gallery-group") {
-      gallery(args[1] ? { group: args[0], threshold: args[1] } : { group: args[0] },
-        `Group ${args[0]}`);
-    } else gallery(args[0] ? { sort: args[0] } : {});
-  } catch (error) { showError(error); }
-  window.scrollTo(0, 0);
+    await ROUTES[known](ctx, ...(viewName in ROUTES ? args : []));
+  } catch (error) {
+    if (isStale(error)) return;
+    root.append(message(`Error: ${error.message}`, "error"));
+  }
+  if (controller.signal.aborted) return;
+  window.scrollTo(0, saved.scrollY || 0);
+  current.saving = true; // from here on, scrolling is this entry's place
 }
 
-window.addEventListener("hashchange", route);
+let scrollTimer = 0;
+window.addEventListener("scroll", () => {
+  clearTimeout(scrollTimer);
+  const entry = current;
+  scrollTimer = setTimeout(() => {
+    if (entry === current && entry?.saving) remember({ scrollY: Math.round(scrollY) });
+  }, 150);
+}, { passive: true });
+window.addEventListener("hashchange", () => { clearTimeout(scrollTimer); route(); });
 api("/api/stats").then((s) => { stats = s; }).catch(() => {}).finally(route);
