@@ -86,7 +86,10 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
                   description=f"Images in {service.root}: similarity search, duplicates, "
                   "groups, clusters, outliers. Read-only: the server never deletes or moves "
                   "a file; duplicate-review marks are only recorded.",
-                  exception_handlers=EXCEPTION_HANDLERS)
+                  exception_handlers=EXCEPTION_HANDLERS,
+                  # Swagger UI and ReDoc load their assets from a CDN: /docs is a local
+                  # page instead (routes/page.py)
+                  docs_url=None, redoc_url=None)
     app.state.service = service
     app.router.add_event_handler("shutdown", service.close)
     # the last added runs first: the host check, the token, then the body cap
