@@ -27,7 +27,7 @@ from ..embed import ModelUnavailable
 from ..store import StoreError
 from .auth import LocalHostMiddleware, TokenMiddleware, is_loopback
 from .limits import BodyLimitMiddleware
-from .routes import ROUTERS
+from .routes import ROUTERS, review
 from .service import MAX_BODY_BYTES, NotServed, Service
 
 STATIC = Path(__file__).parent / "static"
@@ -84,8 +84,9 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
     app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False},
                   title="lookalike", version="0.1.0",
                   description=f"Images in {service.root}: similarity search, duplicates, "
-                  "groups, clusters, outliers. Read-only: the server never deletes or moves "
-                  "a file; duplicate-review marks are only recorded.",
+                  "groups, clusters, outliers, and a duplicate review. The server never "
+                  "deletes a file; applying the review moves the copies marked discard to "
+                  "a quarantine folder (undoable).",
                   exception_handlers=EXCEPTION_HANDLERS,
                   # Swagger UI and ReDoc load their assets from a CDN: /docs is a local
                   # page instead (routes/page.py)
@@ -102,5 +103,6 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
     # The areas' routes join the app's own table rather than being include_router'ed:
     # FastAPI 0.165 sends every request through each included router (version checks,
     # context merging), 40 % more Python calls on the event loop per /similar.
-    app.router.routes.extend(route for router in ROUTERS for route in router.routes)
+    app.router.routes.extend(route for router in [*ROUTERS, review.router]
+                             for route in router.routes)
     return app

@@ -76,6 +76,9 @@ class DuplicateMember(BaseModel):
 class DuplicateGroup(BaseModel):
     key: str = Field(description="stable key of the group: its sorted member ids")
     kind: Literal["exact", "near"]
+    tier: str | None = Field(None, description="how sure the finder is: exact, edited "
+                             "(an edited copy) or similar (a similar shot), where it says")
+    reviewed: bool = Field(False, description="the review marked this group as done")
     keeper: int
     members: list[DuplicateMember]
 
@@ -174,3 +177,115 @@ class MarkList(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+class ReviewPlanIn(BaseModel):
+    """Body of POST /api/review/plan and /api/review/apply (optional)."""
+
+    force: bool = Field(False, description="also move the copies of a group in which every "
+                        "copy is marked discard (refused otherwise)")
+
+
+class QuarantineMove(BaseModel):
+    id: int | None = Field(description="the image's id, while the catalogue lists it")
+    path: str = Field(description="where it is, inside the photo folder")
+    destination: str = Field(description="where it goes (absolute)")
+    size: int = Field(description="bytes it frees (0 for a link)")
+
+
+class RefusedGroup(BaseModel):
+    key: str
+    reason: str
+    paths: list[str] = Field(description="its files marked discard, which stay")
+
+
+class SkippedFile(BaseModel):
+    path: str
+    reason: str
+
+
+class ReviewPlan(BaseModel):
+    folder: str = Field(description="the quarantine folder, beside the photo folder")
+    files: int
+    bytes: int = Field(description="bytes the moves free in the photo folder")
+    moves: list[QuarantineMove]
+    refused: list[RefusedGroup]
+    skipped: list[SkippedFile]
+    forced: list[str] = Field(description="keys of all-discard groups moved because forced")
+
+
+class FollowedChanges(BaseModel):
+    renamed: int
+    departed: int = Field(description="files that left the collection (quarantined)")
+    restored: int = Field(description="files back in the collection (undone)")
+
+
+class FailedFile(BaseModel):
+    path: str
+    reason: str
+
+
+class ReviewApplied(BaseModel):
+    journal: str = Field(description="the run's journal (its file name)")
+    folder: str
+    done: int = Field(description="files moved to quarantine")
+    bytes: int = Field(description="bytes freed in the photo folder")
+    failed: list[FailedFile] = Field(description="not moved (each put back as it was)")
+    refused: list[RefusedGroup]
+    skipped: list[SkippedFile]
+    collection: FollowedChanges
+
+
+class ReviewUndone(BaseModel):
+    journal: str
+    undone: int = Field(description="files back where they were")
+    kept: list[FailedFile] = Field(description="left in quarantine on purpose, and why")
+    failed: list[FailedFile]
+    collection: FollowedChanges
+
+
+class ReviewRun(BaseModel):
+    journal: str
+    folder: str
+    files: int
+    bytes: int
+    applied_at: float
+    undone: bool = Field(description="every file of the run is back")
+
+
+class ReviewStatus(BaseModel):
+    reviewed: int = Field(description="groups marked reviewed")
+    total: int = Field(description="duplicate groups")
+    files_to_move: int = Field(description="files marked discard that would move now")
+    bytes_to_free: int = Field(description="their bytes (by the catalogue's sizes)")
+    refused: int = Field(description="groups in which every copy is marked discard")
+    last_run: ReviewRun | None = Field(description="the last review applied")
+
+
+class ReviewGroupIn(BaseModel):
+    reviewed: bool = True
+    decision: Literal["keep-all", "not-duplicates"] | None = Field(
+        None, description="keep-all: every copy marked keep; not-duplicates: every one "
+        "marked not-duplicate; null: the group's marks as they are")
+
+
+class ReviewGroupState(BaseModel):
+    key: str
+    reviewed: bool
+    decision: Literal["keep-all", "not-duplicates"] | None
+    marks: dict[int, Decision] = Field(description="image id -> its decision")
+
+
+class AcceptSuggestionsIn(BaseModel):
+    tiers: list[Literal["exact", "edited"]] = Field(
+        ["exact", "edited"], min_length=1, description="the tiers whose suggestions are "
+        "accepted; similar shots never are")
+    threshold: float | None = Field(None, ge=-1, le=1)
+    verify: bool = True
+
+
+class AcceptedSuggestions(BaseModel):
+    groups: int = Field(description="groups marked: keeper keep, the others discard, reviewed")
+    files: int = Field(description="files marked")
+    passed_over: int = Field(description="unreviewed groups of those tiers left as they are "
+                             "because some of their files were already marked")

@@ -3,6 +3,7 @@ clusters, outliers and the 2-D map."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
@@ -24,6 +25,33 @@ def clusters_or_422(service: Service, k: int | str) -> tuple[np.ndarray, Any]:
         raise HTTPException(422, f"no clusters: {error}") from None
 
 
+@dataclass(frozen=True)
+class ListedGroup:
+    """A duplicate group as the review sees it: catalogue ids, keeper first as found."""
+
+    group: Any  # the finder's DuplicateGroup
+    ids: list[int]
+    keeper: int
+
+    @property
+    def key(self) -> str:
+        """The group's stable key: its sorted member ids joined by ``-``."""
+        return "-".join(str(i) for i in sorted(self.ids))
+
+
+def listed_duplicates(service: Service, threshold: float | None, verify: bool
+                      ) -> tuple[Any, list[ListedGroup]]:
+    """The duplicate report and its groups none of whose files is gone since, in order."""
+    report = service.duplicates(threshold, verify)
+    by_id = service.files().by_id
+    listed = []
+    for group in report.exact + report.near:
+        ids = [int(report.file_ids[m]) for m in group.members]
+        if all(i in by_id for i in ids):
+            listed.append(ListedGroup(group, ids, int(report.file_ids[group.keeper])))
+    return report, listed
+
+
 @router.get("/api/duplicates", response_model=schemas.DuplicatePage)
 def duplicates(
     service: ServiceDep,
@@ -32,22 +60,18 @@ def duplicates(
     threshold: Annotated[float | None, Query(ge=-1, le=1)] = None,
     verify: bool = True,
 ) -> schemas.DuplicatePage:
-    report = service.duplicates(threshold, verify)
+    report, listed = listed_duplicates(service, threshold, verify)
     table = service.files()
     marks = service.marks.decisions(table.by_id)
-    listed = []  # groups none of whose files is gone since
-    for group in report.exact + report.near:
-        ids = [int(report.file_ids[m]) for m in group.members]
-        if all(i in table.by_id for i in ids):
-            listed.append((group, ids))
+    reviewed = service.marks.reviewed()
     page = [schemas.DuplicateGroup(  # models for this page only
-        key="-".join(str(i) for i in sorted(ids)), kind=group.kind,
-        keeper=int(report.file_ids[group.keeper]),
+        key=group.key, kind=group.group.kind, tier=getattr(group.group, "tier", None),
+        reviewed=group.key in reviewed, keeper=group.keeper,
         members=[schemas.DuplicateMember(
             image=image_model(table.by_id[i]), score=round(float(s), 4),
-            keeper=m == group.keeper, mark=marks.get(i))
-            for i, m, s in zip(ids, group.members, group.scores)])
-        for group, ids in listed[offset:offset + limit]]
+            keeper=i == group.keeper, mark=marks.get(i))
+            for i, s in zip(group.ids, group.group.scores)])
+        for group in listed[offset:offset + limit]]
     return schemas.DuplicatePage(total=len(listed), offset=offset, limit=limit,
                                  threshold=report.threshold, verified=report.verified,
                                  groups=page)
