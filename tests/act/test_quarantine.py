@@ -82,7 +82,7 @@ def test_plan_moves_only_safe_discards_and_counts_their_bytes(reviewed) -> None:
     assert [(s.path, s.reason) for s in plan.skipped] == [
         ("a2-copy.jpg", "changed since it was marked: review it again")]
     lines = describe(plan)
-    assert lines[0] == f"1 file(s), {plan.bytes / 1e6:.1f} MB to {quarantine}"
+    assert lines[0] == f"1 file(s), {plan.bytes / 1e3:.1f} kB to {quarantine}"
     assert not quarantine.exists()  # planning touches nothing
 
 
