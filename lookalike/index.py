@@ -27,13 +27,16 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import annoy
 import faiss
 import numpy as np
 
+from .extras import import_module
 from .ownership import atomic_write, checksum
+
+if TYPE_CHECKING:
+    import annoy
 
 INDEX_KINDS = ("flat", "hnsw", "ivfpq", "annoy")
 
@@ -578,7 +581,7 @@ class AnnoyIndex(VectorIndex):
             raise ValueError("annoy item ids are int32: keys must be below 2**31")
         dim = vectors.shape[1]
         index = cls(
-            annoy.AnnoyIndex(dim, "angular"),
+            _annoy().AnnoyIndex(dim, "angular"),
             dim,
             np.sort(keys),
             {"n_trees": n_trees, "search_k": search_k},
@@ -626,12 +629,17 @@ class AnnoyIndex(VectorIndex):
 
     @classmethod
     def _read(cls, path: Path, meta: dict[str, Any], mmap: bool = False) -> AnnoyIndex:
-        forest = annoy.AnnoyIndex(meta["dim"], "angular")
+        forest = _annoy().AnnoyIndex(meta["dim"], "angular")
         forest.load(str(path))
         keys = np.load(_keys_path(path))
         if keys.size and forest.get_n_items() != keys[-1] + 1:
             raise ValueError(f"{path}: annoy file and its keys file do not match")
         return cls(forest, meta["dim"], keys, meta["params"])
+
+
+def _annoy() -> Any:
+    """The annoy module (an extra: built from source, so not in the core install)."""
+    return import_module("annoy", "annoy", "the annoy index")
 
 
 _CLASSES: dict[str, type[VectorIndex]] = {

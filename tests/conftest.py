@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,17 @@ from PIL import Image, ImageDraw, ImageOps
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+# annoy is an extra (source-only on the registry): its tests run where it is installed
+requires_annoy = pytest.mark.skipif(importlib.util.find_spec("annoy") is None,
+                                    reason="annoy is not installed: pip install "
+                                    "'lookalike[annoy]'")
+ANNOY = pytest.param("annoy", marks=requires_annoy)
+
+
+def index_kind(kind: str, *values: object) -> object:
+    """A parametrize entry ``(kind, *values)``; annoy's skips where annoy is absent."""
+    return pytest.param(kind, *values, marks=[requires_annoy] if kind == "annoy" else [])
 
 
 def scene(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:

@@ -18,7 +18,7 @@ from lookalike import Collection, ModelMismatch, StoreError
 from lookalike.discover import Candidate, discover
 from lookalike.store import EmbeddedFile, Store
 from tests import bad_files
-from tests.conftest import REPO, crop, flip, scene
+from tests.conftest import ANNOY, REPO, crop, flip, scene
 
 
 def test_crops_and_flips_rank_above_unrelated_images(photo_folder: Path, tmp_path: Path) -> None:
@@ -136,7 +136,7 @@ def test_open_missing_collection_says_how_to_create_one(tmp_path: Path) -> None:
         Collection.open(tmp_path)
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq", "annoy"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq", ANNOY])
 def test_every_index_kind_finds_the_crop(photo_folder: Path, kind: str) -> None:
     collection, report = Collection.index_folder(photo_folder, model="classic", index_kind=kind)
     built = "flat" if kind == "ivfpq" else kind  # 10 vectors cannot train IVF-PQ

@@ -18,6 +18,7 @@ from lookalike.index import (
     load_index,
 )
 from lookalike.ownership import checksum
+from tests.conftest import ANNOY, index_kind, requires_annoy
 
 DIM = 32
 N = 2000
@@ -86,6 +87,7 @@ def test_float16_memmap_is_converted_in_chunks(
     assert recall(ivfpq.search(queries, 10)[1], true_keys) >= 0.9
 
 
+@requires_annoy
 def test_annoy_agrees_with_flat(vectors: np.ndarray, queries: np.ndarray) -> None:
     annoy_scores, annoy_keys = build_index("annoy", vectors, KEYS, **PARAMS["annoy"]).search(
         queries, 10
@@ -147,7 +149,8 @@ def test_add_rejects_existing_keys(vectors: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "params"), [(kind, PARAMS[kind]) for kind in INDEX_KINDS] + [("ivfpq", {"rerank": 0})]
+    ("kind", "params"),
+    [index_kind(kind, PARAMS[kind]) for kind in INDEX_KINDS] + [("ivfpq", {"rerank": 0})],
 )
 def test_save_load_round_trip(
     kind: str, params: dict, vectors: np.ndarray, queries: np.ndarray, tmp_path: Path
@@ -182,7 +185,8 @@ def test_load_detects_a_sidecar_from_another_save(vectors: np.ndarray, tmp_path:
 
 
 # 700 vectors are enough to train a (4-bit) IVF-PQ; on them, HNSW stops short of all 700.
-@pytest.mark.parametrize(("kind", "n"), [("flat", 5), ("hnsw", 5), ("ivfpq", 700), ("annoy", 5)])
+@pytest.mark.parametrize(("kind", "n"), [("flat", 5), ("hnsw", 5), ("ivfpq", 700),
+                                             index_kind("annoy", 5)])
 def test_results_are_padded_when_k_exceeds_count(kind: str, n: int, vectors: np.ndarray) -> None:
     k = n + 300
     index = build_index(kind, vectors[:n], KEYS[:n])
@@ -215,7 +219,7 @@ def test_too_small_for_ivfpq_falls_back_to_flat(vectors: np.ndarray) -> None:
     assert index.kind == "flat"
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "annoy"])
+@pytest.mark.parametrize("kind", ["hnsw", ANNOY])
 def test_unsupported_operations_raise(kind: str, vectors: np.ndarray) -> None:
     index: VectorIndex = build_index(kind, vectors[:100], KEYS[:100])
     assert not index.supports_remove
@@ -301,7 +305,7 @@ def test_max_memory_moves_auto_to_ivfpq() -> None:
     assert choose_kind(100, 384, max_memory=1) == "flat"  # too few to train IVF-PQ
 
 
-@pytest.mark.parametrize("kind", INDEX_KINDS)
+@pytest.mark.parametrize("kind", [index_kind(kind) for kind in INDEX_KINDS])
 def test_build_reports_progress_per_chunk(vectors: np.ndarray, monkeypatch, kind: str) -> None:
     monkeypatch.setattr(index_module, "_CHUNK_ROWS", 700)
     calls: list[tuple[int, int]] = []
@@ -310,7 +314,7 @@ def test_build_reports_progress_per_chunk(vectors: np.ndarray, monkeypatch, kind
     assert calls == [(700, N), (1400, N), (N, N)] and len(index) == N
 
 
-@pytest.mark.parametrize("kind", INDEX_KINDS)
+@pytest.mark.parametrize("kind", [index_kind(kind) for kind in INDEX_KINDS])
 def test_damaged_index_is_refused_not_read(kind: str, vectors: np.ndarray,
                                            tmp_path: Path) -> None:
     path = tmp_path / "vectors.index"

@@ -19,6 +19,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+from ..extras import MissingExtra
 
 app = typer.Typer(
     help="Explore image collections by visual similarity.",
@@ -85,6 +88,9 @@ def friendly_errors(command: F) -> F:
         except _expected_errors() as error:  # evaluated only when the command failed
             errors.print(f"[bold red]error:[/] {error}", highlight=False)
             raise typer.Exit(1) from None
+        except MissingExtra as error:  # an optional part not installed: how to add it
+            errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+            raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 

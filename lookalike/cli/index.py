@@ -72,8 +72,11 @@ def index(
     """Index FOLDER into a collection; re-running embeds only new or changed files."""
     from ..collection import Collection
     from ..embed import AUTO_DOWNLOAD, describe_model, download_progress
+    from ..extras import require
     from .progress import bytes_progress, files_and_downloads
 
+    if index_kind == "annoy":  # before embedding: say at once what is missing
+        require("annoy", "--index annoy")
     chosen = preprocess_options(preprocess)
     options: dict[str, Any] = ({"preprocess": chosen["*"]} if set(chosen) == {"*"} else
                                {"member_preprocess": chosen} if chosen else {})
@@ -105,7 +108,8 @@ def index(
         return
     changes = report.changes
     if report.new_model:
-        console.print(describe_model(report.model), highlight=False, soft_wrap=True)
+        console.print(describe_model(report.model), markup=False, highlight=False,
+                      soft_wrap=True)
     console.print(
         f"[bold]{collection.directory}[/]: {changes.added} new, {changes.changed} changed, "
         f"{changes.removed} removed, {changes.unchanged} unchanged"

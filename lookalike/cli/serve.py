@@ -26,6 +26,9 @@ def serve(
 ) -> None:
     """A web page and HTTP API over a collection (OpenAPI docs at /docs); never deletes or
     moves a file."""
+    from ..extras import require
+
+    require("serve", "lookalike serve")
     from ..serve import is_loopback
     from ..serve import run as run_server
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..extras import import_module
 from .scoring import ConfigResult
 
 
@@ -63,8 +64,7 @@ def plot_confusion(result: ConfigResult, path: Path) -> Path:
 
 
 def _pyplot() -> Any:
-    import matplotlib
-
+    matplotlib = import_module("matplotlib", "plots", "lookalike eval --plots")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
