@@ -36,7 +36,20 @@ _FORMAT_BY_EXTENSION = {
     ".gif": "GIF", ".bmp": "BMP", ".dib": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
     ".webp": "WEBP", ".heic": "HEIF", ".heif": "HEIF", ".avif": "HEIF",
 }
+# Camera RAW files: told by name (most are TIFF inside, so their first bytes say TIFF),
+# decoded by libraw (rawpy), not Pillow.
+RAW_EXTENSIONS = frozenset({
+    ".3fr", ".arw", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf", ".iiq", ".k25",
+    ".kdc", ".mef", ".mos", ".mrw", ".nef", ".nrw", ".orf", ".pef", ".raf", ".rw2",
+    ".rwl", ".sr2", ".srf", ".srw", ".x3f",
+})
+_FORMAT_BY_EXTENSION.update(dict.fromkeys(RAW_EXTENSIONS, "RAW"))
 IMAGE_EXTENSIONS = set(_FORMAT_BY_EXTENSION)
+
+
+def is_raw(path: str | os.PathLike[str] | UPath) -> bool:
+    """Whether ``path`` names a camera RAW file."""
+    return PurePosixPath(str(path)).suffix.lower() in RAW_EXTENSIONS
 
 Root: TypeAlias = Path | UPath
 
@@ -259,6 +272,8 @@ def _inspect(root: Path, path: Path) -> Candidate | None:
             return _named(Candidate(relative, info.st_size, info.st_mtime_ns, None,
                                     f"cannot read file: {error.strerror}"))
     image_format = None if kind else sniff_format(head)
+    if kind is None and info.st_size > 0 and path.suffix.lower() in RAW_EXTENSIONS:
+        image_format = "RAW"
     if image_format is not None:
         return _named(Candidate(relative, info.st_size, info.st_mtime_ns, image_format))
     if not looks_like_image:

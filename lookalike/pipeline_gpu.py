@@ -44,6 +44,7 @@ from .decode import (
     decode_bytes,
     read_file,
 )
+from .discover import is_raw
 from .embed.base import Preprocess
 from .embed.torch_hub import TorchBackbone
 from .pipeline import BatchResult, EmbedReport, Progress, run_batches
@@ -130,6 +131,8 @@ def _read_header(record: FileRecord, data: bytes, max_pixels: int) -> _Read:
     a file the device will decode is hashed here (``decode_bytes`` hashes the others)."""
     if not data:
         raise DecodeError("empty file")
+    if is_raw(record.path):  # a camera RAW file: libraw, on the CPU
+        return _Read(record, data, "", "RAW", 0, 0, False)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -194,7 +197,8 @@ def _decode_on_cpu(item: _Read, backbone: TorchBackbone, max_pixels: int, *,
     messages and colour handling) and prepare its pixels for the model: set as
     ``item.pixels`` and returned; what the file is (upright size, real format, content
     hash) comes from that decoder."""
-    decoded = decode_bytes(item.data, min_side=backbone.decode_size, max_pixels=max_pixels)
+    decoded = decode_bytes(item.data, min_side=backbone.decode_size, max_pixels=max_pixels,
+                           raw=is_raw(item.record.path))
     pixels = _prepare(_torch().from_numpy(np.array(decoded.image)).permute(2, 0, 1),
                       backbone.spec)
     item.pixels = pixels.pin_memory() if pin else pixels
