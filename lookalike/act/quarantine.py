@@ -141,6 +141,8 @@ def plan_quarantine(root: Path, files: Mapping[int, FileRecord], marks: Iterable
             result.forced.append(key)
         kept = {_identity(root / record.path) for record in staying} - {None}
         for mark in discards:
+            if mark.file_id not in files and not os.path.lexists(root / mark.path):
+                continue  # it left the collection: quarantined already, or deleted
             reason = _why_not(root, files.get(mark.file_id), mark, kept, check_content)
             if reason:
                 result.skipped.append(Skipped(mark.path, reason))

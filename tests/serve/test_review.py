@@ -87,6 +87,8 @@ def test_review_accept_plan_apply_undo(review: tuple[Path, TestClient]) -> None:
     listed = client.get("/api/images", params={"limit": 500, "status": "all"}).json()["items"]
     assert moving["path"] not in {item["path"] for item in listed}  # left the collection
     assert "a0.jpg+sub/a0-copy.jpg" not in groups_by_path(client)
+    after = client.post("/api/review/plan").json()  # what moved is no longer in the plan
+    assert (after["files"], [s["path"] for s in after["skipped"]]) == (0, [changed])
 
     status = client.get("/api/review/status").json()
     assert status["last_run"]["journal"] == result["journal"]
