@@ -292,7 +292,7 @@ class Collection:
         key = model_key(identity)
         for old in self.store.models():
             self.store.drop_model(old.key)
-            (self.directory / "embeddings" / old.file).unlink(missing_ok=True)
+            self.store.delete_embeddings_file(old.file)
         record = self.store.add_model(key, spec, options, identity, backbone.dim)
         self.store.set_embeds_text(key, backbone.embeds_text)
         self.store.set_current_model(key)

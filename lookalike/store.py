@@ -840,8 +840,14 @@ class Store:
                            [(key, int(f), i) for i, f in enumerate(file_ids)])
             db.execute("UPDATE models SET file = ?, rows = ?, version = version + 1 WHERE key = ?",
                        (new_file, len(rows), key))
-        (self.directory / "embeddings" / model.file).unlink(missing_ok=True)
+        self.delete_embeddings_file(model.file)
         return True
+
+    def delete_embeddings_file(self, name: str) -> None:
+        """Delete ``embeddings/<name>``, if it is there and ``name`` has the form lookalike
+        gives its own embeddings files: a catalogue that names any other file is not obeyed."""
+        if _EMBEDDINGS_NAME.fullmatch(name):
+            (self.directory / "embeddings" / name).unlink(missing_ok=True)
 
     def disk_usage(self) -> dict[str, int]:
         """Bytes on disk per part of the collection."""

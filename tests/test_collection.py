@@ -605,3 +605,16 @@ def test_a_bad_query_of_a_batch_fails_only_itself(photo_folder: Path) -> None:
     assert [n.record.path for n in known] == [h.path for h in collection.search(record.id, 3)]
     with pytest.raises(StoreError, match="no embedded image with id 999"):
         collection.search(999, k=1)
+
+
+def test_a_rebuild_deletes_only_embeddings_files_named_as_lookalike_names_them(
+        photo_folder: Path) -> None:
+    """A catalogue naming another file as a model's embeddings (damaged, or written by
+    hand) never gets that file deleted when the model is replaced."""
+    collection, _ = Collection.index_folder(photo_folder, model="classic")
+    with collection.store.transaction() as db:  # embeddings/../../scene0.jpg: a user's photo
+        db.execute("UPDATE models SET file = '../../scene0.jpg'")
+    report = collection.index(rebuild=True)
+    assert (photo_folder / "scene0.jpg").is_file()
+    assert report.new_model and report.embed.embedded == 10
+    assert collection.search(photo_folder / "sub" / "scene0-crop.jpg", k=1)[0].path == "scene0.jpg"
