@@ -353,6 +353,7 @@ class IVFPQIndex(VectorIndex):
         nprobe: int = 64,
         rerank: int | None = None,
         rerank_source: str = "copy",
+        hnsw_quantizer_nlist: int = _HNSW_QUANTIZER_NLIST,
     ) -> IVFPQIndex:
         """An empty index whose quantisers are trained on (a sample of) ``vectors``.
 
@@ -366,8 +367,9 @@ class IVFPQIndex(VectorIndex):
         largest divisor of dim not above dim / 8 (48 bytes at 384-d); ``nbits`` = 8, or fewer
         when n < 39 * 256 so that each PQ centroid still gets 39 training points.
         ``build_index`` falls back to a flat index when n is too small for even 4 bits.
-        Above ``_HNSW_QUANTIZER_NLIST`` cells, vectors find their cell through an HNSW graph
-        of the centroids instead of a scan of all of them (10M adds: minutes, not an hour).
+        Above ``hnsw_quantizer_nlist`` cells (4,096), vectors find their cell through an HNSW
+        graph of the centroids instead of a scan of all of them (10M adds: minutes, not an
+        hour).
         """
         if rerank is None:
             rerank = int(np.clip(round(400 * math.sqrt(len(vectors) / 1e6)), 400, 2000))
@@ -383,12 +385,12 @@ class IVFPQIndex(VectorIndex):
         if rerank < 0:
             raise ValueError(f"rerank must be non-negative, not {rerank}")
         quantizer = (faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-                     if nlist > _HNSW_QUANTIZER_NLIST else faiss.IndexFlatIP(dim))
+                     if nlist > hnsw_quantizer_nlist else faiss.IndexFlatIP(dim))
         ivf = faiss.IndexIVFPQ(quantizer, dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
         # k-means would use up to 256 points per cell; 64 are plenty for cells that only
         # route the search (and re-ranking forgives a slightly off cell), at 1/4 of the time;
         # for the largest nlist 39 (FAISS' minimum), to keep training near 10 minutes.
-        per_cell = 64 if nlist <= _HNSW_QUANTIZER_NLIST else _MIN_POINTS_PER_CENTROID
+        per_cell = 64 if nlist <= hnsw_quantizer_nlist else _MIN_POINTS_PER_CENTROID
         ivf.train(sample_rows(vectors, max(per_cell * nlist, 256 * 2**nbits)))
         if isinstance(quantizer, faiss.IndexHNSWFlat):
             quantizer.hnsw.efSearch = 64
@@ -658,7 +660,8 @@ def build_index(kind: str, vectors: np.ndarray, keys: np.ndarray, *,
     ``vectors`` may be float16, float32 or float64, e.g. a read-only memmap of the store; it
     is converted to float32 ``_CHUNK_ROWS`` rows at a time. ``params`` are kind-specific:
     hnsw ``m``, ``ef_construction``, ``ef_search``; ivfpq ``nlist``, ``m``, ``nbits``,
-    ``nprobe``, ``rerank``; annoy ``n_trees``, ``search_k``; unknown ones raise TypeError.
+    ``nprobe``, ``rerank``, ``hnsw_quantizer_nlist``; annoy ``n_trees``, ``search_k``; unknown
+    ones raise TypeError.
     ``progress(done, n)`` counts the vectors added (after training, for IVF-PQ).
     An ``ivfpq`` request with fewer than 624 vectors (too few to train even 4-bit PQ) gets
     an exact flat index instead, which at that size is both faster and exact.

@@ -282,13 +282,13 @@ def test_ivfpq_reranks_from_an_attached_memmap(vectors, queries, tmp_path: Path)
     assert len(mapped) == len(KEYS)
 
 
-def test_large_nlist_routes_through_an_hnsw_quantizer(monkeypatch, vectors, queries) -> None:
+def test_large_nlist_routes_through_an_hnsw_quantizer(vectors, queries) -> None:
     import faiss
 
     true_keys = KEYS[np.argsort(-(queries @ vectors.T), axis=1)[:, :10]]
     scanned = build_index("ivfpq", vectors, KEYS, nlist=16, m=16, nprobe=8)
-    monkeypatch.setattr(index_module, "_HNSW_QUANTIZER_NLIST", 8)
-    routed = build_index("ivfpq", vectors, KEYS, nlist=16, m=16, nprobe=8)
+    routed = build_index("ivfpq", vectors, KEYS, nlist=16, m=16, nprobe=8,
+                         hnsw_quantizer_nlist=8)
     assert isinstance(faiss.downcast_index(routed._ivf.quantizer), faiss.IndexHNSWFlat)
     assert recall(routed.search(queries, 10)[1], true_keys) >= recall(
         scanned.search(queries, 10)[1], true_keys) - 0.02
