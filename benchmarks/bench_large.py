@@ -37,6 +37,7 @@ from lookalike.analyse.clusters import kmeans  # noqa: E402
 from lookalike.index import IVFPQIndex, build_index, load_index  # noqa: E402
 from lookalike.index_disk import write_ivfpq  # noqa: E402
 from lookalike.knn import knn_graph  # noqa: E402
+from lookalike.ownership import atomic_write  # noqa: E402
 
 DIM = 384
 CENTRES = 2000
@@ -77,17 +78,18 @@ def make_data(path: Path, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     copies = int(n * DUPLICATE_FRACTION)
     pairs = np.stack([np.arange(copies) * 2, np.arange(copies) * 2 + 1], axis=1)
     pairs = (pairs * (n // (2 * copies))).astype(np.int64)  # spread over the whole file
-    if not path.exists():
-        data = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), mode="w+",
-                                         dtype=np.float16, shape=(n, DIM))
+    def write(temporary: Path) -> None:
+        data = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float16,
+                                         shape=(n, DIM))
         for start in range(0, n, CHUNK):
             data[start:start + CHUNK] = mixture(rng, centres, min(CHUNK, n - start))
         noise = rng.standard_normal((copies, DIM), dtype=np.float32) * (0.1 / math.sqrt(DIM))
         twins = data[pairs[:, 0]].astype(np.float32) + noise
         data[pairs[:, 1]] = twins / np.linalg.norm(twins, axis=1, keepdims=True)
         data.flush()
-        del data
-        path.with_suffix(".tmp.npy").rename(path)
+
+    if not path.exists():
+        atomic_write(path, write)
     queries = mixture(np.random.default_rng(1), centres, 1000)
     return np.load(path, mmap_mode="r"), pairs, queries
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import numpy as np
 
 from ..decode import DRAFT_SLACK
 from ..embed.base import Backbone, cache_dir
+from ..ownership import atomic_write
 from ..pipeline import Progress, embed_batches, prepare_file
 from .datasets import LabelledSet
 
@@ -121,11 +121,13 @@ def embed_files(
 
 def _save_cache(file: Path, known: dict[str, tuple[str, np.ndarray]], speed: float,
                 identity: str) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
     paths = sorted(known)
-    temporary = file.with_suffix(".tmp.npz")
-    np.savez(temporary, paths=np.asarray(paths, dtype=str),
-             stamps=np.asarray([known[p][0] for p in paths], dtype=str),
-             vectors=np.stack([known[p][1] for p in paths]).astype(np.float32),
-             images_per_second=np.float64(speed), identity=np.asarray(identity))
-    os.replace(temporary, file)
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:  # a handle: savez would add .npz to a name
+            np.savez(handle, paths=np.asarray(paths, dtype=str),
+                     stamps=np.asarray([known[p][0] for p in paths], dtype=str),
+                     vectors=np.stack([known[p][1] for p in paths]).astype(np.float32),
+                     images_per_second=np.float64(speed), identity=np.asarray(identity))
+
+    atomic_write(file, write)  # a unique temporary name: two eval runs may share a cache
