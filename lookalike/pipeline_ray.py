@@ -2,7 +2,7 @@
 :mod:`lookalike.pipeline`, with decode and embed spread over Ray actors.
 
 A Ray Data pipeline reads the list of files still to embed, and ``map_batches`` runs them
-through :class:`_Embedder` actors (one model each, on CPU or GPU workers). The driver
+through :class:`_Embedder` actors (one model and one CPU each). The driver
 commits every finished block to the collection's store as it arrives, in file order, each
 atomically: the result is the same collection a local run makes, and a run that stops
 (driver killed, cluster lost) resumes where the last committed block ended.
@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from .decode import parallel_ordered
 from .discover import as_root
 from .embed import load_backbone
-from .pipeline import EmbedReport, Progress, prepare_file, reader_threads
+from .extras import import_module
+from .pipeline import EmbedReport, Progress, embed_batches, prepare_file, reader_threads
 from .store import EmbeddedFile, Store
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ BLOCK_FILES = 256  # files per Ray block: the unit of work and of commit
 
 
 class RayUnavailable(RuntimeError):
-    """Ray is not installed, or no cluster could be reached."""
+    """No Ray cluster could be reached."""
 
 
 def connect(address: str) -> None:
@@ -42,10 +42,7 @@ def connect(address: str) -> None:
     ``auto`` joins the cluster this machine belongs to (``ray start``), or starts a local
     one when there is none; ``local`` always starts a local one.
     """
-    try:
-        import ray
-    except ImportError:
-        raise RayUnavailable("Ray is not installed: pip install 'lookalike[ray]'") from None
+    ray = import_module("ray", "ray", "--ray")
     if ray.is_initialized():
         return
 
@@ -70,7 +67,8 @@ def _canonical(identity: dict[str, Any]) -> str:
 
 
 class _Embedder:
-    """A Ray actor: decodes and embeds blocks of files with one loaded model."""
+    """A Ray actor: decodes and embeds blocks of files with one loaded model, through the
+    batch loop a local run uses (:func:`lookalike.pipeline.embed_batches`)."""
 
     def __init__(self, root: str, spec: str, options: dict[str, Any], identity: str) -> None:
         self.root = as_root(root)  # a local folder or an fsspec URL, read on the worker
@@ -86,33 +84,31 @@ class _Embedder:
         out: dict[str, Any] = {
             "id": block["id"], "hash": [""] * count, "width": np.zeros(count, np.int64),
             "height": np.zeros(count, np.int64), "format": [""] * count,
-            "error": [""] * count,
+            "error": [""] * count, "vector": np.zeros((count, backbone.dim), np.float32),
         }
-        inputs, good = [], []
 
-        def prepare(position: int) -> tuple[EmbeddedFile, np.ndarray]:
+        def prepare(position: int) -> tuple[int, EmbeddedFile, np.ndarray]:
             path = self.root / str(block["path"][position])
-            return prepare_file(path, int(block["id"][position]), backbone)
+            return (position, *prepare_file(path, int(block["id"][position]), backbone))
 
-        # One thread for the actor's one CPU, or many that mostly wait on object storage;
-        # the outcomes carry the same skip reasons as a local run's.
-        for outcome in parallel_ordered(prepare, range(count),
-                                        workers=reader_threads(self.root, 1)):
-            position = outcome.item
-            if outcome.error is not None:
-                out["error"][position] = outcome.error
+        def embed(batch: list[tuple[int, EmbeddedFile, np.ndarray]]) -> np.ndarray:
+            return backbone.embed(np.stack([array for _, _, array in batch]))
+
+        # One decode thread beside one model thread for the actor's one CPU (or many
+        # decode threads that mostly wait on object storage); failures carry the same skip
+        # reasons as a local run's.
+        for failed, batch, vectors in embed_batches(
+                range(count), prepare, embed, batch_size=backbone.batch_size,
+                workers=reader_threads(self.root, 1), concurrency=1):
+            for position, reason in failed:
+                out["error"][position] = reason
+            if vectors is None:  # a batch of failures only
                 continue
-            item, array = outcome.value
-            out["hash"][position] = item.content_hash
-            out["width"][position], out["height"][position] = item.width, item.height
-            out["format"][position] = item.format
-            inputs.append(array)
-            good.append(position)
-        vectors = np.zeros((count, backbone.dim), dtype=np.float32)
-        for start in range(0, len(good), backbone.batch_size):
-            rows = good[start:start + backbone.batch_size]
-            vectors[rows] = backbone.embed(np.stack(inputs[start:start + len(rows)]))
-        out["vector"] = vectors
+            for (position, item, _), vector in zip(batch, vectors):
+                out["hash"][position] = item.content_hash
+                out["width"][position], out["height"][position] = item.width, item.height
+                out["format"][position] = item.format
+                out["vector"][position] = vector
         return {name: np.asarray(value) for name, value in out.items()}
 
 
@@ -122,13 +118,11 @@ def embed_pending_ray(
     *,
     address: str = "auto",
     workers: int | None = None,
-    gpus_per_worker: float = 0.0,
     progress: Progress | None = None,
 ) -> EmbedReport:
     """Embed every file of the catalogue that has no embedding yet, on Ray.
 
-    ``workers``: model actors (default: one per CPU of the cluster, or per GPU when
-    ``gpus_per_worker`` is set).
+    ``workers``: model actors, one CPU each (default: one per CPU of the cluster).
     """
     todo = store.files_to_embed(model_key)
     report = EmbedReport()
@@ -141,9 +135,7 @@ def embed_pending_ray(
 
     record = store.model(model_key)
     if workers is None:
-        resources = ray.cluster_resources()
-        workers = (int(resources.get("GPU", 0) / gpus_per_worker) if gpus_per_worker
-                   else int(resources.get("CPU", 1)))
+        workers = int(ray.cluster_resources().get("CPU", 1))
     workers = max(1, min(workers, -(-len(todo) // BLOCK_FILES)))
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # commits in file order, like local
@@ -154,7 +146,7 @@ def embed_pending_ray(
     identity = _canonical(record.identity)
     embedded = dataset.map_batches(
         _Embedder, fn_constructor_args=(str(store.root), record.spec, record.options, identity),
-        batch_size=BLOCK_FILES, concurrency=workers, num_cpus=1, num_gpus=gpus_per_worker,
+        batch_size=BLOCK_FILES, concurrency=workers, num_cpus=1,
     )
     done = 0
     for block in embedded.iter_batches(batch_size=None, batch_format="numpy"):

@@ -54,3 +54,14 @@ def test_plots_without_matplotlib(monkeypatch, tmp_path: Path) -> None:
     with pytest.raises(MissingExtra, match=r"lookalike eval --plots needs matplotlib: "
                                            r"pip install 'lookalike\[plots\]'"):
         write_figures([], tmp_path)
+
+
+def test_ray_without_ray(photo_folder: Path, monkeypatch) -> None:
+    from lookalike.pipeline_ray import connect
+
+    uninstall(monkeypatch, "ray")
+    with pytest.raises(MissingExtra, match=r"--ray needs ray: pip install 'lookalike\[ray\]'"):
+        connect("local")
+    result = CliRunner().invoke(app, ["index", str(photo_folder), "--ray", "auto"])
+    assert result.exit_code == 2
+    one_error_line(result.output, "ray")

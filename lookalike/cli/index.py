@@ -77,6 +77,8 @@ def index(
 
     if index_kind == "annoy":  # before embedding: say at once what is missing
         require("annoy", "--index annoy")
+    if ray is not None:
+        require("ray", "--ray")
     chosen = preprocess_options(preprocess)
     options: dict[str, Any] = ({"preprocess": chosen["*"]} if set(chosen) == {"*"} else
                                {"member_preprocess": chosen} if chosen else {})
