@@ -157,3 +157,25 @@ def test_review_actions_follow_the_servers_access_rules(tmp_path: Path) -> None:
     with TestClient(create_app(root), base_url="http://attacker.example") as client:
         assert client.post("/api/review/apply").status_code == 403
     assert {p.name for p in root.rglob("*.jpg")} >= {"a0-copy.jpg", "a1-copy.jpg"}
+
+
+def test_a_page_of_another_site_cannot_change_files_or_decisions(
+        review: tuple[Path, TestClient]) -> None:
+    """On loopback without a token, a page on another site could make the browser POST
+    here; browsers say where such a request comes from, and it is refused."""
+    root, client = review
+    before = {p.relative_to(root) for p in root.rglob("*.jpg")}
+    ids = [g["members"][1]["image"]["id"] for g in groups_by_path(client).values()]
+    for headers in ({"origin": "http://evil.example"}, {"origin": "null"},
+                    {"origin": "http://localhost:9999"}, {"sec-fetch-site": "cross-site"}):
+        for path, body in (("/api/review/accept-suggestions", {}), ("/api/review/apply", {}),
+                           ("/api/review/undo", {}),
+                           ("/api/marks", {"file_id": ids[0], "decision": "discard"})):
+            refused = client.post(path, json=body, headers=headers)
+            assert refused.status_code == 403, (path, headers)
+    assert client.get("/api/marks").json()["total"] == 0
+    assert {p.relative_to(root) for p in root.rglob("*.jpg")} == before
+    own = {"origin": "http://localhost", "sec-fetch-site": "same-origin"}  # the page itself
+    assert client.post("/api/review/accept-suggestions", json={}, headers=own).json()[
+        "groups"] == 3
+    assert client.post("/api/review/apply", json={}, headers=own).json()["done"] == 3

@@ -1,22 +1,24 @@
-"""Duplicate-review decisions: only recorded, the server never deletes or moves a file."""
+"""Duplicate-review decisions, recorded (``/api/review`` acts on them)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import Response
 
 from .. import schemas
 from ..deps import ERRORS, ServiceDep, no_image, record_or_404
 from ..marks import MarkRecord
+from ..origin import same_origin
 from ..schemas import MAX_ID
 
 router = APIRouter()
 
 
-@router.post("/api/marks", response_model=schemas.MarkList, responses=ERRORS)
+@router.post("/api/marks", response_model=schemas.MarkList, responses=ERRORS,
+             dependencies=[Depends(same_origin)])
 def save_marks(body: schemas.MarksIn | schemas.MarkIn, service: ServiceDep) -> schemas.MarkList:
     """Record duplicate-review decisions (one per file; a new one replaces the old).
-    Only recorded: the server never deletes or moves a file."""
+    Only recorded: POST /api/review/apply acts on them."""
     items = body.marks if isinstance(body, schemas.MarksIn) else [body]
     records = []
     for item in items:
@@ -35,7 +37,8 @@ def list_marks(service: ServiceDep) -> schemas.MarkList:
     return schemas.MarkList(total=len(marks), marks=marks)
 
 
-@router.delete("/api/marks/{file_id:file_id}", status_code=204, responses=ERRORS)
+@router.delete("/api/marks/{file_id:file_id}", status_code=204, responses=ERRORS,
+               dependencies=[Depends(same_origin)])
 def delete_mark(file_id: int, service: ServiceDep) -> Response:
     if not 0 <= file_id <= MAX_ID:
         raise no_image(file_id)

@@ -15,7 +15,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi import Path as PathParameter
 
 from ...act.quarantine import QuarantinePlan, apply_quarantine, plan_quarantine, undo_quarantine
@@ -26,6 +26,7 @@ from ...ownership import NotOwnedError
 from ...store import FileRecord, FollowedMoves, Store
 from .. import schemas
 from ..deps import ERRORS, ServiceDep
+from ..origin import same_origin
 from ..service import Service
 from .analyses import ListedGroup, listed_duplicates
 
@@ -98,7 +99,8 @@ def plan_review(service: ServiceDep, body: schemas.ReviewPlanIn | None = None
     return _plan_model(service, _plan(service, force=bool(body and body.force)))
 
 
-@router.post("/api/review/apply", response_model=schemas.ReviewApplied, responses=CONFLICT)
+@router.post("/api/review/apply", response_model=schemas.ReviewApplied, responses=CONFLICT,
+             dependencies=[Depends(same_origin)])
 def apply_review(service: ServiceDep, body: schemas.ReviewPlanIn | None = None
                  ) -> schemas.ReviewApplied:
     """Move the files marked discard to the quarantine folder (journalled and verified;
@@ -124,7 +126,8 @@ def apply_review(service: ServiceDep, body: schemas.ReviewPlanIn | None = None
         refused=_refused(planned), skipped=_skipped(planned), collection=_followed(followed))
 
 
-@router.post("/api/review/undo", response_model=schemas.ReviewUndone, responses=CONFLICT)
+@router.post("/api/review/undo", response_model=schemas.ReviewUndone, responses=CONFLICT,
+             dependencies=[Depends(same_origin)])
 def undo_review(service: ServiceDep) -> schemas.ReviewUndone:
     """Put back the files of the last review applied that is not undone yet."""
     with _writable(service) as store:
@@ -170,7 +173,7 @@ def review_status(
 
 
 @router.post("/api/review/groups/{key}", response_model=schemas.ReviewGroupState,
-             responses=ERRORS)
+             responses=ERRORS, dependencies=[Depends(same_origin)])
 def review_group(key: Annotated[str, PathParameter(pattern=GROUP_KEY)], body: schemas.ReviewGroupIn,
                  service: ServiceDep) -> schemas.ReviewGroupState:
     """Mark a group reviewed (or not). ``keep-all`` marks every copy keep, ``not-duplicates``
@@ -191,7 +194,8 @@ def review_group(key: Annotated[str, PathParameter(pattern=GROUP_KEY)], body: sc
         marks={r.id: marks[r.id] for r in present if r.id in marks})  # type: ignore[misc]
 
 
-@router.post("/api/review/accept-suggestions", response_model=schemas.AcceptedSuggestions)
+@router.post("/api/review/accept-suggestions", response_model=schemas.AcceptedSuggestions,
+             dependencies=[Depends(same_origin)])
 def accept_suggestions(body: schemas.AcceptSuggestionsIn, service: ServiceDep
                        ) -> schemas.AcceptedSuggestions:
     """For every unreviewed group of the given tiers none of whose files is marked yet:
