@@ -618,3 +618,24 @@ def test_a_rebuild_deletes_only_embeddings_files_named_as_lookalike_names_them(
     assert (photo_folder / "scene0.jpg").is_file()
     assert report.new_model and report.embed.embedded == 10
     assert collection.search(photo_folder / "sub" / "scene0-crop.jpg", k=1)[0].path == "scene0.jpg"
+
+
+def test_a_collection_dropped_unclosed_lets_go_of_the_writer_lock_at_once(
+        photo_folder: Path) -> None:
+    """What a Collection hands its parts (index, search state, projection, graph cache)
+    holds no reference back to it: dropping it frees its store, and the writer lock,
+    without waiting for the garbage collector."""
+    fcntl = pytest.importorskip("fcntl")
+    import gc
+
+    collection, _ = Collection.index_folder(photo_folder, model="classic")
+    assert collection.search(photo_folder / "scene0.jpg", k=3)
+    assert len(collection.knn_graph(3)[0]) == 10 and not collection.check()
+    lock = collection.directory / Store.WRITER_LOCK
+    gc.disable()
+    try:
+        del collection
+        with open(lock, "a+") as handle:  # a second flock on the file fails while it is held
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        gc.enable()
