@@ -69,13 +69,15 @@ def body_limits(service: Service, max_body_bytes: int
 
 def create_app(directory: str | Path, *, token: str | None = None, host: str = "127.0.0.1",
                max_upload_bytes: int | None = None,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+               max_body_bytes: int = MAX_BODY_BYTES, analyse_at_start: bool = True) -> FastAPI:
     """The app over the collection at ``directory`` (a collection dir or its image folder).
 
     ``host`` is the address the server listens on: on loopback without a ``token``, only
     requests to localhost, 127.0.0.1, [::1] or ``host`` are answered (403 otherwise).
     Request bodies are capped at ``max_body_bytes``, an image upload to search by at
-    ``max_upload_bytes`` (413 past either, also for chunked bodies).
+    ``max_upload_bytes`` (413 past either, also for chunked bodies). With
+    ``analyse_at_start``, duplicates, clusters and the map are computed in the background
+    from startup on (progress at ``/api/jobs``).
     """
     options = {} if max_upload_bytes is None else {"max_upload_bytes": max_upload_bytes}
     service = Service(Path(directory), **options)
@@ -92,6 +94,8 @@ def create_app(directory: str | Path, *, token: str | None = None, host: str = "
                   # page instead (routes/page.py)
                   docs_url=None, redoc_url=None)
     app.state.service = service
+    if analyse_at_start:
+        app.router.add_event_handler("startup", service.start_analyses)
     app.router.add_event_handler("shutdown", service.close)
     # the last added runs first: the host check, the token, then the body cap
     app.add_middleware(BodyLimitMiddleware, limit=body_limits(service, max_body_bytes))

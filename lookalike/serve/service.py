@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..analyse.layout import TSNE_MAX, map_2d
+from ..analyse.layout import map_2d
 from ..analyse.outliers import top_outliers
 from ..collection import Collection, CollectionInfo
 from ..decode import DEFAULT_MAX_PIXELS, DecodeError
@@ -29,6 +29,7 @@ from ..embed import Backbone
 from ..pipeline import embed_image
 from ..store import FileRecord
 from .batching import SearchBatcher
+from .jobs import JobRunner, Progress
 from .marks import MarkStore
 from .thumbs import thumbnail
 
@@ -82,8 +83,10 @@ class Service:
         self._cache: dict[tuple[Any, ...], Any] = {}
         self._analysis_lock = threading.RLock()  # map() reuses clusters()
         self._backbone_lock = threading.Lock()
+        self.jobs = JobRunner()
 
     def close(self) -> None:
+        self.jobs.close()
         self.batcher.close()
         self.marks.close()
         self.collection.close()
@@ -183,9 +186,21 @@ class Service:
     def info(self) -> CollectionInfo:
         return self.cached("info", (), self.collection.info)
 
-    def duplicates(self, threshold: float | None, verify: bool) -> Any:
+    def start_analyses(self) -> None:
+        """Queue, in the background, the analyses the page shows first at the parameters
+        it asks for, cheapest first: clusters, the map, duplicates. A request for one of
+        them meanwhile waits for that computation (:meth:`cached`) rather than repeating
+        it. Nothing to do without two embedded images."""
+        if self.collection.model is None or len(self.collection.vectors(copy=False)[0]) < 2:
+            return
+        self.jobs.submit("clusters", lambda progress: self.clusters("auto", progress))
+        self.jobs.submit("map", lambda progress: self.map("auto", progress))
+        self.jobs.submit("duplicates", lambda progress: self.duplicates(None, True, progress))
+
+    def duplicates(self, threshold: float | None, verify: bool,
+                   progress: Progress | None = None) -> Any:
         return self.cached("duplicates", (threshold, verify), lambda: self.collection.duplicates(
-            threshold=threshold, verify=verify))
+            threshold=threshold, verify=verify, progress=progress))
 
     def groups(self, threshold: float | None) -> tuple[np.ndarray, list[Any], Any]:
         """``(file_ids, groups, used)``: threshold groups at ``threshold``, or (None) at the
@@ -197,8 +212,17 @@ class Service:
 
         return self.cached("groups", (threshold,), compute)
 
-    def clusters(self, k: int | str) -> tuple[np.ndarray, Any]:
-        return self.cached("clusters", (k,), lambda: self.collection.clusters(k))
+    def clusters(self, k: int | str, progress: Progress | None = None
+                 ) -> tuple[np.ndarray, Any]:
+        def compute() -> tuple[np.ndarray, Any]:
+            if progress:
+                progress("clusters", 0, 1)
+            found = self.collection.clusters(k)
+            if progress:
+                progress("clusters", 1, 1)
+            return found
+
+        return self.cached("clusters", (k,), compute)
 
     def outliers(self) -> tuple[np.ndarray, np.ndarray]:
         return self.cached("outliers", (), self.collection.outliers)
@@ -207,21 +231,22 @@ class Service:
         file_ids, scores = self.outliers()
         return file_ids, scores, top_outliers(scores, fraction)
 
-    def map(self, method: str) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
+    def map(self, method: str, progress: Progress | None = None
+            ) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
         """``(file_ids, xy [n, 2], method, cluster labels)``, at most MAX_MAP_POINTS."""
 
         def compute() -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
             file_ids, vectors = self.collection.vectors(copy=False)  # sampled below
-            labels = self.clusters("auto")[1].labels if len(file_ids) > 1 else (
+            labels = self.clusters("auto", progress)[1].labels if len(file_ids) > 1 else (
                 np.zeros(len(file_ids), dtype=np.int64))
+            graph = None  # the collection's cached k-NN graph, when it covers them all
             if len(file_ids) > MAX_MAP_POINTS:
                 keep = np.sort(np.random.default_rng(0).choice(len(file_ids), MAX_MAP_POINTS,
                                                                replace=False))
                 file_ids, vectors, labels = file_ids[keep], vectors[keep], labels[keep]
-            chosen = method
-            if method == "auto":  # UMAP is too slow to make a page wait for past ~10k points
-                chosen = "tsne" if 5 < len(file_ids) <= TSNE_MAX else "pca"
-            layout, used = map_2d(vectors, chosen)
+            elif method in ("auto", "graph") and len(file_ids) > 5:
+                graph = self.collection.knn_graph()[1]
+            layout, used = map_2d(vectors, method, graph=graph, progress=progress)
             return file_ids, layout, used, labels
 
         return self.cached("map", (method,), compute)

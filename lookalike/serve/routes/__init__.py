@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import analyses, files, images, marks, page, search
+from . import analyses, files, images, jobs, marks, page, search
 
 ROUTERS: list[APIRouter] = [page.router, images.router, search.router, analyses.router,
-                            marks.router, files.router]
+                            jobs.router, marks.router, files.router]

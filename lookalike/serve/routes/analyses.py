@@ -135,7 +135,7 @@ def outliers(service: ServiceDep,
 
 @router.get("/api/map", response_model=schemas.MapData)
 def map_points(service: ServiceDep,
-               method: Annotated[str, Query(pattern="^(auto|pca|tsne|umap)$")] = "auto"
+               method: Annotated[str, Query(pattern="^(auto|graph|pca|tsne|umap)$")] = "auto"
                ) -> schemas.MapData:
     try:
         file_ids, layout, used, labels = service.map(method)
