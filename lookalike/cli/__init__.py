@@ -23,6 +23,8 @@ commands: list[tuple[str, Callable[..., object]]] = [
     ("outliers", analyses.outliers),
     ("suspects", curate.suspects),
     ("leakage", curate.leakage),
+    ("quality", curate.quality),
+    ("metadata", curate.metadata),
     ("report", files.report),
     ("sort", files.sort_files),
     ("undo", files.undo),

@@ -6,7 +6,7 @@ import csv
 import io
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -16,6 +16,7 @@ from .common import (
     DbOption,
     JsonOption,
     console,
+    errors,
     find_collection,
     friendly_errors,
     print_json,
@@ -173,3 +174,90 @@ def leakage(
     if manifest is not None:
         console.print(f"split manifest without straddling groups: {manifest} "
                       f"({summary['files_to_move']} files change split)")
+
+
+def _measured(collection: Collection, quiet: bool) -> tuple[list[int], list[str], list[Any]]:
+    """Ids, paths and :class:`~lookalike.measure.ImageStats` of the collection's images,
+    measured once and cached in the collection's folder; files that fail are reported."""
+    from ..measure import stats_of
+    from .progress import stage_progress
+
+    records = collection.files("ok")
+    paths = [record.path for record in records]
+    bar, update = stage_progress()
+    with bar:
+        stats, failed = stats_of([collection.root / p for p in paths],
+                                 [record.content_hash for record in records],
+                                 collection.directory,
+                                 progress=None if quiet else
+                                 (lambda done, total: update("measure", done, total)))
+    for position, reason in sorted(failed.items()):
+        errors.print(f"skipped {paths[position]}: {reason}", highlight=False, markup=False)
+    return [record.id for record in records], paths, stats
+
+
+@friendly_errors
+def quality(
+    db: DbOption = None,
+    only: Annotated[str | None, typer.Option(
+        "--flag", help="List only these flags, comma-separated: blurry, dark, overexposed, "
+        "low_information, tiny, odd_shape.")] = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV: flag,id,path,severity")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Blurry, dark, over-exposed, near-uniform, tiny and odd-shaped images, judged
+    against the rest of the collection."""
+    import numpy as np
+
+    from ..analyse.quality import FLAGS, flag_quality
+    from ..collection import Collection
+
+    wanted = set(FLAGS) if only is None else {f.strip() for f in only.split(",")}
+    if not wanted <= set(FLAGS):
+        raise typer.BadParameter(f"flags are {', '.join(FLAGS)}", param_hint="--flag")
+    collection = Collection.open(find_collection(db))
+    ids, paths, stats = _measured(collection, as_csv or as_json)
+    found = flag_quality(stats, np.asarray(ids), paths)
+    rows = [row for row in found.rows() if row["flag"] in wanted]
+    if as_json:
+        print_json({**found.to_dict(), "flags": rows})
+        return
+    if as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=["flag", "id", "path", "severity"])
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    counts = ", ".join(f"{flag} {len(found.flags[flag])}" for flag in FLAGS if flag in wanted)
+    table = Table(title=f"{len(rows)} flags on {len(found.flagged())} of {len(paths)} images "
+                  f"({counts})", title_justify="left")
+    for column in ("flag", "severity", "path"):
+        table.add_column(column, overflow="fold")
+    for row in rows[:100]:
+        table.add_row(row["flag"], f"{row['severity']:.1f}", row["path"])
+    console.print(table)
+    if len(rows) > 100:
+        console.print(f"... and {len(rows) - 100} more: --csv lists them all")
+
+
+@friendly_errors
+def metadata(
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Capture time, camera, lens, GPS position, size and exposure of every image, as
+    CSV (or JSON with --json)."""
+    from dataclasses import asdict
+
+    from ..collection import Collection
+
+    collection = Collection.open(find_collection(db))
+    ids, paths, stats = _measured(collection, True)
+    rows = [{"id": i, "path": path, **asdict(s)} for i, path, s in zip(ids, paths, stats)
+            if s is not None]
+    if as_json:
+        print_json(rows)
+        return
+    if rows:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)

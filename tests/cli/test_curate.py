@@ -106,3 +106,24 @@ def test_leakage_lists_the_cross_split_copy_and_writes_a_clean_split(tmp_path: P
     assert manifest["test/leak.png"] == "train" and manifest["train/scene1.png"] == "train"
     assert manifest["train/scene1.jpg"] == "train"
     assert manifest["test/scene3.jpg"] == "test" and len(manifest) == 9
+
+
+def test_quality_flags_the_dark_copy_and_metadata_exports_capture_data(tmp_path: Path
+                                                                       ) -> None:
+    from PIL import ImageEnhance
+
+    from ..test_measure import with_exif
+
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for seed in range(6):
+        scene(seed).save(folder / f"{seed}.jpg", quality=90)
+    ImageEnhance.Brightness(scene(2)).enhance(0.2).save(folder / "dark.jpg", quality=90)
+    with_exif(scene(7), folder / "camera.jpg")
+    assert invoke("index", folder, "--model", "classic").exit_code == 0
+    found = json.loads(invoke("quality", "--db", folder, "--json").stdout)
+    assert [(r["flag"], r["path"]) for r in found["flags"]] == [("dark", "dark.jpg")]
+    rows = list(csv.DictReader(io.StringIO(invoke("metadata", "--db", folder).stdout)))
+    by_path = {r["path"]: r for r in rows}
+    assert len(rows) == 8 and by_path["camera.jpg"]["captured"] == "2024-06-01T10:15:30"
+    assert by_path["camera.jpg"]["lens"] == "EF 50mm f/1.8" and by_path["0.jpg"]["camera"] == ""
