@@ -143,10 +143,12 @@ function searchView(ctx) {
     drop.classList.remove("over");
     searchFile(event.dataTransfer.files[0]);
   });
-  ctx.root.append(el("h1", {}, "Search"), drop);
-  if (stats?.text_search) {
+  const textForm = el("div");
+  ctx.root.append(el("h1", {}, "Search"), drop, textForm);
+  statsReady.then(() => {
+    if (!stats?.text_search || ctx.signal.aborted) return;
     const text = el("input", { type: "search", placeholder: "describe an image…", id: "text" });
-    ctx.root.append(el("form", { class: "bar", onsubmit: (event) => {
+    textForm.replaceWith(el("form", { class: "bar", onsubmit: (event) => {
       event.preventDefault();
       if (text.value.trim()) {
         run({ method: "POST", headers: { "content-type": "application/json" },
@@ -154,7 +156,7 @@ function searchView(ctx) {
       }
     } }, el("label", { for: "text", class: "inline" }, "text"), text,
     el("button", { type: "submit" }, "Search text")));
-  }
+  });
   ctx.root.append(preview, results);
   if (ctx.saved.search) show(ctx.saved.search.label, ctx.saved.search.hits);
 }
@@ -201,7 +203,7 @@ async function groupsView(ctx, given = "") {
 
 async function clustersView(ctx) {
   ctx.title("Clusters");
-  const progress = spinner("clustering…");
+  const progress = spinner("clustering…", "clusters");
   ctx.root.append(el("h1", {}, "Clusters"), progress);
   const result = await api("/api/clusters", { signal: ctx.signal });
   progress.replaceWith(message(`${result.k} clusters (k chosen automatically)`));
@@ -246,7 +248,7 @@ async function route() {
   const saved = { ...(history.state || {}) }; // read before this view's own updates
   const root = el("div", { class: "view" });
   const ctx = {
-    root, saved, signal: controller.signal, stats,
+    root, saved, signal: controller.signal,
     title: (text) => { document.title = `${text} · ${siteTitle}`; },
   };
   current = { controller, saving: false };
@@ -281,4 +283,6 @@ window.addEventListener("scroll", () => {
   }, 150);
 }, { passive: true });
 window.addEventListener("hashchange", () => { clearTimeout(scrollTimer); route(); });
-api("/api/stats").then((s) => { stats = s; }).catch(() => {}).finally(route);
+// the first view does not wait for the stats (only Search's text box needs them)
+const statsReady = api("/api/stats").then((s) => { stats = s; }).catch(() => {});
+route();

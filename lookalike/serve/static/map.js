@@ -7,7 +7,7 @@ const HIT_RADIUS = 12; // px: how close a pointer must be to a point to pick it
 
 export async function mapView(ctx, tooltip) {
   ctx.title("Map");
-  const progress = spinner("laying out the images in 2-D…");
+  const progress = spinner("laying out the images in 2-D…", "map");
   ctx.root.append(el("h1", {}, "Map"), progress);
   const data = await api("/api/map", { signal: ctx.signal });
   progress.replaceWith(message(`${data.points.length} images (${data.method}); nearby points ` +

@@ -3,7 +3,7 @@
 // quarantine" shows the plan, moves after a confirmation and can be undone.
 import * as saver from "./saver.js";
 import {
-  api, bytes, el, isStale, message, name, postJSON, spinner,
+  announce, api, bytes, el, isStale, message, name, postJSON, spinner,
 } from "./util.js";
 
 const PAGE = 50; // groups per page
@@ -42,8 +42,8 @@ function tierBadge(tier) {
 export async function reviewView(ctx, position) {
   ctx.title("Duplicates");
   const progressText = el("span", { id: "review-progress" });
-  const undo = el("button", { id: "undo", class: "secondary", hidden: true,
-    onclick: () => undoMove(status.last_journal) }, "Undo last move");
+  const undo = el("button", { id: "undo", class: "secondary", hidden: true, onclick: undoMove },
+    "Undo the last move");
   const toolbar = el("div", { class: "bar review-bar" },
     el("h1", {}, "Duplicates"), progressText,
     el("button", { id: "accept", class: "secondary", onclick: acceptSuggestions },
@@ -66,6 +66,7 @@ export async function reviewView(ctx, position) {
   let loading = null; // AbortController of the page request on its way
   let status = null; // GET /api/review/status, where the server has it
   let statusTimer = 0;
+  let placeTimer = 0;
   let dialog = null;
 
   function say(text, kind = "note") {
@@ -79,9 +80,8 @@ export async function reviewView(ctx, position) {
     loading = controller;
     const abort = () => controller.abort();
     ctx.signal.addEventListener("abort", abort);
-    const progress = spinner(first
-      ? "finding duplicates (on a large collection the first run takes minutes)…"
-      : "loading groups…");
+    const progress = first ? spinner("finding duplicates (on a large collection the first " +
+      "run takes minutes)…", "duplicates") : spinner("loading groups…");
     list.replaceChildren(progress);
     try {
       const page = await api(`/api/duplicates?offset=${start}&limit=${PAGE}`,
@@ -280,7 +280,12 @@ export async function reviewView(ctx, position) {
     const group = current();
     if (!group) return;
     paint(group);
-    history.replaceState(history.state, "", `#duplicates/${at}`);
+    // the place goes into the URL once moving pauses: browsers throttle fast replaceStates
+    clearTimeout(placeTimer);
+    placeTimer = setTimeout(() => {
+      if (!ctx.signal.aborted) history.replaceState(history.state, "", `#duplicates/${at}`);
+    }, 200);
+    announce(`group ${at + 1} of ${total}`);
     if (scroll) {
       group.card.scrollIntoView({ block: "nearest" });
       group.card.focus({ preventScroll: true });
@@ -351,7 +356,9 @@ export async function reviewView(ctx, position) {
     if (status) ({ reviewed, total: of, bytes_to_free: toFree } = status);
     progressText.textContent = `${reviewed} of ${of} reviewed, ${bytes(toFree)} to free` +
       (status ? "" : " on this page");
-    undo.hidden = !status?.last_journal;
+    const run = status?.last_run;
+    undo.hidden = !run || run.undone;
+    if (run) undo.title = `${run.files} files moved to ${run.folder}`;
   }
 
   saver.onSaved(() => {
@@ -376,9 +383,9 @@ export async function reviewView(ctx, position) {
       await saver.flush();
       const result = await postJSON("/api/review/accept-suggestions",
         { tiers: ["exact", "edited"] });
-      const count = result?.groups ?? result?.accepted;
-      say(`Suggestions accepted${count === undefined ? "" : ` for ${count} groups`}: ` +
-        "their discarded copies are ready to move.");
+      say(`Suggestions accepted for ${result.groups} groups (${result.files} files)` +
+        (result.passed_over ? `; ${result.passed_over} groups you had already marked were ` +
+          "left as they are" : "") + ". Their discarded copies are ready to move.");
       await reload();
     } catch (error) {
       if (!isStale(error)) say(`Could not accept the suggestions: ${error.message}`, "error");
@@ -408,48 +415,54 @@ export async function reviewView(ctx, position) {
         el("button", { onclick: () => dialog.close() }, "Close"));
       return;
     }
-    const files = plan.files ?? [];
-    const refused = plan.refused ?? [];
-    const confirm = el("button", { id: "confirm-move", disabled: !files.length,
-      onclick: () => applyMove(plan) }, `Move ${files.length} files (${bytes(plan.bytes ?? 0)})`);
+    const moves = plan.moves;
+    const confirm = el("button", { id: "confirm-move", disabled: !moves.length,
+      onclick: applyMove }, `Move ${moves.length} files (${bytes(plan.bytes)})`);
     progress.replaceWith(
-      message(files.length ? `${files.length} discarded copies, ${bytes(plan.bytes ?? 0)} ` +
-        "freed. They are moved, not deleted; the move can be undone."
+      message(moves.length ? `${moves.length} discarded copies, ${bytes(plan.bytes)} freed, ` +
+        `moved to ${plan.folder}: not deleted, and the move can be undone.`
         : "No discarded copies to move: mark some copies Discard first."),
-      files.length ? el("ul", { class: "plan" }, files.map((file) => el("li", {},
-        el("span", { class: "path" }, file.path), ` → ${file.destination} `,
-        el("span", { class: "note" }, bytes(file.bytes))))) : null,
-      refused.length ? [el("h3", {}, "Left alone"), el("ul", { class: "plan refused" },
-        refused.map((r) => el("li", {}, `group ${r.group}: ${r.reason}`)))] : null,
+      moves.length ? el("ul", { class: "plan" }, moves.map((move) => el("li", {},
+        el("span", { class: "path" }, move.path), " ",
+        el("span", { class: "note" }, bytes(move.size))))) : null,
+      plan.refused.length || plan.skipped.length ? [el("h3", {}, "Left in place"),
+        el("ul", { class: "plan refused" },
+          plan.refused.map((r) => el("li", {}, `${r.paths.join(", ")}: ${r.reason}`)),
+          plan.skipped.map((f) => el("li", {}, `${f.path}: ${f.reason}`)))] : null,
       el("div", { class: "bar" }, confirm,
         el("button", { class: "secondary", onclick: () => dialog.close() }, "Cancel")));
     confirm.focus();
   }
 
-  async function applyMove(plan) {
-    const progress = spinner(`moving ${plan.files.length} files to quarantine…`);
+  async function applyMove() {
+    const progress = spinner("moving the discarded copies to quarantine…");
     dialog.replaceChildren(el("h2", { id: "move-title" }, "Moving discarded copies"), progress);
     try {
-      const done = await postJSON("/api/review/apply", { files: plan.files.map((f) => f.id) });
+      const done = await postJSON("/api/review/apply", {});
       progress.replaceWith(
-        message(`Moved ${done.moved} files, ${bytes(done.bytes ?? 0)} freed.`, "done"),
+        message(`Moved ${done.done} files to ${done.folder}, ${bytes(done.bytes)} freed.`,
+          "done"),
+        done.failed.length ? el("ul", { class: "plan refused" }, done.failed.map((f) =>
+          el("li", {}, `not moved: ${f.path}: ${f.reason}`))) : null,
         el("div", { class: "bar" },
-          el("button", { id: "undo-move", onclick: () => undoMove(done.journal) }, "Undo"),
+          el("button", { id: "undo-move", onclick: undoMove }, "Undo"),
           el("button", { class: "secondary", onclick: () => dialog.close() }, "Close")));
-      status = { ...(status || {}), last_journal: done.journal };
       await reload();
     } catch (error) {
       if (!isStale(error)) progress.replaceWith(message(`Not moved: ${error.message}`, "error"));
     }
   }
 
-  async function undoMove(journal) {
+  async function undoMove() {
     const progress = spinner("moving the files back…");
     if (dialog?.open) dialog.replaceChildren(el("h2", { id: "move-title" }, "Undo"), progress);
     else openDialog(el("h2", { id: "move-title" }, "Undo"), progress);
     try {
-      const done = await postJSON("/api/review/undo", journal ? { journal } : {});
-      progress.replaceWith(message(`Restored ${done.restored} files to their places.`, "done"),
+      const done = await postJSON("/api/review/undo", {});
+      progress.replaceWith(message(`${done.undone} files are back where they were.`, "done"),
+        done.kept.length || done.failed.length ? el("ul", { class: "plan refused" },
+          [...done.kept, ...done.failed].map((f) => el("li", {}, `${f.path}: ${f.reason}`)))
+          : null,
         el("button", { id: "close-move", onclick: () => dialog.close() }, "Close"));
       await reload();
     } catch (error) {

@@ -64,19 +64,39 @@ export function announce(text) {
   if (region) region.textContent = text;
 }
 
-/** A spinner with stage text and the seconds elapsed; `stage(text)` changes the text.
- * The clock stops once the element leaves the page. */
-export function spinner(text) {
+/** A spinner with stage text and the seconds elapsed. With `job` (the name of one of the server's background analyses), the job's own stage,
+ * count and a Cancel button are shown while it runs. It stops once off the page. */
+export function spinner(text, job = null) {
   const started = performance.now();
   const label = el("span", { class: "stage" }, text);
   const clock = el("span", { class: "elapsed" }, "0 s");
+  const bar = el("progress", { hidden: true, "aria-label": "progress" });
+  const cancel = el("button", { class: "secondary", hidden: true, onclick: () => {
+    cancel.disabled = true;
+    postJSON(`/api/jobs/${job}/cancel`, {}).catch(() => {});
+  } }, "Cancel");
   const node = el("div", { class: "progress", role: "status" },
-    el("span", { class: "spin", "aria-hidden": "true" }), label, clock);
-  const timer = setInterval(() => {
+    el("span", { class: "spin", "aria-hidden": "true" }), label, bar, clock, cancel);
+  let polling = Boolean(job);
+  const timer = setInterval(async () => {
     if (!node.isConnected && performance.now() - started > 1000) { clearInterval(timer); return; }
     clock.textContent = `${Math.round((performance.now() - started) / 1000)} s`;
+    if (!polling) return;
+    polling = false; // one poll at a time; none once the server has no job list
+    try {
+      const running = (await api("/api/jobs")).find((j) => j.name === job);
+      const active = running && (running.state === "running" || running.state === "queued");
+      bar.hidden = !active || !running.total;
+      cancel.hidden = !active;
+      if (active) {
+        label.textContent = `${text} ${running.state === "queued" ? "(queued)"
+          : `${running.stage}${running.total ? ` ${running.done} of ${running.total}` : ""}`}`;
+        bar.max = running.total || 1;
+        bar.value = running.done;
+      }
+      polling = true;
+    } catch (_) { /* no background jobs on this server */ }
   }, 1000);
-  node.stage = (stage) => { label.textContent = stage; };
   return node;
 }
 

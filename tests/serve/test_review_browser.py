@@ -1,0 +1,110 @@
+"""The whole duplicate clean-up in a real browser, as a photographer does it: every group
+of a 300+-group collection reviewed with the keyboard, the discarded copies moved to
+quarantine from the page, then the move undone from the page; the disk checked after
+each step by content hashes. Skipped when chromium or playwright is missing."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lookalike import Collection
+from tests.conftest import scene
+from tests.serve.browser import ARGS, CHROMIUM, serving, watch_errors
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium executable on PATH (apt-get install chromium)")]
+PICTURES = 320  # each with a JPEG copy: 300+ duplicate groups
+REVIEW_PAGE = 50  # groups the review page shows at a time (PAGE in static/review.js)
+
+
+@pytest.fixture(scope="module")
+def pairs_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """PICTURES small distinct pictures, each as a PNG and a JPEG re-encode of it."""
+    folder = tmp_path_factory.mktemp("pairs") / "photos"
+    folder.mkdir()
+    for seed in range(PICTURES):
+        picture = scene(1000 + seed, (96, 72))
+        picture.save(folder / f"p{seed:03d}.png")
+        picture.save(folder / f"p{seed:03d}-copy.jpg", quality=80)
+    collection, _ = Collection.index_folder(folder, model="classic")
+    collection.close()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def base_url(pairs_folder: Path) -> Iterator[str]:
+    with serving(pairs_folder) as url:
+        yield url
+
+
+def hashes(folder: Path) -> dict[str, str]:
+    return {path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in folder.rglob("*") if path.is_file() and ".lookalike" not in path.parts}
+
+
+def all_groups(base_url: str) -> list[dict]:
+    groups: list[dict] = []
+    while True:
+        page = httpx.get(f"{base_url}/api/duplicates",
+                         params={"offset": len(groups), "limit": 500}, timeout=300).json()
+        groups += page["groups"]
+        if len(groups) >= page["total"]:
+            return groups
+
+
+def test_review_every_group_by_keyboard_then_move_and_undo(base_url: str,
+                                                           pairs_folder: Path) -> None:
+    before = hashes(pairs_folder)
+    groups = all_groups(base_url)  # also waits for the finder, started with the server
+    assert len(groups) >= 300
+    # the first member of each group stays, the others go
+    keepers = {g["members"][0]["image"]["path"] for g in groups}
+    discards = {m["image"]["path"] for g in groups for m in g["members"][1:]}
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        problems = watch_errors(page)
+        page.goto(f"{base_url}/#duplicates")
+        for index in range(len(groups)):
+            if index % REVIEW_PAGE == 0:  # the page loads the next groups
+                page.wait_for_selector(f".dup-group.current[data-index='{index}']")
+            page.keyboard.press("1")
+            page.keyboard.press("r")
+        page.wait_for_function(
+            "document.querySelector('#review-progress').textContent.startsWith("
+            f"'{len(groups)} of {len(groups)} reviewed')", timeout=30000)
+        assert page.url.endswith(f"#duplicates/{len(groups) - 1}")
+        marks = {m["path"]: m["decision"]
+                 for m in httpx.get(f"{base_url}/api/marks").json()["marks"]}
+        assert {p for p, d in marks.items() if d == "keep"} == keepers
+        assert {p for p, d in marks.items() if d == "discard"} == discards
+
+        page.click("#apply")
+        confirm = page.wait_for_selector("#confirm-move", timeout=60000)
+        assert confirm.inner_text().startswith(f"Move {len(discards)} files")
+        assert len(page.query_selector_all("#move-dialog ul.plan li")) == len(discards)
+        confirm.click()
+        page.wait_for_selector("#move-dialog .done", timeout=60000)
+        assert page.inner_text("#move-dialog .done").startswith(f"Moved {len(discards)} files")
+        quarantine = pairs_folder.parent / f"{pairs_folder.name}-duplicates"
+        after = hashes(pairs_folder)
+        assert set(after) == set(before) - discards
+        assert all(after[path] == before[path] for path in keepers)
+        moved = hashes(quarantine)
+        assert {path: moved.get(path) for path in discards} == {p: before[p] for p in discards}
+
+        page.click("#undo-move")
+        page.wait_for_function("document.querySelector('#move-dialog .done')?.textContent"
+                               ".includes('back where they were')", timeout=60000)
+        assert hashes(pairs_folder) == before
+        assert not any(path in hashes(quarantine) for path in discards)
+        page.click("#close-move")
+        page.wait_for_selector(".dup-group.current")
+        assert problems == []
+        browser.close()
