@@ -10,7 +10,7 @@ The table below registers them, in the order ``--help`` lists them.
 
 from collections.abc import Callable
 
-from . import analyses, curate, eval, files, index, search, serve
+from . import analyses, curate, eval, files, index, photos, search, serve
 from .common import app, friendly_errors, parse_size
 
 commands: list[tuple[str, Callable[..., object]]] = [
@@ -25,6 +25,7 @@ commands: list[tuple[str, Callable[..., object]]] = [
     ("leakage", curate.leakage),
     ("quality", curate.quality),
     ("metadata", curate.metadata),
+    ("moments", photos.moments),
     ("report", files.report),
     ("sort", files.sort_files),
     ("undo", files.undo),

@@ -176,7 +176,8 @@ def leakage(
                       f"({summary['files_to_move']} files change split)")
 
 
-def _measured(collection: Collection, quiet: bool) -> tuple[list[int], list[str], list[Any]]:
+def measure_collection(collection: Collection, quiet: bool
+                       ) -> tuple[list[int], list[str], list[Any]]:
     """Ids, paths and :class:`~lookalike.measure.ImageStats` of the collection's images,
     measured once and cached in the collection's folder; files that fail are reported."""
     from ..measure import stats_of
@@ -216,7 +217,7 @@ def quality(
     if not wanted <= set(FLAGS):
         raise typer.BadParameter(f"flags are {', '.join(FLAGS)}", param_hint="--flag")
     collection = Collection.open(find_collection(db))
-    ids, paths, stats = _measured(collection, as_csv or as_json)
+    ids, paths, stats = measure_collection(collection, as_csv or as_json)
     found = flag_quality(stats, np.asarray(ids), paths)
     rows = [row for row in found.rows() if row["flag"] in wanted]
     if as_json:
@@ -251,7 +252,7 @@ def metadata(
     from ..collection import Collection
 
     collection = Collection.open(find_collection(db))
-    ids, paths, stats = _measured(collection, True)
+    ids, paths, stats = measure_collection(collection, True)
     rows = [{"id": i, "path": path, **asdict(s)} for i, path, s in zip(ids, paths, stats)
             if s is not None]
     if as_json:
