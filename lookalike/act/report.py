@@ -77,10 +77,7 @@ def write_report(
     label per position (e.g. the cluster) to colour the map.
     """
     folder = out if isinstance(out, OwnedFolder) else OwnedFolder.claim(out, "report")
-    rng = np.random.default_rng(0)
-    on_map = np.arange(len(paths))
-    if len(on_map) > MAP_POINTS:
-        on_map = np.sort(rng.choice(len(paths), MAP_POINTS, replace=False))
+    on_map = map_sample(len(paths))
     wanted = sorted({int(p) for s in sections for g in s.galleries for p in g.members}
                     | set(on_map.tolist()))
     thumbs = {position: f"thumbs/{position}.jpg" for position in wanted}
@@ -143,9 +140,8 @@ def build(
     _, clustering = collection.clusters(k)
     update("clusters", 1, 1)
     _, scores = collection.outliers()
-    _, vectors = collection.vectors()
     update("map", 0, 1)
-    layout, method = map_2d(vectors, map_method)
+    layout, method = _map_layout(collection, map_method)
     update("map", 1, 1)
     details = collection.info()
     overview = {
@@ -163,6 +159,27 @@ def build(
         paths=[collection.root / p for p in collection.paths(file_ids)], overview=overview,
         sections=_sections(dups, found, clustering, scores, fraction), layout=layout,
         layout_method=method, colours=clustering.labels)
+
+
+def map_sample(count: int) -> np.ndarray:
+    """The positions the map shows: all, or ``MAP_POINTS`` of them drawn with a fixed seed."""
+    if count <= MAP_POINTS:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(0).choice(count, MAP_POINTS, replace=False))
+
+
+def _map_layout(collection: Collection, method: str) -> tuple[np.ndarray, str]:
+    """``(layout [n, 2], method used)``: only the images the map shows are laid out (the
+    rest are NaN), their vectors read from the memory-mapped store; a whole collection
+    reuses its cached k-NN graph."""
+    file_ids, vectors = collection.vectors(copy=False)
+    shown = map_sample(len(file_ids))
+    whole = len(shown) == len(file_ids) and method in ("auto", "graph") and len(shown) > 5
+    points, used = map_2d(np.asarray(vectors[shown], dtype=np.float32), method,
+                          graph=collection.knn_graph()[1] if whole else None)
+    layout = np.full((len(file_ids), 2), np.nan, dtype=np.float32)
+    layout[shown] = points
+    return layout, used
 
 
 def write_collection_report(
