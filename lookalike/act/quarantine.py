@@ -22,6 +22,7 @@ a mark's group is the key the review gave it: the sorted member ids joined by ``
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,10 +130,13 @@ def plan_quarantine(root: Path, files: Mapping[int, FileRecord], marks: Iterable
             groups.setdefault(mark.group or f"file {mark.file_id}", []).append(mark)
     result = QuarantinePlan(SortPlan([], "move", target), target)
     targets: dict[Path, Path] = {}
-    for key, discards in sorted(groups.items()):
+    for key, marked in sorted(groups.items()):
+        discards = [m for m in marked if m.file_id in files or os.path.lexists(root / m.path)]
+        if not discards:
+            continue  # they left the collection: quarantined already, or deleted
         staying = [files[i] for i in group_members(key, discards[0].file_id)
                    if decisions.get(i) != "discard" and i in files
-                   and os.path.lexists(root / files[i].path)]
+                   and os.path.exists(root / files[i].path)]
         if not staying:
             if not force:
                 why = _NOTHING_KEPT if discards[0].group else _NO_GROUP
@@ -141,8 +145,6 @@ def plan_quarantine(root: Path, files: Mapping[int, FileRecord], marks: Iterable
             result.forced.append(key)
         kept = {_identity(root / record.path) for record in staying} - {None}
         for mark in discards:
-            if mark.file_id not in files and not os.path.lexists(root / mark.path):
-                continue  # it left the collection: quarantined already, or deleted
             reason = _why_not(root, files.get(mark.file_id), mark, kept, check_content)
             if reason:
                 result.skipped.append(Skipped(mark.path, reason))
@@ -150,7 +152,7 @@ def plan_quarantine(root: Path, files: Mapping[int, FileRecord], marks: Iterable
             source = root / mark.path
             targets[source] = Path(mark.path)
             info = os.lstat(source)
-            result.sizes[source.absolute()] = 0 if os.path.islink(source) else info.st_size
+            result.sizes[source.absolute()] = 0 if stat.S_ISLNK(info.st_mode) else info.st_size
     result.plan = plan_paths(targets, target, "move")
     return result
 

@@ -92,6 +92,10 @@ def test_force_moves_an_all_discard_group(reviewed) -> None:
     assert sorted(m.source.name for m in plan.plan.moves) == ["a0-copy.jpg", "a1-copy.jpg",
                                                               "a1.jpg"]
     assert plan.forced == [keys["a1"]] and not plan.refused
+    apply_quarantine(plan, collection.store)
+    again = plan_quarantine(root, files_of(collection), marks.all())
+    assert not again.plan.moves and not again.refused  # what left is no longer planned
+    assert [s.path for s in again.skipped] == ["a2-copy.jpg"]
 
 
 def test_apply_moves_with_hashes_kept_catalogue_follows_and_undo_restores(reviewed) -> None:
