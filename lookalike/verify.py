@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -30,7 +31,7 @@ import faiss
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
-from .analyse.duplicates import thresholds_from_samples
+from .analyse.duplicates import agreement_from_samples, thresholds_from_samples
 from .decode import DecodeError, FilePath, decode_file
 from .embed import Backbone
 
@@ -56,6 +57,11 @@ SCALE_RANGE = (0.2, 5.0)  # plausible resize between two copies
 # rarely more than 4 (neardup_flowers), so a pair below SCREEN_INLIERS stops early.
 SCREEN_FEATURES = 100
 SCREEN_INLIERS = 5
+# Dense agreement of a geometric match (dense_agreement), at the working resolution:
+AGREE_WINDOW = 9  # correlation window, pixels (~5 % of the long side)
+AGREE_SMOOTHING = 1.0  # Gaussian sigma against JPEG blocks and resampling noise
+AGREE_FLAT_VARIANCE = 4.0  # grey-level variance below which a window is flat
+AGREE_CORRELATION = 0.8  # a window agrees above this normalised cross-correlation
 
 # A SIFT descriptor is a 4 x 4 grid of 8-bin orientation histograms. Mirroring the image
 # left-right mirrors each keypoint's patch about its orientation axis: grid rows swap
@@ -64,6 +70,8 @@ SCREEN_INLIERS = 5
 _MIRROR = np.arange(128).reshape(4, 4, 8)[::-1][..., (-np.arange(8)) % 8].ravel()
 
 Progress = Callable[[int, int], None]
+# Stored calibrations of an older version are measured again (2: agreement_threshold).
+CALIBRATION_VERSION = 2
 
 
 # -- local features ---------------------------------------------------------------------
@@ -81,18 +89,23 @@ class Features:
     descriptors: np.ndarray  # float16 [m, 128]: half the memory in the cache, exact enough
     width: int
     height: int
+    # uint8 [height, width]: the grey pixels the keypoints were found in, for the dense
+    # check of a geometric match (None: not kept; the match then has no agreement)
+    grey: np.ndarray | None = None
 
     def strongest(self, count: int) -> Features:
         """The ``count`` strongest keypoints (all of them when there are no more)."""
         if len(self.points) <= count:
             return self
-        return Features(self.points[:count], self.descriptors[:count], self.width, self.height)
+        return Features(self.points[:count], self.descriptors[:count], self.width,
+                        self.height, self.grey)
 
     def mirrored(self) -> Features:
         points = self.points.copy()
         points[:, 0] = self.width - 1 - points[:, 0]
+        grey = None if self.grey is None else np.ascontiguousarray(self.grey[:, ::-1])
         return Features(points, np.ascontiguousarray(self.descriptors[:, _MIRROR]),
-                        self.width, self.height)
+                        self.width, self.height, grey)
 
 
 def extract_features(
@@ -110,14 +123,16 @@ def extract_features(
         pixels = cv2.resize(pixels, (width, height), interpolation=interpolation)
     sift = cv2.SIFT.create(nfeatures=max_features, contrastThreshold=CONTRAST)
     keypoints, raw = sift.detectAndCompute(pixels, None)
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     if raw is None or not keypoints:
         return Features(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float16),
-                        width, height)
+                        width, height, pixels)
     order = np.argsort([-keypoint.response for keypoint in keypoints], kind="stable")
     raw = raw[order].astype(np.float32)
     root = np.sqrt(raw / np.maximum(raw.sum(axis=1, keepdims=True), 1e-7))
     points = np.array([keypoints[k].pt for k in order], dtype=np.float32).reshape(-1, 2)
-    return Features(points, np.ascontiguousarray(root, dtype=np.float16), width, height)
+    return Features(points, np.ascontiguousarray(root, dtype=np.float16), width, height,
+                    pixels)
 
 
 def load_features(
@@ -138,6 +153,11 @@ class Verdict:
     ``same``: whether that is enough (``inliers >= MIN_INLIERS``, or most keypoints of a
     feature-poor pair, with a plausible scale and matches spread over both images).
     ``flipped``: the match was mirror-image.
+    ``agreement``: for a geometric match, the fraction of the textured overlap where the
+    two images, registered by the fitted transform, correlate locally (see
+    :func:`dense_agreement`): ~1 for an edited copy, less where pose or moment differ in
+    another shot of the same scene; NaN when not measured. ``coverage``: the overlap as a
+    fraction of the smaller image.
     """
 
     inliers: int
@@ -145,6 +165,8 @@ class Verdict:
     flipped: bool
     scale: float
     same: bool
+    agreement: float = math.nan
+    coverage: float = 0.0
 
     @property
     def weight(self) -> float:
@@ -156,6 +178,7 @@ class Verdict:
 
 
 NO_MATCH = Verdict(0, 0, False, 0.0, False)
+_NO_FIT = np.zeros((0, 3))
 
 
 def _one_to_one(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -173,12 +196,13 @@ def _one_to_one(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return good, nearest[good, 0]
 
 
-def _geometry(a: Features, b: Features, flipped: bool) -> Verdict:
+def _geometry(a: Features, b: Features, flipped: bool) -> tuple[Verdict, np.ndarray]:
+    """The verdict and the fitted 2 x 3 transform from ``a`` to ``b`` (empty: none)."""
     if len(a.descriptors) < 2 or len(b.descriptors) < 2:
-        return NO_MATCH
+        return NO_MATCH, _NO_FIT
     qa, tb = _one_to_one(a.descriptors, b.descriptors)
     if len(qa) < 4:
-        return Verdict(0, len(qa), flipped, 0.0, False)
+        return Verdict(0, len(qa), flipped, 0.0, False), _NO_FIT
     source, target = a.points[qa], b.points[tb]
     tolerance = RANSAC_TOLERANCE * max(b.width, b.height)
     matrix, mask = cv2.estimateAffinePartial2D(
@@ -186,7 +210,7 @@ def _geometry(a: Features, b: Features, flipped: bool) -> Verdict:
         confidence=0.995,
     )
     if matrix is None or mask is None:
-        return Verdict(0, len(qa), flipped, 0.0, False)
+        return Verdict(0, len(qa), flipped, 0.0, False), _NO_FIT
     inside = mask.ravel().astype(bool)
     inliers = int(inside.sum())
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
@@ -200,7 +224,7 @@ def _geometry(a: Features, b: Features, flipped: bool) -> Verdict:
         and _spread(source[inside], a) >= MIN_SPREAD
         and _spread(target[inside], b) >= MIN_SPREAD
     )
-    return Verdict(inliers if plausible else 0, len(qa), flipped, scale, bool(same))
+    return Verdict(inliers if plausible else 0, len(qa), flipped, scale, bool(same)), matrix
 
 
 def _spread(points: np.ndarray, features: Features) -> float:
@@ -213,23 +237,77 @@ def _spread(points: np.ndarray, features: Features) -> float:
 
 
 def verify_features(a: Features, b: Features) -> Verdict:
-    """Whether ``a`` and ``b`` show the same photo; a mirrored match is tried second."""
-    direct = _screened(a, b, flipped=False)
-    if direct.same and direct.inliers >= 3 * MIN_INLIERS:
-        return direct  # clear enough; weaker evidence may be a symmetric mirror image
-    mirrored = _screened(a.mirrored(), b, flipped=True)
-    return mirrored if mirrored.inliers > direct.inliers else direct
+    """Whether ``a`` and ``b`` show the same photo; a mirrored match is tried second.
+
+    A geometric match is then checked densely (:func:`dense_agreement`) when both
+    features kept their pixels: the evidence that tells an edited copy from another shot.
+    """
+    direct, fit = _screened(a, b, flipped=False)
+    best, source = direct, a
+    if not (direct.same and direct.inliers >= 3 * MIN_INLIERS):
+        # weaker evidence may be a symmetric mirror image
+        mirror = a.mirrored()
+        mirrored, mirror_fit = _screened(mirror, b, flipped=True)
+        if mirrored.inliers > direct.inliers:
+            best, source, fit = mirrored, mirror, mirror_fit
+    if not best.same or source.grey is None or b.grey is None:
+        return best
+    agreement, coverage = dense_agreement(source.grey, b.grey, fit)
+    return replace(best, agreement=agreement, coverage=coverage)
 
 
-def _screened(a: Features, b: Features, flipped: bool) -> Verdict:
+def _screened(a: Features, b: Features, flipped: bool) -> tuple[Verdict, np.ndarray]:
     """Match the strongest keypoints first; only a pair that shows some geometric
     agreement there is matched in full. Look-alikes, the bulk of the candidates, stop
     after the cheap first step (~1/4 of the work)."""
     few_a, few_b = a.strongest(SCREEN_FEATURES), b.strongest(SCREEN_FEATURES)
     quick = _geometry(few_a, few_b, flipped)
-    if quick.inliers < SCREEN_INLIERS or (few_a is a and few_b is b):
+    if quick[0].inliers < SCREEN_INLIERS or (few_a is a and few_b is b):
         return quick
     return _geometry(a, b, flipped)
+
+
+def dense_agreement(
+    source: np.ndarray, target: np.ndarray, matrix: np.ndarray
+) -> tuple[float, float]:
+    """``(agreement, coverage)`` of two grey images registered by ``matrix`` (2 x 3,
+    ``source`` coordinates to ``target``'s).
+
+    The larger-scale image is warped onto the other's grid (so it is only ever shrunk),
+    both are smoothed a little (re-encoding and resampling noise), and a normalised
+    cross-correlation is taken in a small window around every pixel of the overlap.
+    Correlation ignores local brightness and contrast, so recolouring, greying and
+    re-encoding keep it near 1; an overlay lowers it only where it lies. ``agreement``:
+    the fraction of the overlap's textured pixels (either image not flat there) whose
+    correlation is above :data:`AGREE_CORRELATION`; a flat area in both carries no
+    evidence. ``coverage``: overlap pixels over the smaller image's pixels.
+    """
+    if matrix.shape != (2, 3):
+        return math.nan, 0.0
+    forward: np.ndarray = np.asarray(matrix, dtype=np.float64)
+    if abs(np.linalg.det(forward[:, :2])) > 1.0:  # source is the smaller: warp target
+        source, target, forward = target, source, cv2.invertAffineTransform(forward)
+    height, width = target.shape
+    warped = cv2.warpAffine(source, forward, (width, height), flags=cv2.INTER_LINEAR)
+    footprint = cv2.warpAffine(np.full(source.shape, 255, np.uint8), forward,
+                               (width, height), flags=cv2.INTER_NEAREST)
+    coverage = float(np.count_nonzero(footprint)) / max(min(source.size, target.size), 1)
+    window = (AGREE_WINDOW, AGREE_WINDOW)
+    overlap = cv2.erode(footprint, np.ones(window, np.uint8)) > 0
+    if not overlap.any():
+        return math.nan, coverage
+    x = cv2.GaussianBlur(warped.astype(np.float32), (0, 0), AGREE_SMOOTHING)
+    y = cv2.GaussianBlur(target.astype(np.float32), (0, 0), AGREE_SMOOTHING)
+    mean_x, mean_y = cv2.blur(x, window), cv2.blur(y, window)
+    var_x = np.maximum(cv2.blur(x * x, window) - mean_x * mean_x, 0.0)
+    var_y = np.maximum(cv2.blur(y * y, window) - mean_y * mean_y, 0.0)
+    covariance = cv2.blur(x * y, window) - mean_x * mean_y
+    textured = overlap & (np.maximum(var_x, var_y) > AGREE_FLAT_VARIANCE)
+    if not textured.any():
+        return math.nan, coverage
+    correlation = covariance / np.sqrt(np.maximum(var_x, AGREE_FLAT_VARIANCE)
+                                       * np.maximum(var_y, AGREE_FLAT_VARIANCE))
+    return float(np.mean(correlation[textured] > AGREE_CORRELATION)), coverage
 
 
 class FeatureCache:
@@ -428,6 +506,12 @@ def calibrate(
     scores; :func:`~lookalike.analyse.duplicates.thresholds_from_samples` turns
     the two into thresholds. Returns the small dict to store with the model, e.g.
     ``{"candidate_threshold": 0.66, "near_threshold": 0.87, "calibrated_on": 132, ...}``.
+
+    Each edit is also verified against its original by local features, and the dense
+    agreement of the match (see :func:`dense_agreement`) sets ``agreement_threshold``:
+    the least agreement an edited copy shows, below which a geometric match is another
+    shot of the same scene (see
+    :func:`~lookalike.analyse.duplicates.agreement_from_samples`).
     """
     n = len(paths)
     if n == 0:
@@ -443,7 +527,7 @@ def calibrate(
     ]
     side = max(backbone.decode_size, 256)
 
-    def make(item: tuple[int, list[str], int]) -> list[tuple[int, str, np.ndarray]]:
+    def make(item: tuple[int, list[str], int]) -> list[tuple[int, str, np.ndarray, float]]:
         position, edits, item_seed = item
         try:
             image = decode_file(paths[position], min_side=side).image
@@ -451,17 +535,25 @@ def calibrate(
             return []
         image.thumbnail((2 * side, 2 * side))
         local = np.random.default_rng(item_seed)
-        return [(position, name, backbone.preprocess(SYNTHETIC_EDITS[name](image, local)))
-                for name in edits]
+        original = extract_features(image)
+        made = []
+        for name in edits:
+            copy = SYNTHETIC_EDITS[name](image, local)
+            verdict = verify_features(original, extract_features(copy))
+            agreement = verdict.agreement if verdict.same else math.nan
+            made.append((position, name, backbone.preprocess(copy), agreement))
+        return made
 
     workers = workers or max(1, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lookalike-calib") as pool:
+    with _one_thread_per_call(), ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="lookalike-calib") as pool:
         made = [entry for batch in pool.map(make, plan) for entry in batch]
     if not made:
         raise ValueError("no sample image could be decoded for calibration")
-    owners = np.array([position for position, _, _ in made], dtype=np.int64)
-    kinds = [name for _, name, _ in made]
-    inputs = np.stack([array for _, _, array in made])
+    owners = np.array([position for position, _, _, _ in made], dtype=np.int64)
+    kinds = [name for _, name, _, _ in made]
+    agreements = np.array([agreement for _, _, _, agreement in made], dtype=np.float64)
+    inputs = np.stack([array for _, _, array, _ in made])
     step = max(1, backbone.batch_size)
     edited = np.concatenate([backbone.embed(inputs[s:s + step])
                              for s in range(0, len(inputs), step)])
@@ -471,12 +563,13 @@ def calibrate(
     other = other[np.isfinite(other)]
     result: dict[str, Any] = thresholds_from_samples(
         edit_similarity, other, edit_kinds=kinds, recall=recall)
+    result.update(agreement_from_samples(agreements, edit_kinds=kinds, recall=recall))
     result.update({
         "calibrated_on": int(len(np.unique(owners))),
         "edits": int(len(edit_similarity)),
         "recall": recall,
         "edit_similarity_median": round(float(np.median(edit_similarity)), 4),
         "nearest_other_median": round(float(np.median(other)), 4) if len(other) else None,
-        "version": 1,
+        "version": CALIBRATION_VERSION,
     })
     return result

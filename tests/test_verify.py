@@ -152,10 +152,14 @@ def test_find_duplicates_with_an_explicit_threshold_or_without_verification(
 ) -> None:
     collection, _ = Collection.index_folder(planted, model="classic")
     with collection:
-        strict = find_duplicates(collection, threshold=0.9999)
-        assert strict.calibration is None and strict.threshold == 0.9999
+        plain = find_duplicates(collection, threshold=0.9999, verify=False)
+        assert plain.calibration is None and plain.threshold == 0.9999
         assert load_calibration(collection) is None  # nothing measured when not needed
-        assert len(strict.exact) == 2
+        assert len(plain.exact) == 2
+        strict = find_duplicates(collection, threshold=0.9999)
+        assert strict.threshold == 0.9999 and len(strict.exact) == 2
+        # telling copies from similar shots needs the calibrated agreement all the same
+        assert strict.calibration == load_calibration(collection)
         quick = find_duplicates(collection, verify=False)
         assert not quick.verified
         assert quick.threshold == quick.calibration["near_threshold"]
@@ -189,3 +193,64 @@ def test_find_duplicates_on_a_single_image(tmp_path: Path) -> None:
         report = find_duplicates(collection)
         assert report.near == [] and report.exact == [] and report.groups() == []
         assert report.to_dict()["threshold"] is None
+
+
+# -- copy tiers: an edited copy against another shot of the same scene ----------------------
+
+
+def shot(seed: int, where: tuple[int, int]) -> Image.Image:
+    """Scene ``seed`` photographed with its subject (a textured square of 40 % of the
+    height, another scene's detail) standing at ``where``: two shots of one scene differ
+    only where the subject was and is."""
+    image = photo(seed)
+    subject = photo(seed + 50).crop((100, 100, 244, 244))
+    image.paste(subject, where)
+    return image
+
+
+def test_dense_agreement_tells_an_edited_copy_from_another_shot() -> None:
+    first = extract_features(shot(0, (40, 60)))
+    copy = verify_features(first, extract_features(jpeg(crop(shot(0, (40, 60)), 0.85))))
+    mirrored = verify_features(first, extract_features(flip(shot(0, (40, 60)))))
+    moved = verify_features(first, extract_features(shot(0, (290, 150))))
+    assert copy.same and mirrored.same and mirrored.flipped
+    assert moved.same  # the background alone matches under one transform ...
+    assert copy.agreement > 0.9 and mirrored.agreement > 0.9
+    assert moved.agreement < 0.8  # ... but the subject disagrees where it moved
+    assert 0.6 < copy.coverage <= 1.0 and moved.coverage > 0.9
+
+
+def test_find_duplicates_puts_another_shot_in_the_similar_tier(tmp_path: Path) -> None:
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    shot(0, (40, 60)).save(folder / "a.jpg", quality=92)
+    jpeg(crop(shot(0, (40, 60)), 0.8), 40).save(folder / "a-crop.jpg", quality=95)
+    flip(shot(0, (40, 60))).save(folder / "a-flip.jpg", quality=90)
+    shot(0, (290, 150)).save(folder / "a-moved.jpg", quality=92)
+    for seed in range(1, 7):
+        photo(seed).save(folder / f"other{seed}.jpg", quality=92)
+    collection, _ = Collection.index_folder(folder, model="classic")
+    with collection:
+        report = find_duplicates(collection)
+        assert report.calibration is not None
+        assert 0.5 < report.calibration["agreement_threshold"] < 1.0
+        named = [{report.paths[p] for p in group.members} for group in report.near]
+        assert named == [{"a.jpg", "a-crop.jpg", "a-flip.jpg"}]
+        assert report.near[0].tier == "edited"
+        assert set(report.near[0].tiers[1:]) == {"edited"}
+        similar = [{report.paths[p] for p in group.members} for group in report.similar]
+        assert len(similar) == 1 and {"a.jpg", "a-moved.jpg"} <= similar[0]
+        data = report.to_dict()["similar"][0]
+        assert data["kind"] == "similar" and data["tier"] == "similar"
+        assert data["members"][0]["evidence"] is None  # the keeper
+        # the moved shot against the original, whichever of the two is the keeper
+        other = {"a.jpg", "a-moved.jpg"} - {data["keeper"]["path"]}
+        shot_member = next(m for m in data["members"] if m["path"] in other)
+        evidence = shot_member["evidence"]
+        assert shot_member["tier"] == "similar" and evidence["inliers"] >= 12
+        assert evidence["agreement"] < report.calibration["agreement_threshold"]
+        # nothing changed: every verdict comes from the cache, and so do the groups
+        again = find_duplicates(collection)
+        assert again.cached == again.candidates > 0
+        assert again.to_dict()["near"] == report.to_dict()["near"]
+        assert again.to_dict()["similar"] == report.to_dict()["similar"]

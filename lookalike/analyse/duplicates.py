@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
-from collections.abc import Collection, Hashable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Collection, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -35,22 +35,39 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from ..knn import KnnGraph
 
-GroupKind = Literal["exact", "near"]
+GroupKind = Literal["exact", "near", "similar"]
+# How two files relate: the same pixels, one an edited copy of the other, or two shots of
+# one scene (pose, viewpoint or moment differ). Only the first two are duplicates.
+Tier = Literal["exact", "edited", "similar"]
+TIER_OF_KIND: dict[str, Tier] = {"exact": "exact", "near": "edited", "similar": "similar"}
+# Pair tiers as numbers (pair_tiers): not related, similar shot, edited copy.
+UNRELATED, SIMILAR, EDITED = 0, 1, 2
 
 
 @dataclass(frozen=True)
 class DuplicateGroup:
-    """Files that are the same picture.
+    """Files that are the same picture (``kind`` "exact" or "near"), or shots of one scene
+    ("similar": reported, never treated as duplicates).
 
     ``members``: positions, keeper first, then by descending score. ``keeper``: the copy
     to keep (largest resolution, then largest file). ``scores[i]``: how surely
     ``members[i]`` is a copy of the keeper, 1.0 for the keeper itself and for exact copies.
+    ``tiers[i]``: how ``members[i]`` relates to the keeper (the keeper: the group's tier);
+    ``evidence[i]``: what that rests on (e.g. ``{"inliers": 80, "agreement": 0.97,
+    "cosine": 0.93}``), None for the keeper and where nothing was measured.
     """
 
     members: list[int]
     keeper: int
     kind: GroupKind
     scores: list[float]
+    tiers: list[Tier] = field(default_factory=list)
+    evidence: list[dict[str, Any] | None] = field(default_factory=list)
+
+    @property
+    def tier(self) -> Tier:
+        """The group's tier: "exact", "edited" (a near group) or "similar"."""
+        return TIER_OF_KIND[self.kind]
 
     def __len__(self) -> int:
         return len(self.members)
@@ -122,6 +139,60 @@ def thresholds_from_samples(
         "candidate_threshold": round(candidate, 4),
         "near_threshold": round(max(near, candidate), 4),
     }
+
+
+def agreement_from_samples(
+    agreement: np.ndarray,
+    *,
+    edit_kinds: Sequence[str] | None = None,
+    recall: float = 0.95,
+) -> dict[str, object]:
+    """The dense-agreement threshold that separates edited copies from other shots.
+
+    ``agreement``: for each synthetic edit of a sample image, the dense agreement of its
+    verified match with the original (NaN: the edit did not verify; it has no say here),
+    with the edit's name in ``edit_kinds``. An edited copy agrees almost everywhere, so
+    the threshold is a low quantile of what edits show: the one that keeps ``recall`` of
+    *every* edit kind (like ``candidate_threshold``). Nothing is learned from other shots,
+    which carry no labels. With no verified edit at all the threshold is 0: every
+    geometric match counts as a copy.
+
+    Returns ``{"agreement_threshold": t, "agreement_by_edit": {kind: quantile}}``.
+    """
+    values = np.asarray(agreement, dtype=np.float64).ravel()
+    kinds = np.asarray(list(edit_kinds) if edit_kinds is not None else [""] * len(values))
+    if len(kinds) != len(values):
+        raise ValueError(f"{len(values)} agreements but {len(kinds)} edit kinds")
+    measured = np.isfinite(values)
+    by_kind = {str(kind): round(float(np.quantile(values[measured & (kinds == kind)],
+                                                  1.0 - recall)), 4)
+               for kind in np.unique(kinds[measured])}
+    return {"agreement_threshold": min(by_kind.values(), default=0.0),
+            "agreement_by_edit": by_kind}
+
+
+def pair_tiers(
+    same: np.ndarray,
+    agreement: np.ndarray,
+    cosine: np.ndarray,
+    *,
+    agreement_threshold: float,
+    similar_cosine: float,
+) -> np.ndarray:
+    """The tier of each checked pair: :data:`EDITED`, :data:`SIMILAR` or :data:`UNRELATED`.
+
+    ``same``: the pair matched geometrically; ``agreement``: the dense agreement of that
+    match (NaN: not measurable, e.g. no texture; the geometric match then decides);
+    ``cosine``: embedding similarity. An edited copy is a geometric match that agrees at
+    least ``agreement_threshold``; a similar shot is a geometric match that agrees less
+    (the same scene, but pose or moment differ), or a pair whose embeddings alone reach
+    ``similar_cosine``.
+    """
+    same = np.asarray(same, dtype=bool)
+    agreement = np.asarray(agreement, dtype=np.float64)
+    edited = same & ~(agreement < agreement_threshold)
+    similar = ~edited & (same | (np.asarray(cosine, dtype=np.float64) >= similar_cosine))
+    return np.where(edited, EDITED, np.where(similar, SIMILAR, UNRELATED)).astype(np.int8)
 
 
 def visit_order(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -321,21 +392,29 @@ def make_group(
     size: np.ndarray,
     score: dict[int, float] | None = None,
     preferred: Collection[int] = (),
+    relation: Callable[[int, int], tuple[Tier, dict[str, Any] | None]] | None = None,
 ) -> DuplicateGroup:
     """A :class:`DuplicateGroup` with its keeper chosen and members ordered keeper first.
 
     ``score``: per member, how surely it is a copy of the keeper (missing: 1.0).
     ``preferred``: keeper candidates to favour on a tie (see :func:`choose_keeper`).
+    ``relation(member, keeper)``: the member's tier and evidence (default: the group's
+    tier, no evidence).
     """
     keeper = choose_keeper(members, width, height, size, preferred)
     score = dict(score or {})
     score[keeper] = 1.0
     ordered = sorted(members, key=lambda p: (p != keeper, -score.get(p, 1.0), p))
+    tier = TIER_OF_KIND[kind]
+    related = [(tier, None) if p == keeper or relation is None else relation(p, keeper)
+               for p in ordered]
     return DuplicateGroup(
         members=[int(p) for p in ordered],
         keeper=int(keeper),
         kind=kind,
         scores=[float(score.get(p, 1.0)) for p in ordered],
+        tiers=[t for t, _ in related],
+        evidence=[e for _, e in related],
     )
 
 

@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 
 from lookalike.analyse.duplicates import (
+    EDITED,
+    SIMILAR,
+    UNRELATED,
     DuplicateGroup,
     PairScores,
+    agreement_from_samples,
     candidate_pairs,
     choose_keeper,
     components,
@@ -15,6 +19,7 @@ from lookalike.analyse.duplicates import (
     link_groups,
     make_group,
     pair_scores,
+    pair_tiers,
     pair_scores_by_tag,
     thresholds_from_samples,
     visit_order,
@@ -127,8 +132,42 @@ def test_make_group_puts_the_keeper_first_and_orders_by_score() -> None:
     size = np.array([1, 1, 1])
     group = make_group([0, 1, 2], "near", width, height, size, {0: 0.7, 2: 0.9})
     assert group == DuplicateGroup(members=[1, 2, 0], keeper=1, kind="near",
-                                   scores=[1.0, 0.9, 0.7])
-    assert len(group) == 3
+                                   scores=[1.0, 0.9, 0.7], tiers=["edited"] * 3,
+                                   evidence=[None] * 3)
+    assert len(group) == 3 and group.tier == "edited"
+
+
+def test_make_group_asks_each_member_its_relation_to_the_keeper() -> None:
+    width, height, size = np.array([10, 30, 20]), np.array([10, 30, 20]), np.ones(3)
+
+    def relation(member: int, keeper: int) -> tuple[str, dict | None]:
+        assert keeper == 1
+        return ("similar", {"inliers": 40}) if member == 0 else ("edited", {"inliers": 90})
+
+    group = make_group([0, 1, 2], "similar", width, height, size, relation=relation)
+    assert group.members == [1, 0, 2] and group.tier == "similar"
+    assert group.tiers == ["similar", "similar", "edited"]  # the keeper: the group's tier
+    assert group.evidence == [None, {"inliers": 40}, {"inliers": 90}]
+
+
+def test_pair_tiers_separate_copies_from_similar_shots() -> None:
+    same = np.array([True, True, True, False, False])
+    agreement = np.array([0.97, 0.55, np.nan, np.nan, np.nan])
+    cosine = np.array([0.95, 0.93, 0.90, 0.92, 0.70])
+    tiers = pair_tiers(same, agreement, cosine, agreement_threshold=0.85,
+                       similar_cosine=0.9)
+    # a dense match, a sparse one, a match with nothing to compare densely (the geometry
+    # decides), strong embedding similarity alone, and nothing
+    assert tiers.tolist() == [EDITED, SIMILAR, EDITED, SIMILAR, UNRELATED]
+
+
+def test_agreement_threshold_keeps_recall_of_every_verified_edit_kind() -> None:
+    agreement = np.r_[np.linspace(0.95, 1.0, 20), np.linspace(0.8, 1.0, 20), np.nan, np.nan]
+    kinds = ["jpeg"] * 20 + ["text"] * 20 + ["blur"] * 2  # blur never verified: no say
+    found = agreement_from_samples(agreement, edit_kinds=kinds, recall=0.95)
+    assert found["agreement_threshold"] == pytest.approx(0.8 + 0.2 * 0.95 / 19, abs=1e-4)
+    assert set(found["agreement_by_edit"]) == {"jpeg", "text"}
+    assert agreement_from_samples(np.array([np.nan]))["agreement_threshold"] == 0.0
 
 
 def test_exact_groups_by_content_or_pixels_transitively() -> None:
