@@ -257,7 +257,8 @@ class ReviewStatus(BaseModel):
     reviewed: int = Field(description="groups marked reviewed")
     total: int = Field(description="duplicate groups")
     files_to_move: int = Field(description="files marked discard that would move now")
-    bytes_to_free: int = Field(description="their bytes (by the catalogue's sizes)")
+    bytes_to_free: int = Field(description="their bytes (sizes on disk; the contents are "
+                               "checked by the plan, not here)")
     refused: int = Field(description="groups in which every copy is marked discard")
     last_run: ReviewRun | None = Field(description="the last review applied")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from lookalike import Collection
 from lookalike.serve import create_app
 from tests.act.test_quarantine import digest, review_folder
 from tests.serve.conftest import LOCAL
@@ -179,3 +180,14 @@ def test_a_page_of_another_site_cannot_change_files_or_decisions(
     assert client.post("/api/review/accept-suggestions", json={}, headers=own).json()[
         "groups"] == 3
     assert client.post("/api/review/apply", json={}, headers=own).json()["done"] == 3
+
+
+def test_a_collection_on_object_storage_is_reviewed_but_not_moved(remote_folder: str,
+                                                                  tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    Collection.index_folder(remote_folder, db, model="classic")[0].close()
+    with TestClient(create_app(db), base_url=LOCAL) as client:
+        status = client.get("/api/review/status").json()
+        assert (status["files_to_move"], status["bytes_to_free"]) == (0, 0)
+        refused = client.post("/api/review/plan", json={})
+        assert refused.status_code == 409 and "object storage" in refused.json()["detail"]

@@ -50,10 +50,14 @@ def _writable(service: Service) -> Iterator[Store]:
 def _root(service: Service) -> Path:
     """The photo folder, which acting on the review needs on local disk."""
     root = service.root
-    if not isinstance(root, Path) or is_remote(root):
+    if not isinstance(root, Path) or not _is_local(service):
         raise HTTPException(409, f"the review moves local files only; {root} is on object "
                             "storage: copy the images to a local folder and index that")
     return root
+
+
+def _is_local(service: Service) -> bool:
+    return isinstance(service.root, Path) and not is_remote(service.root)
 
 
 def _plan(service: Service, files: Mapping[int, FileRecord] | None = None, *,
@@ -157,16 +161,18 @@ def review_status(
     verify: bool = True,
 ) -> schemas.ReviewStatus:
     """Progress of the review: groups reviewed of all, what applying would move now
-    (by the catalogue's sizes, without reading the files), and the last review applied."""
+    (sizes on disk, contents not read: nothing on object storage, which is not moved), and
+    the last review applied."""
     _, listed = listed_duplicates(service, threshold, verify)
     reviewed = service.marks.reviewed()
-    planned = _plan(service, check_content=False)
+    planned = _plan(service, check_content=False) if _is_local(service) else None
     runs = service.marks.runs()
     last = runs[0] if runs else None
     return schemas.ReviewStatus(
         reviewed=sum(group.key in reviewed for group in listed), total=len(listed),
-        files_to_move=len(planned.plan.moves), bytes_to_free=planned.bytes,
-        refused=len(planned.refused),
+        files_to_move=len(planned.plan.moves) if planned else 0,
+        bytes_to_free=planned.bytes if planned else 0,
+        refused=len(planned.refused) if planned else 0,
         last_run=None if last is None else schemas.ReviewRun(
             journal=Path(last.journal).name, folder=last.folder, files=last.files,
             bytes=last.bytes, applied_at=last.applied_at, undone=not _pending(last.journal)))
