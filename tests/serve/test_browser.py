@@ -153,6 +153,82 @@ def test_compare_zooms_both_sides_together(page: object, base_url: str) -> None:
     assert page.problems == []  # type: ignore[attr-defined]
 
 
+def test_a_similar_shot_is_never_preselected_for_discarding(page: object,
+                                                          base_url: str) -> None:
+    """A group the finder calls a similar shot (here: the server's first group, told so)
+    starts with every file kept, and says so."""
+    answer = httpx.get(f"{base_url}/api/duplicates", params={"limit": 50}, timeout=120).json()
+    first = answer["groups"][0]
+    first["tier"] = "similar"
+    for member in first["members"]:
+        member["mark"] = None
+    page.route("**/api/duplicates?*", lambda route: route.fulfill(json=answer))  # type: ignore[attr-defined]
+    page.goto(f"{base_url}/#duplicates")  # type: ignore[attr-defined]
+    group = page.wait_for_selector(".dup-group[data-index='0']")
+    assert "similar shot" in group.query_selector("h2").inner_text()
+    members = group.query_selector_all(".member")
+    assert all("keep" in m.get_attribute("class").split() for m in members)
+
+
+def test_choices_made_offline_are_kept_sent_later_and_guard_leaving(browser: object,
+                                                                    base_url: str) -> None:
+    context = browser.new_context()  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(f"{base_url}/#duplicates")
+    page.wait_for_selector(".dup-group.current[data-index='0']")
+    members = page.query_selector_all(".dup-group.current .member")
+    ids = [int(m.get_attribute("data-id")) for m in members]
+    context.set_offline(True)
+    page.keyboard.press(str(len(ids)))  # keep the last file, discard the others
+    page.wait_for_selector("#review-notice .error")
+    assert "not saved yet" in page.inner_text(".dup-group.current .saved")
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.dismiss()))
+    page.evaluate("location.hash = '#gallery'")  # leaving the view keeps them queued
+    page.wait_for_selector("#gallery", state="attached")
+    context.set_offline(False)
+    page.wait_for_function("!document.querySelector('#review-notice .error')", timeout=20000)
+    marks = {m["file_id"]: m["decision"]
+             for m in httpx.get(f"{base_url}/api/marks").json()["marks"]}
+    assert marks[ids[-1]] == "keep" and all(marks[i] == "discard" for i in ids[:-1])
+    # with a choice unsent, closing the page asks first
+    page.goto(f"{base_url}/#duplicates")
+    page.wait_for_selector(".dup-group.current[data-index='0']")
+    context.set_offline(True)
+    page.keyboard.press("1")
+    page.close(run_before_unload=True)
+    page.wait_for_timeout(300)
+    context.close()
+    assert dialogs == ["beforeunload"]
+
+
+def test_dark_mode_text_has_contrast(browser: object, base_url: str) -> None:
+    context = browser.new_context(color_scheme="dark")  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(f"{base_url}/#duplicates")
+    page.wait_for_selector(".dup-group.current")
+    ratios = page.evaluate("""() => {
+      const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+      const lum = (c) => { const [r, g, b] = rgb(c).map((v) => { v /= 255;
+        return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+      const background = (n) => { for (; n; n = n.parentElement) {
+        const c = getComputedStyle(n).backgroundColor;
+        if (!c.endsWith(", 0)") && c !== "transparent") return c; } return "rgb(255,255,255)"; };
+      const out = {};
+      for (const sel of ["body", "a", ".note", "h2", ".member .path", "button",
+                         ".choice[aria-pressed=true]", "header nav a.active"]) {
+        const n = document.querySelector(sel);
+        if (!n) continue;
+        const [a, b] = [lum(getComputedStyle(n).color), lum(background(n))];
+        out[sel] = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+      }
+      return out; }""")
+    context.close()
+    assert len(ratios) >= 7
+    assert {sel: r for sel, r in ratios.items() if r < 4.5} == {}
+
+
 @pytest.mark.parametrize("view", ["gallery", "groups", "clusters", "outliers", "map"])
 def test_views_load_without_console_errors(page: object, base_url: str, view: str) -> None:
     page.goto(f"{base_url}/#{view}")  # type: ignore[attr-defined]

@@ -43,6 +43,14 @@ def base_url(pairs_folder: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield launched
+        launched.close()
+
+
 def hashes(folder: Path) -> dict[str, str]:
     return {path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
             for path in folder.rglob("*") if path.is_file() and ".lookalike" not in path.parts}
@@ -58,7 +66,35 @@ def all_groups(base_url: str) -> list[dict]:
             return groups
 
 
-def test_review_every_group_by_keyboard_then_move_and_undo(base_url: str,
+def test_every_group_is_reachable_and_back_returns_to_it(browser: object,
+                                                        base_url: str) -> None:
+    """A link into the review's second page, a step on, an image opened and Back: the
+    same group is current again; the last group is reachable from the first by paging."""
+    total = httpx.get(f"{base_url}/api/duplicates", params={"limit": 1}, timeout=300
+                      ).json()["total"]
+    page = browser.new_page()  # type: ignore[attr-defined]
+    problems = watch_errors(page)
+    page.goto(f"{base_url}/#duplicates/{REVIEW_PAGE + 1}")
+    page.wait_for_selector(f".dup-group.current[data-index='{REVIEW_PAGE + 1}']")
+    page.keyboard.press("j")
+    key = page.get_attribute(".dup-group.current", "data-key")
+    page.wait_for_function(f"location.hash === '#duplicates/{REVIEW_PAGE + 2}'")
+    page.click(".dup-group.current .member a")
+    page.wait_for_selector("#neighbours .tile")
+    page.go_back()
+    assert page.wait_for_selector(".dup-group.current").get_attribute("data-key") == key
+    assert page.get_attribute(".dup-group.current", "data-index") == str(REVIEW_PAGE + 2)
+    while page.is_enabled("button[aria-label='next page']"):
+        page.click("button[aria-label='next page']")
+        page.wait_for_function("document.querySelector('#page-range')?.textContent"
+                               ".startsWith('groups ')")
+    page.wait_for_selector(f".dup-group[data-index='{total - 1}']")
+    assert page.inner_text("#page-range").endswith(f"of {total}")
+    page.close()
+    assert problems == []
+
+
+def test_review_every_group_by_keyboard_then_move_and_undo(browser: object, base_url: str,
                                                            pairs_folder: Path) -> None:
     before = hashes(pairs_folder)
     groups = all_groups(base_url)  # also waits for the finder, started with the server
@@ -66,45 +102,42 @@ def test_review_every_group_by_keyboard_then_move_and_undo(base_url: str,
     # the first member of each group stays, the others go
     keepers = {g["members"][0]["image"]["path"] for g in groups}
     discards = {m["image"]["path"] for g in groups for m in g["members"][1:]}
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 860})
-        problems = watch_errors(page)
-        page.goto(f"{base_url}/#duplicates")
-        for index in range(len(groups)):
-            if index % REVIEW_PAGE == 0:  # the page loads the next groups
-                page.wait_for_selector(f".dup-group.current[data-index='{index}']")
-            page.keyboard.press("1")
-            page.keyboard.press("r")
-        page.wait_for_function(
-            "document.querySelector('#review-progress').textContent.startsWith("
-            f"'{len(groups)} of {len(groups)} reviewed')", timeout=30000)
-        assert page.url.endswith(f"#duplicates/{len(groups) - 1}")
-        marks = {m["path"]: m["decision"]
-                 for m in httpx.get(f"{base_url}/api/marks").json()["marks"]}
-        assert {p for p, d in marks.items() if d == "keep"} == keepers
-        assert {p for p, d in marks.items() if d == "discard"} == discards
+    page = browser.new_page(viewport={"width": 1280, "height": 860})  # type: ignore[attr-defined]
+    problems = watch_errors(page)
+    page.goto(f"{base_url}/#duplicates")
+    for index in range(len(groups)):
+        if index % REVIEW_PAGE == 0:  # the page loads the next groups
+            page.wait_for_selector(f".dup-group.current[data-index='{index}']")
+        page.keyboard.press("1")
+        page.keyboard.press("r")
+    page.wait_for_function(
+        "document.querySelector('#review-progress').textContent.startsWith("
+        f"'{len(groups)} of {len(groups)} reviewed')", timeout=30000)
+    assert page.url.endswith(f"#duplicates/{len(groups) - 1}")
+    marks = {m["path"]: m["decision"]
+             for m in httpx.get(f"{base_url}/api/marks").json()["marks"]}
+    assert {p for p, d in marks.items() if d == "keep"} == keepers
+    assert {p for p, d in marks.items() if d == "discard"} == discards
 
-        page.click("#apply")
-        confirm = page.wait_for_selector("#confirm-move", timeout=60000)
-        assert confirm.inner_text().startswith(f"Move {len(discards)} files")
-        assert len(page.query_selector_all("#move-dialog ul.plan li")) == len(discards)
-        confirm.click()
-        page.wait_for_selector("#move-dialog .done", timeout=60000)
-        assert page.inner_text("#move-dialog .done").startswith(f"Moved {len(discards)} files")
-        quarantine = pairs_folder.parent / f"{pairs_folder.name}-duplicates"
-        after = hashes(pairs_folder)
-        assert set(after) == set(before) - discards
-        assert all(after[path] == before[path] for path in keepers)
-        moved = hashes(quarantine)
-        assert {path: moved.get(path) for path in discards} == {p: before[p] for p in discards}
+    page.click("#apply")
+    confirm = page.wait_for_selector("#confirm-move", timeout=60000)
+    assert confirm.inner_text().startswith(f"Move {len(discards)} files")
+    assert len(page.query_selector_all("#move-dialog ul.plan li")) == len(discards)
+    confirm.click()
+    page.wait_for_selector("#move-dialog .done", timeout=60000)
+    assert page.inner_text("#move-dialog .done").startswith(f"Moved {len(discards)} files")
+    quarantine = pairs_folder.parent / f"{pairs_folder.name}-duplicates"
+    after = hashes(pairs_folder)
+    assert set(after) == set(before) - discards
+    assert all(after[path] == before[path] for path in keepers)
+    moved = hashes(quarantine)
+    assert {path: moved.get(path) for path in discards} == {p: before[p] for p in discards}
 
-        page.click("#undo-move")
-        page.wait_for_function("document.querySelector('#move-dialog .done')?.textContent"
-                               ".includes('back where they were')", timeout=60000)
-        assert hashes(pairs_folder) == before
-        assert not any(path in hashes(quarantine) for path in discards)
-        page.click("#close-move")
-        page.wait_for_selector(".dup-group.current")
-        assert problems == []
-        browser.close()
+    page.click("#undo-move")
+    page.wait_for_function("document.querySelector('#move-dialog .done')?.textContent"
+                           ".includes('back where they were')", timeout=60000)
+    assert hashes(pairs_folder) == before
+    assert not any(path in hashes(quarantine) for path in discards)
+    page.click("#close-move")
+    page.wait_for_selector(".dup-group.current")
+    assert problems == []
