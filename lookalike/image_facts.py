@@ -110,7 +110,7 @@ def image_facts(path: FilePath) -> ImageFacts:
     image = decoded.image
     box = content_box(image)
     picture = image.crop(box)
-    grey = np.asarray(picture.convert("L"), dtype=np.float32)
+    grey = picture.convert("L")
     sample = np.asarray(_at_most(picture, STATS_SIDE))
     darkest, lightest = tonal_extent(sample)
     return ImageFacts(
@@ -120,8 +120,9 @@ def image_facts(path: FilePath) -> ImageFacts:
         border_fraction=round(1.0 - picture.width * picture.height
                               / (image.width * image.height), 4),
         jpeg_quality=jpeg_quality(header) if decoded.format in ("JPEG", "MPO") else None,
-        top_band_energy=top_band_energy(grey),
-        sharpness=sharpness(grey),
+        top_band_energy=top_band_energy(np.asarray(_central(grey, SPECTRUM_SIDE),
+                                                   dtype=np.float32)),
+        sharpness=sharpness(np.asarray(_reduced(grey, SHARPNESS_SIDE), dtype=np.float32)),
         filled_corners=filled_corners(np.asarray(_at_most(image, STATS_SIDE))),
         highlights_clipped=clipped_highlights(sample),
         darkest=darkest,
@@ -148,6 +149,19 @@ def content_box(image: Image.Image) -> tuple[int, int, int, int]:
     left, top, right, bottom = border_box(np.asarray(small))
     return (round(left * step_x), round(top * step_y), min(image.width, round(right * step_x)),
             min(image.height, round(bottom * step_y)))
+
+
+def _central(image: Image.Image, side: int) -> Image.Image:
+    """The central square of ``image`` of at most ``side`` pixels a side."""
+    side = min(side, *image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.crop((left, top, left + side, top + side))
+
+
+def _reduced(image: Image.Image, short_side: int) -> Image.Image:
+    """``image`` box-reduced by a whole factor to a short side still >= ``short_side``."""
+    factor = min(image.size) // short_side
+    return image.reduce(factor) if factor > 1 else image
 
 
 def _at_most(image: Image.Image, side: int) -> Image.Image:
