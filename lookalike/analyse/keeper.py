@@ -13,7 +13,7 @@ Pure: takes :class:`~lookalike.image_facts.ImageFacts`, reads nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from ..image_facts import ImageFacts
@@ -131,13 +131,16 @@ def _clipped_more(fact: ImageFacts, reference: ImageFacts) -> bool:
             and fact.highlights_clipped > CLIPPED_RATIO * reference.highlights_clipped)
 
 
-def choose_keeper(facts: Sequence[ImageFacts]) -> tuple[int, list[str]]:
+def choose_keeper(
+    facts: Sequence[ImageFacts], preferred: Collection[int] = ()
+) -> tuple[int, list[str]]:
     """Index of the copy to keep, and why, as short badge texts.
 
     The keeper has the fewest :func:`defects`; among those, camera metadata (EXIF make or
     model) wins, then the earliest capture date, then the most picture pixels, then the
-    largest file, then the first position. Reasons name each defect that the keeper lacks
-    and another copy has, and each tie-break that decided.
+    largest file, then an index in ``preferred`` (e.g. a file that links point to: moving
+    it would break them), then the first index. Reasons name each defect that the keeper
+    lacks and another copy has, and each tie-break on the evidence that decided.
     """
     if not facts:
         raise ValueError("no copies to choose from")
@@ -145,10 +148,10 @@ def choose_keeper(facts: Sequence[ImageFacts]) -> tuple[int, list[str]]:
     fewest = min(len(bad) for bad in found)
     contenders = [i for i, bad in enumerate(found) if len(bad) == fewest]
 
-    def rank(i: int) -> tuple[bool, datetime, int, int, int]:
+    def rank(i: int) -> tuple[bool, datetime, int, int, bool, int]:
         fact = facts[i]
         return (not fact.camera, fact.captured or datetime.max, -fact.content_pixels,
-                -fact.file_size, i)
+                -fact.file_size, i not in preferred, i)
 
     keeper = min(contenders, key=rank)
     others = [i for i in range(len(facts)) if i != keeper]

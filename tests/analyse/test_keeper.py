@@ -80,6 +80,15 @@ def test_a_mirror_image_ties_and_metadata_decides() -> None:
     assert choose_keeper(shots) == (1, ["earliest"])
 
 
+def test_identical_copies_go_to_the_preferred_one_without_a_reason() -> None:
+    same = [fact(), fact(), fact()]
+    assert choose_keeper(same) == (0, [])
+    assert choose_keeper(same, preferred=[2]) == (2, [])
+    # Evidence comes first: a preferred copy with a defect is not kept.
+    assert choose_keeper([fact(), fact(jpeg_quality=40)], preferred=[1]) == (
+        0, ["best JPEG quality"])
+
+
 def test_a_frame_that_every_copy_shares_counts_against_none() -> None:
     framed = [fact(border_fraction=0.2, file_size=size) for size in (40_000, 41_000)]
     assert defects(framed) == [set(), set()]
