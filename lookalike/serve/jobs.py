@@ -2,11 +2,14 @@
 
 When the server starts it queues the analyses the page shows first (see
 :meth:`~lookalike.serve.service.Service.start_analyses`), so that they are ready, or
-under way, by the time someone asks. A :class:`JobRunner` owns one worker thread, at the
-lowest CPU priority the system gives a thread, that runs its queue in order. Each job
-reports ``(stage, done, total)`` through the progress callback it is given; the same
-callback is where a cancelled job stops (it raises :class:`Cancelled`), so a job stops at
-its next progress report, or before it starts when still queued.
+under way, by the time someone asks. A :class:`JobRunner` owns one worker thread that
+runs its queue in order, one job at a time. It keeps the process's CPU priority: a page
+request that joins a running job waits for it, and a job niced below the rest of the
+machine made that request wait behind every other process (on a loaded box, a job at nice
+19 got 1.5 % of a core). Each job reports ``(stage, done, total)`` through the progress
+callback it is given; the same callback is where a cancelled job stops (it raises
+:class:`Cancelled`), so a job stops at its next progress report, or before it starts when
+still queued.
 
 Submitting a job under a name already queued or running joins it: one computation, one
 result, however many callers wait for it.
@@ -14,8 +17,6 @@ result, however many callers wait for it.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import queue
 import threading
 import time
@@ -26,7 +27,6 @@ from typing import Any, Literal
 State = Literal["queued", "running", "done", "failed", "cancelled"]
 Progress = Callable[[str, int, int], None]
 FINISHED: tuple[State, ...] = ("done", "failed", "cancelled")
-LOWEST_PRIORITY = 19
 
 
 class Cancelled(Exception):
@@ -86,7 +86,7 @@ class Job:
 
 
 class JobRunner:
-    """A queue of named jobs and the one low-priority thread that runs them in order."""
+    """A queue of named jobs and the one thread that runs them in order."""
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
@@ -139,8 +139,6 @@ class JobRunner:
             self._thread.join(timeout)
 
     def _work(self) -> None:
-        with contextlib.suppress(OSError, AttributeError):  # Linux: this thread alone
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)
         while (job := self._queue.get()) is not None:
             with self._lock:
                 if job.state != "queued":  # cancelled while waiting
