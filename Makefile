@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo-output
 
-.PHONY: run test install check clean
+.PHONY: run test test-fast install check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: check
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) \
 		|| echo "chromium could not be installed: the browser tests will be skipped"
 	$(BIN)/python -m pytest -q
+
+# The development loop: every test but the slow ones (index training, killed processes,
+# concurrency, the browser); make test runs them all.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 check: install
 	$(BIN)/ruff check lookalike tests benchmarks

@@ -391,6 +391,7 @@ def test_a_running_sort_locks_its_journal(tmp_path: Path) -> None:
         undo(tmp_path / "j" / "sort-missing.jsonl")
 
 
+@pytest.mark.slow
 def test_permission_denied_for_real_without_root_powers(tmp_path: Path) -> None:
     """Root ignores file modes, so the sorts run in a child without CAP_DAC_OVERRIDE."""
     root = tmp_path / "tree"
@@ -457,6 +458,7 @@ KILL_POINTS = {
 
 
 @pytest.mark.parametrize("case", list(KILL_POINTS))
+@pytest.mark.slow
 def test_kill_9_at_every_step_loses_nothing_and_undo_restores(tmp_path: Path, case: str) -> None:
     mode, filesystem, phase, kill, duplicate_ok = KILL_POINTS[case]
     root = tmp_path / "tree"
@@ -486,6 +488,7 @@ def test_kill_9_at_every_step_loses_nothing_and_undo_restores(tmp_path: Path, ca
                                   "move/link: between link and unlink",
                                   "move/cross-device: copy placed, source kept",
                                   "undo move/cross-device: copy back, dest kept"])
+@pytest.mark.slow
 def test_plain_undo_straight_after_a_kill_9_restores_everything(tmp_path: Path,
                                                                 case: str) -> None:
     mode, filesystem, phase, kill, _ = KILL_POINTS[case]
@@ -500,6 +503,7 @@ def test_plain_undo_straight_after_a_kill_9_restores_everything(tmp_path: Path,
     assert snapshot(root) == before
 
 
+@pytest.mark.slow
 def test_kill_9_partway_through_a_200_file_move(tmp_path: Path) -> None:
     """An unscripted SIGKILL from outside while a slowed-down move runs."""
     root = tmp_path / "tree"

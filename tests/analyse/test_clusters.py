@@ -30,6 +30,7 @@ def blobs(k: int, per: int, dim: int = 64, spread: float = 0.05, seed: int = 0):
     return vectors, labels
 
 
+@pytest.mark.slow
 def test_kmeans_recovers_separated_blobs() -> None:
     vectors, labels = blobs(8, 100)
     result = kmeans(vectors, 8, seed=0)

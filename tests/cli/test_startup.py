@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = ("lookalike.collection", "faiss", "scipy", "PIL", "torch", "fastapi", "numpy")
 
 
@@ -23,6 +25,7 @@ def test_importing_the_cli_loads_no_heavy_module() -> None:
     assert loaded_after("import lookalike.cli") == set()
 
 
+@pytest.mark.slow
 def test_importing_the_package_loads_nothing_until_a_name_is_used() -> None:
     assert loaded_after("import lookalike; lookalike.__version__") == set()
     assert "lookalike.collection" in loaded_after("from lookalike import Collection")

@@ -133,6 +133,7 @@ def test_auto_prefers_cached_strong_weights(empty_cache: Path) -> None:
     assert infos["dinov2-small"].auto and not infos["mobilenetv2"].auto
 
 
+@pytest.mark.slow
 def test_models_lists_it_available_offline_without_importing_torch(empty_cache: Path) -> None:
     code = """
 import json, sys

@@ -193,6 +193,7 @@ def timm_features(weights: Path, batch: np.ndarray) -> np.ndarray:
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
+@pytest.mark.slow
 def test_auto_downloads_dinov2_small_from_the_hub_then_works_offline(
     hub: FakeHub, dinov2_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -220,6 +221,7 @@ def test_auto_downloads_dinov2_small_from_the_hub_then_works_offline(
     assert len(hub.file_requests) == 2
 
 
+@pytest.mark.slow
 def test_index_downloads_with_a_progress_bar_and_records_dinov2(
     hub: FakeHub, photos: Path
 ) -> None:
@@ -262,6 +264,7 @@ def test_a_hub_that_never_answers_costs_at_most_the_probe(
     assert time.monotonic() - start < 3
 
 
+@pytest.mark.slow
 def test_models_download_fetches_weights_with_a_progress_bar(
     hub: FakeHub, dinov2_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -295,6 +298,7 @@ def test_models_download_fetches_weights_with_a_progress_bar(
                                atol=1e-5)
 
 
+@pytest.mark.slow
 def test_models_download_refuses_what_has_nothing_to_download(hub: FakeHub) -> None:
     runner = CliRunner()
     for name, message in (("mobilenetv2", "needs no download"),

@@ -15,6 +15,7 @@ from tests.conftest import crop, scene
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxscript")
+pytestmark = pytest.mark.slow  # exports ONNX models with torch
 
 from tests.embed.test_onnx import BATCH, TinyNet, export  # noqa: E402
 

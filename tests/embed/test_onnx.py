@@ -15,6 +15,7 @@ from tests.conftest import crop, flip, scene
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxscript")  # torch.onnx.export needs it
+pytestmark = pytest.mark.slow  # exports ONNX models with torch
 
 SHARED_MODELS = Path(__file__).resolve().parents[2] / ".." / "shared" / "models"
 SIZE = 64

@@ -60,6 +60,7 @@ def own_features(module: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
+@pytest.mark.slow
 def test_random_timm_model_embeds_normalised_deterministic_rows() -> None:
     backbone = load_torch_backbone("timm:resnet10t", pretrained=False, device="cpu")
     assert not backbone.cpu_bf16
@@ -85,6 +86,7 @@ def test_random_timm_model_embeds_normalised_deterministic_rows() -> None:
     assert identity["preprocess"] == backbone.spec.to_dict()
 
 
+@pytest.mark.slow
 def test_cpu_bf16_matches_fp32_rankings_and_leaves_identity_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -106,6 +108,7 @@ def test_cpu_bf16_matches_fp32_rankings_and_leaves_identity_alone(
     assert fast.identity() == exact.identity()
 
 
+@pytest.mark.slow
 def test_torch_compile_gives_the_eager_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
     """``LOOKALIKE_TORCH_COMPILE=1`` (inductor; about half a minute here on CPU)."""
     monkeypatch.setenv("LOOKALIKE_TORCH_COMPILE", "1")
@@ -120,6 +123,7 @@ def test_torch_compile_gives_the_eager_vectors(monkeypatch: pytest.MonkeyPatch) 
     assert compiled.identity() == eager.identity()
 
 
+@pytest.mark.slow
 def test_aliases_name_the_intended_models() -> None:
     assert TIMM_ALIASES == {
         "dinov2-small": "vit_small_patch14_dinov2.lvd142m",
@@ -166,6 +170,7 @@ def test_file_presence_agrees_with_the_loaders_cache_check(empty_cache: Path, na
     assert _weights_present(name) and is_cached(name)
 
 
+@pytest.mark.slow
 def test_dinov2_alias_runs_at_224() -> None:
     backbone = load_torch_backbone("dinov2-small", pretrained=False, device="cpu")
     assert backbone.dim == 384
@@ -194,6 +199,7 @@ def test_offline_without_cache_fails_fast_with_the_ways_out(
 
 
 @pytest.mark.parametrize("with_classifier", [False, True])
+@pytest.mark.slow
 def test_weights_file_gives_the_source_model(tmp_path: Path, with_classifier: bool) -> None:
     torch.manual_seed(1)
     source = timm.create_model(
@@ -221,6 +227,7 @@ def test_weights_file_that_does_not_fit_is_refused(tmp_path: Path) -> None:
         load_torch_backbone("timm:resnet10t", weights=tmp_path / "absent.pth")
 
 
+@pytest.mark.slow
 def test_cached_hub_weights_load_offline(offline: None, empty_cache: Path) -> None:
     """Weights in the Hugging Face cache layout under LOOKALIKE_HOME need no network."""
     torch.manual_seed(2)
@@ -240,6 +247,7 @@ def test_cached_hub_weights_load_offline(offline: None, empty_cache: Path) -> No
     assert backbone.identity()["pretrained"] == "c3_in1k"
 
 
+@pytest.mark.slow
 def test_random_open_clip_embeds_text_and_images_together(tmp_path: Path) -> None:
     torch.manual_seed(3)
     backbone = load_torch_backbone("open_clip:ViT-S-32", pretrained=False, device="cpu")

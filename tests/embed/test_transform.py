@@ -80,6 +80,7 @@ def test_pca_whitening_gives_unit_variance_components() -> None:
     assert np.allclose(projected.var(axis=0, ddof=1), 1.0, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_metric_head_learns_and_round_trips(tmp_path: Path) -> None:
     train, test = confusable(seed=0), confusable(seed=1)
     chain = fit_chain(TransformChain([MetricHead(dim=4, epochs=150)]), *train)

@@ -178,6 +178,7 @@ def modes(*changes: tuple[Path, int]) -> Iterator[None]:
             path.chmod(mode)
 
 
+@pytest.mark.slow
 def test_real_permission_denial_end_to_end(tmp_path: Path) -> None:
     if not sys.platform.startswith("linux"):
         pytest.skip("permission denial is staged with Linux capabilities")
@@ -211,6 +212,7 @@ def test_real_permission_denial_end_to_end(tmp_path: Path) -> None:
 
 
 # -- 3. a FIFO named like an image -------------------------------------------------------------
+@pytest.mark.slow
 def test_fifo_named_like_an_image_is_reported_and_never_opened(tmp_path: Path) -> None:
     folder = photos(tmp_path / "photos", 3)
     (folder / "pipes").mkdir()
@@ -225,6 +227,7 @@ def test_fifo_named_like_an_image_is_reported_and_never_opened(tmp_path: Path) -
     assert fingerprint(folder, skip=(*OWN, "pipes")) == before
 
 
+@pytest.mark.slow
 def test_file_swapped_for_a_fifo_mid_run_does_not_hang_the_index(tmp_path: Path) -> None:
     folder = photos(tmp_path / "photos", 3)
     (folder / "pipes").mkdir()
@@ -256,6 +259,7 @@ def test_file_swapped_for_a_fifo_mid_run_does_not_hang_the_index(tmp_path: Path)
 
 
 # -- 4. a huge junk file behind a JPEG signature ------------------------------------------------
+@pytest.mark.slow
 def test_huge_junk_jpeg_is_rejected_cheaply(tmp_path: Path) -> None:
     folder = photos(tmp_path / "photos", 3)
     (folder / "big").mkdir()

@@ -175,6 +175,7 @@ def killed(*args: object) -> None:
     assert process.returncode == -signal.SIGKILL, process.stderr
 
 
+@pytest.mark.slow
 def test_a_kill_between_the_moves_and_the_catalogue_ends_right_after_index(
         photos: Path) -> None:
     before, rows = fingerprint(photos, skip=SKIP), catalogue(photos)

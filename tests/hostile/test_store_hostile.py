@@ -89,6 +89,7 @@ HOLD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_second_writer_is_told_who_holds_the_collection(photo_folder: Path) -> None:
     assert invoke("index", photo_folder, "--model", "classic").exit_code == 0
     db = photo_folder / ".lookalike"
@@ -112,6 +113,7 @@ def test_second_writer_is_told_who_holds_the_collection(photo_folder: Path) -> N
     assert json.loads(result.stdout)["embed"]["embedded"] == 1
 
 
+@pytest.mark.slow
 def test_concurrent_commits_never_share_rows(photo_folder: Path) -> None:
     """Two writers in one process (threads, two stores): every committed row holds exactly
     the vector committed for its file, none is zero."""
@@ -265,6 +267,7 @@ def test_damaged_graph_cache_is_rebuilt(photo_folder: Path) -> None:
     np.testing.assert_array_equal(np.asarray(reopened.knn_graph(3)[1].neighbours), expected)
 
 
+@pytest.mark.slow
 def test_damaged_catalogue_says_what_to_do_and_rebuild_starts_again(photo_folder: Path,
                                                                     query: Path) -> None:
     assert invoke("index", photo_folder, "--model", "classic").exit_code == 0

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -102,6 +103,7 @@ def test_search_by_vector_and_text(client: TestClient) -> None:
         "content-type": "text/plain"}).status_code == 415
 
 
+@pytest.mark.slow
 def test_bad_uploads_get_4xx_with_a_message(client: TestClient) -> None:
     not_image = client.post("/api/search", files={"file": ("a.jpg", b"hello" * 100)})
     assert not_image.status_code == 422 and "not a usable image" in not_image.json()["detail"]
