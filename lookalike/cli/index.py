@@ -25,6 +25,9 @@ from .common import (
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
+    from ..collection import Collection
+    from ..records import IndexReport
+
 
 @friendly_errors
 def index(
@@ -67,6 +70,9 @@ def index(
         "--max-memory", help="RAM budget, e.g. 6G (remembered): beyond it the auto index "
         "is IVF-PQ, built and searched on disk and re-ranking from the store, and a k-NN "
         "graph over a quarter of it is built in memory-mapped files.")] = None,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Keep running: index again whenever files in FOLDER are added, "
+        "changed or removed (until Ctrl-C).")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Index FOLDER into a collection; re-running embeds only new or changed files."""
@@ -107,11 +113,41 @@ def index(
         print_json({**to_json(report), "collection": str(collection.directory),
                     "skipped": report.skipped,
                     "images_per_second": report.embed.images_per_second})
-        return
+    else:
+        if report.new_model:
+            console.print(describe_model(report.model), markup=False, highlight=False,
+                          soft_wrap=True)
+        _print_report(collection, report, quiet)
+    if watch:
+        _watch(collection, as_json, workers=workers, batch_size=batch_size)
+
+
+def _watch(collection: Collection, as_json: bool, **options: Any) -> None:
+    """Index again on every change of the folder, printing each run, until Ctrl-C."""
+    from ..watch import FolderWatcher
+
+    def report_run(report: IndexReport) -> None:
+        if as_json:
+            print_json({**to_json(report), "skipped": report.skipped})
+        else:
+            _print_report(collection, report, quiet=True)
+
+    def report_error(error: Exception) -> None:
+        errors.print(f"[yellow]warning:[/] index run failed, trying again: {error}",
+                     highlight=False)
+
+    try:
+        watcher = FolderWatcher(collection, on_update=report_run, on_error=report_error,
+                                **options)
+        if not as_json:
+            console.print(f"watching {collection.root} for changes (Ctrl-C to stop)")
+        watcher.run()
+    except KeyboardInterrupt:  # the way to stop watching: not an error
+        pass
+
+
+def _print_report(collection: Collection, report: IndexReport, quiet: bool) -> None:
     changes = report.changes
-    if report.new_model:
-        console.print(describe_model(report.model), markup=False, highlight=False,
-                      soft_wrap=True)
     console.print(
         f"[bold]{collection.directory}[/]: {changes.added} new, {changes.changed} changed, "
         f"{changes.removed} removed, {changes.unchanged} unchanged"
