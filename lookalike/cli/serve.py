@@ -23,6 +23,9 @@ def serve(
     workers: Annotated[int, typer.Option(
         min=1, help="Server processes sharing the port: more requests per second on a "
         "busy server, one vector index in RAM per process.")] = 1,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Index new, changed and removed files of the folder as they "
+        "appear, while serving.")] = False,
 ) -> None:
     """A web page and HTTP API over a collection (OpenAPI docs at /docs); never deletes or
     moves a file."""
@@ -40,4 +43,20 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     console.print(f"serving {directory} at http://{shown}:{port}/"
                   + ("?token=..." if token else "") + "  (API docs: /docs)  Ctrl+C stops")
-    run_server(directory, host=host, port=port, token=token, workers=workers)
+    if not watch:
+        run_server(directory, host=host, port=port, token=token, workers=workers)
+        return
+    from ..collection import Collection
+    from ..watch import FolderWatcher
+
+    def report_error(error: Exception) -> None:
+        errors.print(f"[yellow]warning:[/] index run failed, trying again: {error}",
+                     highlight=False)
+
+    with Collection.open(directory, writable=True) as collection:
+        watcher = FolderWatcher(collection, on_error=report_error).start()
+        console.print(f"watching {collection.root} for changes")
+        try:
+            run_server(directory, host=host, port=port, token=token, workers=workers)
+        finally:
+            watcher.stop()
