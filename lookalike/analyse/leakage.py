@@ -11,20 +11,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from .duplicates import DuplicateGroup
+
 # weakest evidence last: a pair is as strong as the weaker of its two links to the keeper
 TIER_ORDER = ("exact", "edited", "similar")
-
-
-class GroupLike(Protocol):
-    """What leakage needs of a duplicate group (see analyse/duplicates.DuplicateGroup)."""
-
-    members: list[int]
-    keeper: int
-    scores: list[float]
 
 
 @dataclass(frozen=True)
@@ -76,15 +70,15 @@ class Leakage:
                 "straddling_groups": len(self.straddling), "files_to_move": moved}
 
 
-def _member_tier(group: GroupLike, index: int) -> str:
-    tiers = getattr(group, "member_tiers", None)
-    if tiers is not None:
-        return str(tiers[index])
-    kind = str(getattr(group, "tier", getattr(group, "kind", "edited")))
-    return "exact" if kind == "exact" else ("similar" if kind == "similar" else "edited")
+def _member_tier(group: DuplicateGroup, index: int) -> str:
+    """How ``group.members[index]`` relates to its keeper; the group's own tier when the
+    members carry none."""
+    if group.tiers:
+        return str(group.tiers[index])
+    return str(group.tier)
 
 
-def cross_split_pairs(groups: Sequence[GroupLike], splits: Sequence[str | None]
+def cross_split_pairs(groups: Sequence[DuplicateGroup], splits: Sequence[str | None]
                       ) -> list[CrossSplitPair]:
     """Every pair of one group's members in two different splits, strongest tier first,
     then by descending score; a pair found in several groups is listed once, with its
@@ -144,7 +138,7 @@ def group_aware_splits(groups: Sequence[Sequence[int]], splits: Sequence[str | N
     return fixed
 
 
-def find_leakage(groups: Sequence[GroupLike], splits: Sequence[str | None],
+def find_leakage(groups: Sequence[DuplicateGroup], splits: Sequence[str | None],
                  file_ids: np.ndarray, paths: Sequence[str], *,
                  priority: Sequence[str] = ()) -> Leakage:
     """Cross-split pairs of ``groups`` and a group-aware assignment of ``splits``."""

@@ -139,8 +139,7 @@ def leakage(
     bar, update = stage_progress()
     with bar:
         report = collection.duplicates(progress=None if as_json or as_csv else update)
-    groups = [g for g in [*report.exact, *report.near, *getattr(report, "similar", [])]
-              if str(getattr(g, "tier", g.kind)).replace("near", "edited") in wanted]
+    groups = [g for g in [*report.exact, *report.near, *report.similar] if g.tier in wanted]
     split_of = collection_labels(collection, report.paths, splits, "top")
     found = find_leakage(groups, split_of, report.file_ids, report.paths,
                          priority=("train",))
