@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from .decode import FilePath, Outcome, decode_bytes, parallel_ordered, read_file
+from .discover import is_raw
 from .embed.augment import border_box
 
 # Fine detail is measured at the file's own resolution (an upscale shows only there), up
@@ -44,7 +45,6 @@ PILE_LEVELS = 3
 # IJG's standard luminance quantisation table (JPEG Annex K), as a sum over its 64 steps:
 # libjpeg and Pillow scale it by the quality setting, so the ratio gives the quality back.
 _STANDARD_LUMA_SUM = 3_688
-_DATE_TAG, _EXIF_IFD, _MAKE, _MODEL = 0x9003, 0x8769, 0x010F, 0x0110
 
 
 @dataclass(frozen=True)
@@ -104,9 +104,13 @@ def image_facts(path: FilePath) -> ImageFacts:
     """The :class:`ImageFacts` of one file; a bad file raises
     :class:`~lookalike.decode.DecodeError`."""
     data = read_file(path)
-    decoded = decode_bytes(data, min_side=DETAIL_SIDE)
-    header = Image.open(io.BytesIO(data))  # decoded above; only its metadata is read here
-    camera, captured = _exif(header)
+    raw = is_raw(path)
+    decoded = decode_bytes(data, min_side=DETAIL_SIDE, raw=raw)
+    camera, captured, quality = "", None, None
+    if not raw:  # libraw gives no header here; the pixels are still measured
+        with Image.open(io.BytesIO(data)) as header:  # decoded above: metadata only
+            camera, captured = _camera_and_date(header)
+            quality = jpeg_quality(header) if decoded.format in ("JPEG", "MPO") else None
     image = decoded.image
     box = content_box(image)
     picture = image.crop(box)
@@ -119,7 +123,7 @@ def image_facts(path: FilePath) -> ImageFacts:
         file_size=len(data),
         border_fraction=round(1.0 - picture.width * picture.height
                               / (image.width * image.height), 4),
-        jpeg_quality=jpeg_quality(header) if decoded.format in ("JPEG", "MPO") else None,
+        jpeg_quality=quality,
         top_band_energy=top_band_energy(np.asarray(_central(grey, SPECTRUM_SIDE),
                                                    dtype=np.float32)),
         sharpness=sharpness(np.asarray(_reduced(grey, SHARPNESS_SIDE), dtype=np.float32)),
@@ -272,17 +276,10 @@ def colourfulness(rgb: np.ndarray) -> float:
 # -- metadata ---------------------------------------------------------------------------
 
 
-def _exif(image: Image.Image) -> tuple[str, datetime | None]:
-    """Camera make and model, and the capture time (DateTimeOriginal), from EXIF."""
-    try:
-        exif = image.getexif()
-        camera = " ".join(str(exif.get(tag, "")).strip("\x00 ") for tag in (_MAKE, _MODEL))
-        text = str(exif.get_ifd(_EXIF_IFD).get(_DATE_TAG, "")).strip("\x00 ")
-    except Exception:  # noqa: BLE001 - broken metadata is absent metadata
-        return "", None
-    try:
-        captured = datetime.strptime(text[:19], "%Y:%m:%d %H:%M:%S") if text else None
-    except ValueError:
-        captured = None
-    return " ".join(camera.split()), captured
+def _camera_and_date(header: Image.Image) -> tuple[str, datetime | None]:
+    """EXIF make and model, and DateTimeOriginal (:func:`lookalike.measure.capture_metadata`)."""
+    from .measure import capture_metadata  # measure imports this module's sharpness
 
+    found = capture_metadata(header)
+    captured = found.get("captured")
+    return found.get("camera") or "", datetime.fromisoformat(captured) if captured else None

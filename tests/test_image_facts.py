@@ -81,3 +81,13 @@ def test_bad_files_are_errors_not_crashes(tmp_path: Path) -> None:
     assert outcomes[0].error is None and outcomes[0].value is not None
     assert outcomes[0].value.jpeg_quality == 92
     assert outcomes[1].error is not None and outcomes[2].error is not None
+
+
+RAW_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared/data/raw_samples/kodak_dc50.kdc"
+
+
+@pytest.mark.skipif(not RAW_SAMPLE.exists(), reason="needs ../shared/data/raw_samples")
+def test_a_camera_raw_file_is_measured_from_its_pixels() -> None:
+    found = image_facts(RAW_SAMPLE)
+    assert (found.width, found.height, found.jpeg_quality) == (768, 512, None)
+    assert found.sharpness > 100 and found.colourfulness > 10
