@@ -239,6 +239,31 @@ def test_views_load_without_console_errors(page: object, base_url: str, view: st
     assert page.problems == []  # type: ignore[attr-defined]
 
 
+def test_map_zooms_pans_and_follows_resize(page: object, base_url: str) -> None:
+    page.goto(f"{base_url}/#map")  # type: ignore[attr-defined]
+    canvas = page.wait_for_selector("#map", timeout=60000)
+    assert len(page.query_selector_all(".legend li a")) >= 1
+    picture = "document.querySelector('#map').toDataURL()"
+    before = page.evaluate(picture)
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -400)
+    zoomed = page.evaluate(picture)
+    assert zoomed != before
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + 80, box["y"] + box["height"] / 2 + 40)
+    page.mouse.up()
+    assert page.evaluate(picture) != zoomed
+    page.dblclick("#map")
+    assert page.evaluate(picture) == before
+    page.set_viewport_size({"width": 700, "height": 700})
+    page.wait_for_function("document.querySelector('#map').width === "
+                           "Math.round(document.querySelector('#map').clientWidth"
+                           " * devicePixelRatio)")
+    assert canvas.bounding_box()["width"] < box["width"]
+    assert page.problems == []  # type: ignore[attr-defined]
+
+
 def test_docs_are_listed_offline(page: object, base_url: str) -> None:
     external: list[str] = []
     page.on("request", lambda r: external.append(r.url)  # type: ignore[attr-defined]

@@ -84,10 +84,14 @@ def test_every_group_is_reachable_and_back_returns_to_it(browser: object,
     page.go_back()
     assert page.wait_for_selector(".dup-group.current").get_attribute("data-key") == key
     assert page.get_attribute(".dup-group.current", "data-index") == str(REVIEW_PAGE + 2)
-    while page.is_enabled("button[aria-label='next page']"):
+    page.click("button[aria-label='previous page']")
+    page.wait_for_function("document.querySelector('#page-range').textContent"
+                           ".startsWith('groups 1–')")
+    for start in range(REVIEW_PAGE, total, REVIEW_PAGE):
         page.click("button[aria-label='next page']")
-        page.wait_for_function("document.querySelector('#page-range')?.textContent"
-                               ".startsWith('groups ')")
+        page.wait_for_function("document.querySelector('#page-range').textContent"
+                               f".startsWith('groups {start + 1}–')")
+    assert page.is_disabled("button[aria-label='next page']")
     page.wait_for_selector(f".dup-group[data-index='{total - 1}']")
     assert page.inner_text("#page-range").endswith(f"of {total}")
     page.close()
@@ -113,7 +117,7 @@ def test_review_every_group_by_keyboard_then_move_and_undo(browser: object, base
     page.wait_for_function(
         "document.querySelector('#review-progress').textContent.startsWith("
         f"'{len(groups)} of {len(groups)} reviewed')", timeout=30000)
-    assert page.url.endswith(f"#duplicates/{len(groups) - 1}")
+    page.wait_for_function(f"location.hash === '#duplicates/{len(groups) - 1}'")
     marks = {m["path"]: m["decision"]
              for m in httpx.get(f"{base_url}/api/marks").json()["marks"]}
     assert {p for p, d in marks.items() if d == "keep"} == keepers
@@ -140,4 +144,35 @@ def test_review_every_group_by_keyboard_then_move_and_undo(browser: object, base
     assert not any(path in hashes(quarantine) for path in discards)
     page.click("#close-move")
     page.wait_for_selector(".dup-group.current")
+    assert problems == []
+
+
+def test_accepting_the_suggestions_marks_the_copy_groups_left(browser: object,
+                                                               base_url: str) -> None:
+    """One click: each exact or edited group not reviewed nor marked yet keeps its
+    suggested keeper, discards the rest and counts as reviewed. (The groups of the first
+    page and a few more are reset for it; the review above did all the others.)"""
+    groups = all_groups(base_url)
+    reset = [g for g in groups[:REVIEW_PAGE + 10] if g["tier"] in ("exact", "edited")]
+    assert len(reset) >= REVIEW_PAGE
+    for group in reset:
+        httpx.post(f"{base_url}/api/review/groups/{group['key']}", json={"reviewed": False})
+        for member in group["members"]:
+            httpx.delete(f"{base_url}/api/marks/{member['image']['id']}")
+    page = browser.new_page()  # type: ignore[attr-defined]
+    problems = watch_errors(page)
+    page.goto(f"{base_url}/#duplicates")
+    page.wait_for_selector(".dup-group.current")
+    page.click("#accept")
+    page.wait_for_selector("#review-notice .note")
+    assert f"for {len(reset)} groups" in page.inner_text("#review-notice")
+    page.wait_for_function("document.querySelector('#review-progress').textContent"
+                           f".startsWith('{len(groups)} of {len(groups)} reviewed')")
+    marks = {m["file_id"]: m["decision"]
+             for m in httpx.get(f"{base_url}/api/marks").json()["marks"]}
+    assert {m["image"]["id"]: marks[m["image"]["id"]] for g in reset for m in g["members"]
+            } == {m["image"]["id"]: "keep" if m["keeper"] else "discard"
+                  for g in reset for m in g["members"]}
+    assert "Reviewed ✓" in page.inner_text(".dup-group.current .reviewed-toggle")
+    page.close()
     assert problems == []

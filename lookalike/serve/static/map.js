@@ -5,6 +5,19 @@ import { api, el, message, spinner } from "./util.js";
 
 const HIT_RADIUS = 12; // px: how close a pointer must be to a point to pick it
 
+const colour = (cluster) => `hsl(${(cluster * 137.5) % 360} 65% 50%)`;
+
+/** Each cluster's colour and size, linking to its members. */
+function legend(points) {
+  const sizes = new Map();
+  for (const point of points) sizes.set(point.cluster, (sizes.get(point.cluster) || 0) + 1);
+  return el("ul", { class: "legend", "aria-label": "clusters" },
+    [...sizes].sort((a, b) => a[0] - b[0]).map(([cluster, size]) => el("li", {},
+      el("a", { href: `#gallery-cluster/${cluster}` },
+        el("span", { class: "swatch", style: `background: ${colour(cluster)}` }),
+        `cluster ${cluster} (${size})`))));
+}
+
 export async function mapView(ctx, tooltip) {
   ctx.title("Map");
   const progress = spinner("laying out the images in 2-D…", "map");
@@ -15,7 +28,7 @@ export async function mapView(ctx, tooltip) {
     "thumbnail, click to open."));
   const canvas = el("canvas", { id: "map", role: "img",
     "aria-label": `map of ${data.points.length} images` });
-  ctx.root.append(canvas);
+  ctx.root.append(canvas, legend(data.points));
   const context = canvas.getContext("2d");
   const radius = data.points.length > 5000 ? 1.5 : 4;
   const pad = 12;
@@ -33,7 +46,7 @@ export async function mapView(ctx, tooltip) {
     for (const point of data.points) {
       const [x, y] = toScreen(layout(point));
       if (x < -radius || y < -radius || x > width + radius || y > height + radius) continue;
-      context.fillStyle = `hsl(${(point.cluster * 137.5) % 360} 65% 50%)`;
+      context.fillStyle = colour(point.cluster);
       context.beginPath();
       context.arc(x, y, radius, 0, 2 * Math.PI);
       context.fill();

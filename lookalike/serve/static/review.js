@@ -51,12 +51,13 @@ export async function reviewView(ctx, position) {
     el("button", { id: "apply", onclick: planMove }, "Move discarded copies to quarantine…"),
     undo,
     el("a", { href: "/api/marks.csv", download: "marks.csv" }, "export marks (CSV)"));
-  const notice = el("div", { id: "review-notice" });
+  const notice = el("div", { id: "review-notice", role: "status" });
   const pager = el("nav", { class: "bar pager", "aria-label": "pages of groups" });
   const list = el("div", { id: "review-list" });
-  ctx.root.append(toolbar, message(`The suggested keeper is framed until you choose; kept ` +
-    `files are framed green. Nothing is deleted: discarded copies are only moved to a ` +
-    `quarantine folder when you say so, and the move can be undone. ${KEYS_HELP}`, "note keys"),
+  ctx.root.append(toolbar, message("Kept files are framed green, discarded ones dotted " +
+    "red; each choice is saved as you make it. Nothing is deleted: discarded copies move " +
+    `to a quarantine folder only when you say so, and the move can be undone. ${KEYS_HELP}`,
+  "note keys"),
   notice, pager, list);
 
   let total = 0;
@@ -123,7 +124,7 @@ export async function reviewView(ctx, position) {
         [m.image.id, initialChoice(data, m)])),
       reviewed: saved?.reviewed ?? Boolean(data.reviewed),
     };
-    group.state = el("span", { class: "saved", "aria-live": "polite" });
+    group.state = el("span", { class: "saved" });
     group.warning = el("p", { class: "warn", hidden: true });
     group.figures = data.members.map((member, i) => memberFigure(group, member, i));
     group.reviewButton = el("button", { class: "reviewed-toggle", "aria-pressed": "false",
