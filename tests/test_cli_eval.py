@@ -33,6 +33,7 @@ def invoke(*args: object):
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
+@pytest.mark.slow
 def test_eval_scores_configurations_from_cache(labelled: Path, tmp_path: Path) -> None:
     cache, plots = tmp_path / "cache", tmp_path / "plots"
     args = ["eval", labelled, "--model", "classic", "--model", "classic+classic:2",
@@ -195,6 +196,7 @@ def planted(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_eval_duplicates_scores_every_model(planted: Path, tmp_path: Path) -> None:
     # the set is one class ("images"): nothing to retrieve, so no retrieval table
     args = ["eval", planted, "--duplicates", planted / "groups.csv", "--model", "classic",

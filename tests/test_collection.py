@@ -213,6 +213,7 @@ def _clean_and_killed_runs(tmp_path: Path, mode: str) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("mode", ["random", "between-append-and-commit"])
+@pytest.mark.slow
 def test_kill_9_then_rerun_equals_clean_run(tmp_path: Path, mode: str) -> None:
     clean, killed = _clean_and_killed_runs(tmp_path, mode)
     a, b = Collection.open(clean), Collection.open(killed)
@@ -275,6 +276,7 @@ _READ_INDEX = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_concurrent_index_saves_never_leave_a_mismatched_pair(photo_folder: Path) -> None:
     """Two processes save indexes of different sizes to one path (an index run and a
     server); a reader must never see one's data file with the other's sidecar."""
@@ -381,6 +383,7 @@ def test_max_memory_builds_the_graph_on_disk_with_the_same_analyses(photo_folder
     assert len(in_ram.knn_graph(4)[0]) == 9
 
 
+@pytest.mark.slow
 def test_ivfpq_goes_on_disk_by_itself_when_its_codes_would_fill_ram(photo_folder: Path,
                                                                     monkeypatch) -> None:
     """Without --max-memory, an IVF-PQ index is built on disk once its codes (56 B per
@@ -396,6 +399,7 @@ def test_ivfpq_goes_on_disk_by_itself_when_its_codes_would_fill_ram(photo_folder
     assert [hit.id for hit in reopened.search(500, k=5)] == in_ram
 
 
+@pytest.mark.slow
 def test_ivfpq_collection_reranks_from_the_store(photo_folder: Path) -> None:
     """An IVF-PQ collection index keeps no float copy: it re-ranks from the store's
     memory-mapped embeddings, also after reopening and after new rows arrive."""
@@ -464,6 +468,7 @@ def test_collection_of_images_on_object_storage(
         plan_sort(sources, tmp_path / "sorted")
 
 
+@pytest.mark.slow
 def test_collection_on_a_real_s3_protocol_server(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """``s3://`` end to end through s3fs against a local S3 server (moto): listing, object

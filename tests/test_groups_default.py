@@ -36,6 +36,7 @@ def default_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return photos
 
 
+@pytest.mark.slow
 def test_groups_on_the_default_model_use_its_calibration(default_model: Path) -> None:
     result = invoke("groups", "--db", default_model, "--json")
     assert result.exit_code == 0, result.output

@@ -70,6 +70,7 @@ def test_flat_is_exact(vectors: np.ndarray, queries: np.ndarray) -> None:
     np.testing.assert_allclose(scores, true_scores, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_float16_memmap_is_converted_in_chunks(
     vectors: np.ndarray, queries: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -114,6 +115,7 @@ def test_approximate_kinds_reach_recall(
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivfpq"])
+@pytest.mark.slow
 def test_add_then_remove(kind: str, vectors: np.ndarray, queries: np.ndarray) -> None:
     index = build_index(kind, vectors[:1500], KEYS[:1500], **PARAMS[kind])
     assert index.kind == kind and index.supports_add and index.supports_remove
@@ -152,6 +154,7 @@ def test_add_rejects_existing_keys(vectors: np.ndarray) -> None:
     ("kind", "params"),
     [index_kind(kind, PARAMS[kind]) for kind in INDEX_KINDS] + [("ivfpq", {"rerank": 0})],
 )
+@pytest.mark.slow
 def test_save_load_round_trip(
     kind: str, params: dict, vectors: np.ndarray, queries: np.ndarray, tmp_path: Path
 ) -> None:
@@ -243,6 +246,7 @@ def test_bad_arguments_are_rejected(vectors: np.ndarray) -> None:
         index.search(vectors[:2], 0)
 
 
+@pytest.mark.slow
 def test_ivfpq_reranks_from_an_attached_memmap(vectors, queries, tmp_path: Path) -> None:
     """``rerank_source="external"``: no copy inside the index; re-ranking reads the caller's
     float16 array by key and gives the same answer as the built-in copy."""
@@ -282,6 +286,7 @@ def test_ivfpq_reranks_from_an_attached_memmap(vectors, queries, tmp_path: Path)
     assert len(mapped) == len(KEYS)
 
 
+@pytest.mark.slow
 def test_large_nlist_routes_through_an_hnsw_quantizer(vectors, queries) -> None:
     import faiss
 
@@ -306,6 +311,7 @@ def test_max_memory_moves_auto_to_ivfpq() -> None:
 
 
 @pytest.mark.parametrize("kind", [index_kind(kind) for kind in INDEX_KINDS])
+@pytest.mark.slow
 def test_build_reports_progress_per_chunk(vectors: np.ndarray, monkeypatch, kind: str) -> None:
     monkeypatch.setattr(index_module, "_CHUNK_ROWS", 700)
     calls: list[tuple[int, int]] = []
@@ -315,6 +321,7 @@ def test_build_reports_progress_per_chunk(vectors: np.ndarray, monkeypatch, kind
 
 
 @pytest.mark.parametrize("kind", [index_kind(kind) for kind in INDEX_KINDS])
+@pytest.mark.slow
 def test_damaged_index_is_refused_not_read(kind: str, vectors: np.ndarray,
                                            tmp_path: Path) -> None:
     path = tmp_path / "vectors.index"

@@ -65,6 +65,7 @@ def assert_same_cells(a: IVFPQIndex, b: IVFPQIndex) -> None:
 
 
 @pytest.mark.parametrize("count", [N, 20])  # most cells used ("full"), few ("sprs")
+@pytest.mark.slow
 def test_a_new_index_is_the_file_faiss_writes(trained, vectors, tmp_path: Path,
                                               count: int) -> None:
     keys = np.random.default_rng(1).permutation(N)[:count]  # in no particular order

@@ -15,6 +15,7 @@ from tests import bad_files
 from tests.conftest import crop, scene
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # starts a local Ray cluster
 
 
 @pytest.fixture(scope="module")

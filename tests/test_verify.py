@@ -116,6 +116,7 @@ def planted(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_find_duplicates_finds_the_planted_groups_and_not_the_distractors(
     planted: Path,
 ) -> None:
@@ -147,6 +148,7 @@ def test_find_duplicates_finds_the_planted_groups_and_not_the_distractors(
         assert json.loads(json.dumps(report.to_dict()))["near"][0]["keeper"]["path"]
 
 
+@pytest.mark.slow
 def test_find_duplicates_with_an_explicit_threshold_or_without_verification(
     planted: Path,
 ) -> None:

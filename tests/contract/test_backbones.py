@@ -68,7 +68,10 @@ KINDS: dict[str, Callable[[Path], Backbone]] = {
 }
 
 
-@pytest.fixture(scope="module", params=list(KINDS))
+# a random-init timm network runs at 224 px: seconds per check on 2 cores
+@pytest.fixture(scope="module", params=[
+    pytest.param(name, marks=[pytest.mark.slow] if name == "timm-random" else [])
+    for name in KINDS])
 def backbone(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
              ) -> Backbone:
     return KINDS[request.param](tmp_path_factory.mktemp(request.param))

@@ -49,6 +49,7 @@ def test_is_loopback() -> None:
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
 
 
+@pytest.mark.slow
 def test_workers_share_one_port_one_collection_and_the_token(photo_folder: Path) -> None:
     """``--workers 2``: two processes answer on one port, each with the token, and a mark
     saved through one is seen through the other."""
