@@ -12,7 +12,9 @@ callback it is given; the same callback is where a cancelled job stops (it raise
 still queued.
 
 Submitting a job under a name already queued or running joins it: one computation, one
-result, however many callers wait for it.
+result, however many callers wait for it. A job may also carry a ``key`` (what it
+computes): :meth:`JobRunner.join` lets another thread wait for the job of that key rather
+than compute the same thing beside it, or ahead of the jobs queued before it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -50,6 +52,7 @@ class JobStatus:
 class Job:
     name: str
     compute: Callable[[Progress], Any]
+    key: Hashable = None
     state: State = "queued"
     stage: str = ""
     done: int = 0
@@ -94,14 +97,16 @@ class JobRunner:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def submit(self, name: str, compute: Callable[[Progress], Any]) -> Job:
-        """Queue ``compute(progress)`` as ``name``, or join the job of that name that is
-        queued or running. A finished job of that name is replaced."""
+    def submit(self, name: str, compute: Callable[[Progress], Any],
+               key: Hashable = None) -> Job:
+        """Queue ``compute(progress)`` as ``name`` (computing ``key``, if given), or join
+        the job of that name that is queued or running. A finished job of that name is
+        replaced."""
         with self._lock:
             current = self._jobs.get(name)
             if current is not None and current.state not in FINISHED:
                 return current
-            job = self._jobs[name] = Job(name, compute)
+            job = self._jobs[name] = Job(name, compute, key)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="lookalike-jobs",
                                                 daemon=True)
@@ -111,6 +116,17 @@ class JobRunner:
 
     def get(self, name: str) -> Job | None:
         return self._jobs.get(name)
+
+    def join(self, key: Hashable) -> None:
+        """Wait until no queued or running job computes ``key`` (its result, error or
+        cancellation is the caller's to look up); at once from the worker itself."""
+        if key is None or threading.current_thread() is self._thread:
+            return
+        with self._lock:
+            pending = [job for job in self._jobs.values()
+                       if job.key == key and job.state not in FINISHED]
+        for job in pending:
+            job._over.wait()
 
     def statuses(self) -> list[JobStatus]:
         """Every job, in the order they were first submitted."""

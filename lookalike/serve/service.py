@@ -175,6 +175,7 @@ class Service:
         key = (name, params, self.version())
         if key in self._cache:
             return self._cache[key]
+        self.jobs.join((name, params))  # computed in the background: wait, rather than race
         with self._analysis_lock:
             if key not in self._cache:
                 # Drop results of older versions: they can never be asked for again.
@@ -189,13 +190,16 @@ class Service:
     def start_analyses(self) -> None:
         """Queue, in the background, the analyses the page shows first at the parameters
         it asks for, cheapest first: clusters, the map, duplicates. A request for one of
-        them meanwhile waits for that computation (:meth:`cached`) rather than repeating
-        it. Nothing to do without two embedded images."""
+        them meanwhile waits for its job (:meth:`cached`) rather than repeating it or
+        jumping the queue. Nothing to do without two embedded images."""
         if self.collection.model is None or len(self.collection.vectors(copy=False)[0]) < 2:
             return
-        self.jobs.submit("clusters", lambda progress: self.clusters("auto", progress))
-        self.jobs.submit("map", lambda progress: self.map("auto", progress))
-        self.jobs.submit("duplicates", lambda progress: self.duplicates(None, True, progress))
+        self.jobs.submit("clusters", lambda progress: self.clusters("auto", progress),
+                         key=("clusters", ("auto",)))
+        self.jobs.submit("map", lambda progress: self.map("auto", progress),
+                         key=("map", ("auto",)))
+        self.jobs.submit("duplicates", lambda progress: self.duplicates(None, True, progress),
+                         key=("duplicates", (None, True)))
 
     def duplicates(self, threshold: float | None, verify: bool,
                    progress: Progress | None = None) -> Any:

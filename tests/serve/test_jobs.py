@@ -80,6 +80,26 @@ def test_cancel_stops_a_running_job_at_its_next_report_and_a_queued_one_before_i
     runner.close()
 
 
+def test_join_waits_for_the_job_computing_a_key_queued_or_running() -> None:
+    runner, gate, order = JobRunner(), threading.Event(), []
+    runner.submit("first", stepped(gate, 2))
+    second = runner.submit("second", lambda progress: order.append("job") or 7, key="seven")
+
+    def request() -> None:
+        runner.join("seven")  # queued behind "first": waits for both, does not overtake
+        order.append("request")
+
+    waiter = threading.Thread(target=request)
+    waiter.start()
+    time.sleep(0.2)
+    assert order == [] and second.state == "queued"
+    gate.set()
+    waiter.join(WAIT)
+    assert order == ["job", "request"] and second.result == 7
+    runner.join("unknown")  # nothing computes it: returns at once
+    runner.close()
+
+
 def test_a_failed_job_reports_its_error() -> None:
     runner = JobRunner()
 
