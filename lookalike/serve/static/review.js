@@ -8,7 +8,8 @@ import {
 
 const PAGE = 50; // groups per page
 const TIERS = { exact: "exact copy", edited: "edited copy", similar: "similar shot" };
-const KEYS_HELP = "Keys: j / k or ↓ / ↑ next and previous group, 1–9 keep that file and " +
+const KEYS_HELP = "Keys: j / k or ↓ / ↑ next and previous group, n next unreviewed, " +
+  "1–9 keep that file and " +
   "discard the others, h / l choose a file, d keep or discard it, r reviewed and next, " +
   "c compare.";
 // groups changed in this page's session: their choices win over the server's (unsent ones)
@@ -111,6 +112,8 @@ export async function reviewView(ctx, position) {
         ? `groups ${offset + 1}–${Math.min(offset + PAGE, total)} of ${total}` : ""),
       el("button", { class: "secondary", disabled: offset >= last, onclick: go(offset + PAGE),
         "aria-label": "next page" }, "Next ›"),
+      el("button", { class: "secondary", id: "next-unreviewed", onclick: nextUnreviewed },
+        "Next unreviewed"),
       el("span", { class: "note" }, `cosine ≥ ${page.threshold.toFixed(3)}, ` +
         (page.verified ? "pairs verified by local features" : "pairs not verified")));
   }
@@ -308,6 +311,22 @@ export async function reviewView(ctx, position) {
     setCurrent(target);
   }
 
+  /** The next group not reviewed yet, paging on as far as it takes. */
+  async function nextUnreviewed() {
+    try {
+      for (let at = index + 1; at < total; at = offset + PAGE) {
+        const start = Math.floor(at / PAGE) * PAGE;
+        if (start !== offset) await loadPage(start);
+        const found = groups.find((group) => group.at >= at && !group.reviewed);
+        if (found) { setCurrent(found.at); return; }
+      }
+    } catch (error) {
+      if (!isStale(error)) say(`Could not load groups: ${error.message}`, "error");
+      return;
+    }
+    say("Every group after this one is reviewed.");
+  }
+
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || dialog?.open || loading) return;
     if (event.target.closest?.("input, select, textarea")) return;
@@ -316,6 +335,7 @@ export async function reviewView(ctx, position) {
     let handled = true;
     if (key === "j" || key === "ArrowDown") moveTo(index + 1);
     else if (key === "k" || key === "ArrowUp") moveTo(index - 1);
+    else if (key === "n") nextUnreviewed();
     else if (!group) handled = false;
     else if (/^[1-9]$/.test(key)) pickKeeper(group, Number(key) - 1);
     else if (key === "h" || key === "l" || key === "ArrowLeft" || key === "ArrowRight") {
