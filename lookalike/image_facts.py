@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -276,10 +277,43 @@ def colourfulness(rgb: np.ndarray) -> float:
 # -- metadata ---------------------------------------------------------------------------
 
 
-def _camera_and_date(header: Image.Image) -> tuple[str, datetime | None]:
-    """EXIF make and model, and DateTimeOriginal (:func:`lookalike.measure.capture_metadata`)."""
-    from .measure import capture_metadata  # measure imports this module's sharpness
+_EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
+_MAKE, _MODEL, _ORIENTATION, _DATE, _LENS = 0x010F, 0x0110, 0x0112, 0x9003, 0xA434
 
+
+def capture_metadata(header: Image.Image) -> dict[str, Any]:
+    """EXIF capture time, camera, lens, GPS position and orientation; absent or broken
+    fields are None."""
+    found: dict[str, Any] = {}
+    try:
+        exif = header.getexif()
+        camera = " ".join(" ".join(str(exif.get(tag, "")).strip("\x00 ") for tag in
+                                   (_MAKE, _MODEL)).split())
+        found["camera"] = camera or None
+        found["orientation"] = int(exif[_ORIENTATION]) if _ORIENTATION in exif else None
+        inner = exif.get_ifd(_EXIF_IFD)
+        text = str(inner.get(_DATE, "")).strip("\x00 ")
+        if text:
+            found["captured"] = datetime.strptime(text[:19], "%Y:%m:%d %H:%M:%S").isoformat()
+        lens = str(inner.get(_LENS, "")).strip("\x00 ")
+        found["lens"] = lens or None
+        gps = exif.get_ifd(_GPS_IFD)
+        if 2 in gps and 4 in gps:
+            found["latitude"] = _degrees(gps[2], gps.get(1, "N"), "S")
+            found["longitude"] = _degrees(gps[4], gps.get(3, "E"), "W")
+    except Exception:  # noqa: BLE001 - broken metadata is absent metadata
+        pass
+    return found
+
+
+def _degrees(value: Sequence[Any], reference: Any, negative: str) -> float:
+    degrees, minutes, seconds = (float(part) for part in value)
+    sign = -1.0 if str(reference).strip("\x00 ").upper() == negative else 1.0
+    return round(sign * (degrees + minutes / 60 + seconds / 3600), 6)
+
+
+def _camera_and_date(header: Image.Image) -> tuple[str, datetime | None]:
+    """EXIF make and model, and DateTimeOriginal."""
     found = capture_metadata(header)
     captured = found.get("captured")
     return found.get("camera") or "", datetime.fromisoformat(captured) if captured else None

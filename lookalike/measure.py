@@ -25,7 +25,7 @@ from PIL import Image
 
 from .decode import FilePath, decode_bytes, parallel_ordered, read_file
 from .discover import is_raw
-from .image_facts import sharpness
+from .image_facts import capture_metadata, sharpness
 
 # Pixels are measured on a decode with about this short side (JPEGs decode at a reduced
 # DCT scale, so this is cheap); sharpness is measured at a fixed size in image_facts.
@@ -33,8 +33,6 @@ MEASURE_SIDE = 256
 CONTRAST_GAIN_CAP = 4.0
 STATS_FILE = "image-stats.sqlite"
 VERSION = 2  # bump when a measure changes: cached rows of another version are redone
-_EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
-_MAKE, _MODEL, _ORIENTATION, _DATE, _LENS = 0x010F, 0x0110, 0x0112, 0x9003, 0xA434
 
 
 @dataclass(frozen=True)
@@ -99,37 +97,6 @@ def _unit_contrast(levels: np.ndarray) -> float:
     grows with contrast, so a dark or flat image would otherwise read as a blurred one.
     Capped, so that the noise of a near-uniform image is not blown up into detail."""
     return float(min(CONTRAST_GAIN_CAP, 0.2 / max(float(levels.std()), 1e-6)))
-
-
-def capture_metadata(header: Image.Image) -> dict[str, Any]:
-    """EXIF capture time, camera, lens, GPS position and orientation; absent or broken
-    fields are None."""
-    found: dict[str, Any] = {}
-    try:
-        exif = header.getexif()
-        camera = " ".join(" ".join(str(exif.get(tag, "")).strip("\x00 ") for tag in
-                                   (_MAKE, _MODEL)).split())
-        found["camera"] = camera or None
-        found["orientation"] = int(exif[_ORIENTATION]) if _ORIENTATION in exif else None
-        inner = exif.get_ifd(_EXIF_IFD)
-        text = str(inner.get(_DATE, "")).strip("\x00 ")
-        if text:
-            found["captured"] = datetime.strptime(text[:19], "%Y:%m:%d %H:%M:%S").isoformat()
-        lens = str(inner.get(_LENS, "")).strip("\x00 ")
-        found["lens"] = lens or None
-        gps = exif.get_ifd(_GPS_IFD)
-        if 2 in gps and 4 in gps:
-            found["latitude"] = _degrees(gps[2], gps.get(1, "N"), "S")
-            found["longitude"] = _degrees(gps[4], gps.get(3, "E"), "W")
-    except Exception:  # noqa: BLE001 - broken metadata is absent metadata
-        pass
-    return found
-
-
-def _degrees(value: Sequence[Any], reference: Any, negative: str) -> float:
-    degrees, minutes, seconds = (float(part) for part in value)
-    sign = -1.0 if str(reference).strip("\x00 ").upper() == negative else 1.0
-    return round(sign * (degrees + minutes / 60 + seconds / 3600), 6)
 
 
 def image_stats(path: FilePath) -> ImageStats:
