@@ -283,6 +283,7 @@ def test_phone_viewport(browser: object, base_url: str) -> None:
     page.wait_for_selector(".dup-group.current")
     width = page.evaluate("document.documentElement.scrollWidth")
     header = page.eval_on_selector("header", "h => h.getBoundingClientRect().height")
+    assert page.is_hidden("#undo")  # nothing was moved: nothing to undo
     targets = page.eval_on_selector_all(
         ".dup-group button, .dup-group .bar a.button, .pager button, .review-bar button, "
         "header nav a",

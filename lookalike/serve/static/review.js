@@ -57,8 +57,8 @@ export async function reviewView(ctx, position) {
   const list = el("div", { id: "review-list" });
   ctx.root.append(toolbar, message("Kept files are framed green, discarded ones dotted " +
     "red; each choice is saved as you make it. Nothing is deleted: discarded copies move " +
-    `to a quarantine folder only when you say so, and the move can be undone. ${KEYS_HELP}`,
-  "note keys"),
+    "to a quarantine folder only when you say so, and the move can be undone."),
+  message(KEYS_HELP, "note keys"),
   notice, pager, list);
 
   let total = 0;
