@@ -100,7 +100,7 @@ def run(name: str, per_class: int, work: Path) -> None:
     nearest = label[is_example][np.argmax(vectors @ vectors[is_example].T, axis=1)]
     means = np.stack([vectors[is_example & (label == c)].mean(0) for c in range(len(classes))])
     centroid = np.argmax(vectors @ means.T, axis=1)
-    _, clustering = collection.clusters(len(classes))
+    clustering = collection.clusters(len(classes)).clustering
     rest = ~is_example
     print(f"{name}, {per_class} example(s) per class, {rest.sum()} images to sort "
           f"({seconds:.1f} s for the plan):")

@@ -62,10 +62,10 @@ def run(db: Path, model: str) -> None:
         for name, threshold in [("**calibrated default**", None), *(
                 (f"fixed {t:g}", t) for t in FIXED)]:
             started = time.perf_counter()
-            ids, found = collection.groups(threshold)
+            found = collection.groups(threshold)
             seconds = time.perf_counter() - started
-            assert np.array_equal(ids, file_ids)
-            groups = [g.members.tolist() for g in found]
+            assert np.array_equal(found.file_ids, file_ids)
+            groups = [g.members.tolist() for g in found.groups]
             rows.append(score_row(name, used.value if threshold is None else threshold,
                                   groups, truth, tags, seconds))
 

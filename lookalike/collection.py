@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import facts, indexing
-from .analyse.clusters import Clustering, auto_k, kmeans
+from .analyse.clusters import auto_k, kmeans
 from .analyse.groups import Group, threshold_groups
 from .analyse.outliers import outlier_scores
+from .analyse.results import ClusterReport, GroupReport, OutlierReport
 from .discover import Root, as_root, discover
 from .duplicates_job import DuplicateReport, find_duplicates, model_calibration
 from .embed import Backbone, Preprocess, load_backbone
@@ -396,8 +397,8 @@ class Collection:
     def groups(
         self, threshold: float | None = None, *, k: int = 16, mutual: bool = True,
         raw: bool | None = None,
-    ) -> tuple[np.ndarray, list[Group]]:
-        """``(file_ids, groups)``: seed 001's threshold groups (positions index file_ids).
+    ) -> GroupReport:
+        """Threshold groups: "same place, same moment" sets of images, without chains.
 
         ``threshold``: the cosine two images need; None: the calibrated one of
         :meth:`group_threshold`. ``raw``: group in the model's own space even when a
@@ -406,29 +407,34 @@ class Collection:
         """
         used = self.group_threshold(threshold)
         raw = used.calibrated if raw is None else raw
-        if math.isnan(used.value):  # fewer than two images
-            return self.vectors(copy=False)[0], []
-        file_ids, graph = self.knn_graph(k, raw=raw)
-        _, vectors = self.vectors(raw=raw, copy=False)  # read in blocks
-        return file_ids, threshold_groups(vectors, graph, used.value, mutual=mutual)
+        found: list[Group] = []
+        file_ids, vectors = self.vectors(raw=raw, copy=False)  # read in blocks
+        if not math.isnan(used.value):  # NaN: fewer than two images
+            graph = self.knn_graph(k, raw=raw)[1]
+            found = threshold_groups(vectors, graph, used.value, mutual=mutual)
+        return GroupReport(file_ids, self.paths(file_ids), found, used,
+                           self.require_model().spec)
 
-    def clusters(self, k: int | str = "auto", *, seed: int = 0) -> tuple[np.ndarray, Clustering]:
-        """``(file_ids, clustering)``: k-means with ``k`` clusters, or a chosen k (``auto``)."""
+    def clusters(self, k: int | str = "auto", *, seed: int = 0) -> ClusterReport:
+        """k-means with ``k`` clusters, or a chosen k (``auto``)."""
         file_ids, vectors = self.vectors(copy=False)  # sampled, then assigned in blocks
         if k == "auto":
             choice = auto_k(vectors, seed=seed)
-            return file_ids, replace(kmeans(vectors, choice.k, seed=seed), chosen=choice)
-        return file_ids, kmeans(vectors, int(k), seed=seed)
+            found = replace(kmeans(vectors, choice.k, seed=seed), chosen=choice)
+        else:
+            found = kmeans(vectors, int(k), seed=seed)
+        return ClusterReport(file_ids, self.paths(file_ids), found)
 
-    def outliers(self, *, k: int = 16) -> tuple[np.ndarray, np.ndarray]:
-        """``(file_ids, scores)``: higher scores lie farther from their neighbourhood.
+    def outliers(self, *, k: int = 16) -> OutlierReport:
+        """Every image's local outlier factor: higher lies farther from its neighbourhood.
 
         In a small collection ``k`` is capped at half of it: when every image is every
         other's neighbour, local density compares nothing.
         """
         file_ids, graph = self.knn_graph(k)
         usable = max(1, min(k, (len(file_ids) - 1) // 2))
-        return file_ids, outlier_scores(graph, k=usable)
+        return OutlierReport(file_ids, self.paths(file_ids), outlier_scores(graph, k=usable),
+                             usable)
 
     def neighbour_lists(self, k: int = 16) -> tuple[list[Root], list[list[SearchHit]]]:
         """Every embedded image's path and its ``k`` nearest others as search hits, best

@@ -375,8 +375,8 @@ def test_max_memory_builds_the_graph_on_disk_with_the_same_analyses(photo_folder
     cached = in_ram.knn_graph(4)[1]  # the second call reads the cache, memory-mapped
     assert isinstance(cached.neighbours, np.memmap)
     np.testing.assert_array_equal(cached.scores, ram_graph.scores)
-    groups = [sorted(g.members.tolist()) for g in in_ram.groups(0.9)[1]]
-    assert groups and groups == [sorted(g.members.tolist()) for g in bounded.groups(0.9)[1]]
+    groups = [sorted(g.members.tolist()) for g in in_ram.groups(0.9).groups]
+    assert groups and groups == [sorted(g.members.tolist()) for g in bounded.groups(0.9).groups]
     # the cache follows the embeddings
     (photo_folder / "scene7.jpg").unlink()
     in_ram.index()

@@ -65,12 +65,12 @@ def test_collection_groups_default_is_the_duplicates_calibration(default_model: 
         # decided on the embedding alone, at the near threshold)
         quick = find_duplicates(collection, verify=False)
         assert quick.calibration == stored and quick.threshold == used.value
-        ids, default = collection.groups()
-        _, explicit = collection.groups(used.value)
-        assert [g.members.tolist() for g in default] == [g.members.tolist() for g in explicit]
+        default, explicit = collection.groups(), collection.groups(used.value)
+        assert [g.members.tolist() for g in default.groups] == [
+            g.members.tolist() for g in explicit.groups]
         given = collection.group_threshold(0.5)
         assert given.value == 0.5 and not given.calibrated
-        assert len(ids) == 26  # 28 files, two broken
+        assert len(default.file_ids) == 26  # 28 files, two broken
 
 
 def test_a_new_collection_is_calibrated_by_groups_first(tmp_path: Path) -> None:
@@ -84,12 +84,12 @@ def test_a_new_collection_is_calibrated_by_groups_first(tmp_path: Path) -> None:
     collection, _ = Collection.index_folder(folder, model="classic")
     with collection:
         assert load_calibration(collection) is None
-        ids, found = collection.groups()
+        found = collection.groups()
         stored = load_calibration(collection)
         assert stored is not None and stored["model"] == "classic"
         assert collection.group_threshold().value == stored["near_threshold"]
-        paths = collection.paths(ids)
-        assert any({"s0.jpg", "s0-crop.jpg"} <= {paths[m] for m in g.members} for g in found)
+        assert any({"s0.jpg", "s0-crop.jpg"} <= {found.paths[m] for m in g.members}
+                   for g in found.groups)
         assert find_duplicates(collection, verify=False).calibration == stored
     lone = tmp_path / "lone"
     lone.mkdir()
@@ -97,7 +97,7 @@ def test_a_new_collection_is_calibrated_by_groups_first(tmp_path: Path) -> None:
     single, _ = Collection.index_folder(lone, model="classic")
     with single:
         used = single.group_threshold()
-        assert math.isnan(used.value) and single.groups()[1] == []
+        assert math.isnan(used.value) and single.groups().groups == []
     result = invoke("groups", "--db", lone, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["threshold"] is None

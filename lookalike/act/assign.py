@@ -23,20 +23,18 @@ if TYPE_CHECKING:
 
 def by_clusters(collection: Collection, k: int | str = "auto") -> dict[Path, str]:
     """Every image into the folder of its k-means cluster: ``cluster_000``, ``cluster_001``..."""
-    file_ids, result = collection.clusters(k)
-    paths = collection.paths(file_ids)
+    report = collection.clusters(k)
     return {local_root(collection) / path: f"cluster_{label:03d}"
-            for path, label in zip(paths, result.labels)}
+            for path, label in zip(report.paths, report.clustering.labels)}
 
 
 def by_groups(collection: Collection, threshold: float | None = None) -> dict[Path, str]:
     """The members of each threshold group into ``group_001``, ``group_002``...; images in no
     group stay. ``threshold``: None for the calibrated one (see
     :meth:`~lookalike.Collection.group_threshold`)."""
-    file_ids, found = collection.groups(threshold)
-    paths, root = collection.paths(file_ids), local_root(collection)
-    return {root / paths[m]: f"group_{n:03d}" for n, g in enumerate(found, start=1)
-            for m in g.members}
+    report, root = collection.groups(threshold), local_root(collection)
+    return {root / report.paths[m]: f"group_{n:03d}"
+            for n, g in enumerate(report.groups, start=1) for m in g.members}
 
 
 def by_duplicates(collection: Collection, threshold: float | None = None) -> dict[Path, str]:

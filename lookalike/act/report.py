@@ -24,13 +24,11 @@ import numpy as np
 from PIL import Image
 
 from ..analyse.layout import map_2d
-from ..analyse.outliers import top_outliers
 from ..decode import decode_file, parallel_ordered
 from ..ownership import OwnedFolder, atomic_write
 
 if TYPE_CHECKING:
-    from ..analyse.clusters import Clustering
-    from ..analyse.groups import Group
+    from ..analyse.results import ClusterReport, GroupReport, OutlierReport
     from ..collection import Collection
     from ..discover import Root
     from ..duplicates_job import DuplicateReport
@@ -134,12 +132,12 @@ def build(
     update = progress or (lambda stage, done, total: None)
     dups = collection.duplicates(verify=verify, progress=progress)
     update("groups", 0, 1)
-    file_ids, found = collection.groups(threshold)
+    groups = collection.groups(threshold)
     update("groups", 1, 1)
     update("clusters", 0, 1)
-    _, clustering = collection.clusters(k)
+    clusters = collection.clusters(k)
     update("clusters", 1, 1)
-    _, scores = collection.outliers()
+    outliers = collection.outliers()
     update("map", 0, 1)
     layout, method = _map_layout(collection, map_method)
     update("map", 1, 1)
@@ -150,15 +148,15 @@ def build(
         "model": details.model_spec,
         "exact duplicate groups": len(dups.exact),
         "near-duplicate groups": len(dups.near),
-        "threshold groups": len(found),
-        "clusters": clustering.k,
-        "group threshold": collection.group_threshold(threshold).describe(),
+        "threshold groups": len(groups.groups),
+        "clusters": clusters.k,
+        "group threshold": groups.threshold.describe(),
     }
     return ReportContent(
         title=f"lookalike report: {collection.root.name}",
-        paths=[collection.root / p for p in collection.paths(file_ids)], overview=overview,
-        sections=_sections(dups, found, clustering, scores, fraction), layout=layout,
-        layout_method=method, colours=clustering.labels)
+        paths=[collection.root / p for p in groups.paths], overview=overview,
+        sections=_sections(dups, groups, clusters, outliers, fraction), layout=layout,
+        layout_method=method, colours=clusters.clustering.labels)
 
 
 def map_sample(count: int) -> np.ndarray:
@@ -198,9 +196,10 @@ def write_collection_report(
             lambda done, total: progress("thumbnails", done, total)))
 
 
-def _sections(dups: DuplicateReport, found: list[Group], clustering: Clustering,
-              scores: np.ndarray, fraction: float) -> list[Section]:
-    """The report's galleries; members are positions into the collection's live images."""
+def _sections(dups: DuplicateReport, groups: GroupReport, clusters: ClusterReport,
+              outliers: OutlierReport, fraction: float) -> list[Section]:
+    """The report's galleries; members are positions into the collection's live images
+    (the same in every result)."""
     duplicate_galleries = [
         Gallery(f"{group.kind} duplicates #{n}", group.members,
                 ["keep" if m == group.keeper else f"{s:.3f}"
@@ -209,7 +208,8 @@ def _sections(dups: DuplicateReport, found: list[Group], clustering: Clustering,
     group_galleries = [Gallery(f"group #{n}: {g.size} images, mean cosine "
                                f"{g.mean_similarity:.3f}", g.members[:40].tolist(),
                                highlight=g.medoid)
-                       for n, g in enumerate(found, start=1)]
+                       for n, g in enumerate(groups.groups, start=1)]
+    clustering = clusters.clustering
     cluster_galleries = []
     for c in range(clustering.k):
         central = clustering.members(c)[:24]
@@ -217,7 +217,7 @@ def _sections(dups: DuplicateReport, found: list[Group], clustering: Clustering,
             f"cluster {c}: {int(clustering.sizes[c])} images", central.tolist(),
             [f"{clustering.similarity[m]:.3f}" for m in central],
             highlight=int(clustering.medoids[c])))
-    top = top_outliers(scores, fraction)
+    top, scores = outliers.top(fraction), outliers.scores
     return [
         Section("Duplicates", "Exact and near-duplicate groups; the outlined copy is the "
                 "suggested keeper (largest resolution, then file size).", duplicate_galleries),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -130,37 +129,27 @@ def groups(
             and load_calibration(collection) is None:
         errors.print(f"calibrating {collection.model.spec} on this collection's images "
                      "(once: the result is stored)...", highlight=False, soft_wrap=True)
-    used = collection.group_threshold(threshold)
-    file_ids, found = collection.groups(used.value, k=k, raw=used.calibrated)
-    paths = collection.paths(file_ids)
+    report = collection.groups(threshold, k=k)
     if as_json:
-        print_json({
-            "threshold": None if math.isnan(used.value) else used.value,
-            "threshold_source": "calibrated" if used.calibrated else "given",
-            "model": collection.model.spec if collection.model else None,
-            "groups": [{"size": g.size, "mean_similarity": g.mean_similarity,
-                        "medoid": {"id": int(file_ids[g.medoid]), "path": paths[g.medoid]},
-                        "members": [{"id": int(file_ids[m]), "path": paths[m]}
-                                    for m in g.members]} for g in found]})
+        print_json(report.to_dict())
     else:
-        console.print(used.describe(), highlight=False, soft_wrap=True)
-        table = Table(title=f"{len(found)} groups at cosine >= {used.value:.3f}",
+        console.print(report.threshold.describe(), highlight=False, soft_wrap=True)
+        table = Table(title=f"{len(report.groups)} groups at cosine >= "
+                      f"{report.threshold.value:.3f}",
                       title_justify="left")
         for column in ("group", "size", "similarity", "medoid", "members"):
             table.add_column(column, overflow="fold")
-        for number, g in enumerate(found, start=1):
+        paths = report.paths
+        for number, g in enumerate(report.groups, start=1):
             table.add_row(str(number), str(g.size), f"{g.mean_similarity:.3f}",
                           paths[g.medoid], ", ".join(paths[m] for m in g.members[1:][:8])
                           + (" ..." if g.size > 9 else ""))
         console.print(table)
     if grid is not None:
         _group_sheets(grid, collection, [
-            (f"group-{number:04d}", [int(file_ids[m]) for m in g.members[:30]],
+            (f"group-{number:04d}", report.ids(g.members[:30]),
              ["medoid"] + [""] * (min(g.size, 30) - 1))
-            for number, g in enumerate(found, start=1)])
-
-
-LOW_CONFIDENCE = 0.02  # a member that won its cluster by less is listed as low-confidence
+            for number, g in enumerate(report.groups, start=1)])
 
 
 @friendly_errors
@@ -174,47 +163,33 @@ def cluster(
     """k-means clusters, with sizes, medoids and a confidence per image."""
     if k != "auto" and not k.isdigit():
         raise ValueError("--k must be a whole number or auto")
-    import numpy as np
-
+    from ..analyse.results import LOW_CONFIDENCE
     from ..collection import Collection
 
     collection = Collection.open(find_collection(db))
-    file_ids, result = collection.clusters(k if k == "auto" else int(k), seed=seed)
-    paths = collection.paths(file_ids)
+    report = collection.clusters(k if k == "auto" else int(k), seed=seed)
+    result = report.clustering
     if as_json:
-        print_json({
-            "k": result.k,
-            "k_chosen": result.chosen.describe() if result.chosen else None,
-            "low_confidence_margin": LOW_CONFIDENCE,
-            "clusters": [{"cluster": c, "size": int(result.sizes[c]),
-                          "medoid": paths[result.medoids[c]] if result.medoids[c] >= 0 else None}
-                         for c in range(result.k)],
-            "images": [{"id": int(i), "path": p, "cluster": int(label),
-                        "confidence": round(float(conf), 4)}
-                       for i, p, label, conf in zip(file_ids, paths, result.labels,
-                                                    result.confidence)],
-        })
+        print_json(report.to_dict())
     else:
-        table = Table(title=f"{result.k} clusters of {len(file_ids)} images",
+        table = Table(title=f"{report.k} clusters of {len(report.file_ids)} images",
                       title_justify="left",
                       caption=f"low-confidence: won its cluster by a margin under "
                       f"{LOW_CONFIDENCE} (cosine to its centre minus to the next one)",
                       caption_justify="left")
         for column in ("cluster", "size", "medoid", "low-confidence members"):
             table.add_column(column, overflow="fold")
-        for c in range(result.k):
-            members = np.flatnonzero(result.labels == c)
-            unsure = int((result.confidence[members] < LOW_CONFIDENCE).sum())
-            medoid = paths[result.medoids[c]] if result.medoids[c] >= 0 else "-"
-            table.add_row(str(c), str(int(result.sizes[c])), medoid, str(unsure))
+        for c in range(report.k):
+            table.add_row(str(c), str(int(result.sizes[c])), report.medoid_path(c) or "-",
+                          str(report.low_confidence(c)))
         if result.chosen is not None:
             console.print(result.chosen.describe(), highlight=False)
         console.print(table)
     if grid is not None:
         sheets = []
-        for c in range(result.k):
+        for c in range(report.k):
             central = result.members(c)[:30]
-            sheets.append((f"cluster-{c:04d}", [int(file_ids[m]) for m in central],
+            sheets.append((f"cluster-{c:04d}", report.ids(central),
                            [f"{result.similarity[m]:.3f}" for m in central]))
         _group_sheets(grid, collection, sheets)
 
@@ -232,26 +207,23 @@ def outliers(
 ) -> None:
     """Images least like their neighbours: junk and edge cases to review."""
     from ..act.grids import Tile, contact_sheet, save_image
-    from ..analyse.outliers import top_outliers
     from ..collection import Collection
 
     collection = Collection.open(find_collection(db))
-    file_ids, scores = collection.outliers(k=k)
-    top = top_outliers(scores, fraction)
-    paths = collection.paths(file_ids[top])
+    report = collection.outliers(k=k)
+    rows = report.rows(fraction)
     if as_json:
-        print_json([{"rank": r, "id": int(file_ids[p]), "path": path,
-                     "score": float(scores[p])} for r, (p, path) in
-                    enumerate(zip(top, paths), start=1)])
+        print_json(rows)
     else:
-        table = Table(title=f"{len(top)} outliers (local outlier factor; ~1 is typical)",
+        table = Table(title=f"{len(rows)} outliers (local outlier factor; ~1 is typical)",
                       title_justify="left")
         for column in ("rank", "score", "path"):
             table.add_column(column, overflow="fold")
-        for r, (p, path) in enumerate(zip(top, paths), start=1):
-            table.add_row(str(r), f"{scores[p]:.3f}", path)
+        for row in rows:
+            table.add_row(str(row["rank"]), f"{row['score']:.3f}", row["path"])
         console.print(table)
     if grid is not None:
-        tiles = [Tile(collection.root / path, f"#{r} {scores[p]:.2f}", Path(path).name)
-                 for r, (p, path) in enumerate(zip(top, paths), start=1)]
+        tiles = [Tile(collection.root / row["path"], f"#{row['rank']} {row['score']:.2f}",
+                      Path(row["path"]).name) for row in rows]
         save_image(contact_sheet(tiles, columns=6), grid)
+

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..analyse.layout import map_2d
-from ..analyse.outliers import top_outliers
+from ..analyse.results import ClusterReport, GroupReport, OutlierReport
 from ..collection import Collection, CollectionInfo
 from ..decode import DEFAULT_MAX_PIXELS, DecodeError
 from ..discover import Root, is_remote
@@ -206,19 +206,12 @@ class Service:
         return self.cached("duplicates", (threshold, verify), lambda: self.collection.duplicates(
             threshold=threshold, verify=verify, progress=progress))
 
-    def groups(self, threshold: float | None) -> tuple[np.ndarray, list[Any], Any]:
-        """``(file_ids, groups, used)``: threshold groups at ``threshold``, or (None) at the
-        collection's calibrated one; ``used`` is the :class:`GroupThreshold` applied."""
-        def compute() -> tuple[np.ndarray, list[Any], Any]:
-            used = self.collection.group_threshold(threshold)
-            file_ids, found = self.collection.groups(used.value, raw=used.calibrated)
-            return file_ids, found, used
+    def groups(self, threshold: float | None) -> GroupReport:
+        """Threshold groups at ``threshold``, or (None) at the collection's calibrated one."""
+        return self.cached("groups", (threshold,), lambda: self.collection.groups(threshold))
 
-        return self.cached("groups", (threshold,), compute)
-
-    def clusters(self, k: int | str, progress: Progress | None = None
-                 ) -> tuple[np.ndarray, Any]:
-        def compute() -> tuple[np.ndarray, Any]:
+    def clusters(self, k: int | str, progress: Progress | None = None) -> ClusterReport:
+        def compute() -> ClusterReport:
             if progress:
                 progress("clusters", 0, 1)
             found = self.collection.clusters(k)
@@ -228,12 +221,8 @@ class Service:
 
         return self.cached("clusters", (k,), compute)
 
-    def outliers(self) -> tuple[np.ndarray, np.ndarray]:
+    def outliers(self) -> OutlierReport:
         return self.cached("outliers", (), self.collection.outliers)
-
-    def top_outliers(self, fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        file_ids, scores = self.outliers()
-        return file_ids, scores, top_outliers(scores, fraction)
 
     def map(self, method: str, progress: Progress | None = None
             ) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
@@ -241,7 +230,7 @@ class Service:
 
         def compute() -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
             file_ids, vectors = self.collection.vectors(copy=False)  # sampled below
-            labels = self.clusters("auto", progress)[1].labels if len(file_ids) > 1 else (
+            labels = self.clusters("auto", progress).clustering.labels if len(file_ids) > 1 else (
                 np.zeros(len(file_ids), dtype=np.int64))
             graph = None  # the collection's cached k-NN graph, when it covers them all
             if len(file_ids) > MAX_MAP_POINTS:

@@ -3,12 +3,13 @@ clusters, outliers and the 2-D map."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, HTTPException, Query
 
+from ...analyse.results import ClusterReport
 from .. import schemas
 from ..deps import ServiceDep, image_model
 from ..service import Service
@@ -18,7 +19,7 @@ MAX_CLUSTERS = 1000
 router = APIRouter()
 
 
-def clusters_or_422(service: Service, k: int | str) -> tuple[np.ndarray, Any]:
+def clusters_or_422(service: Service, k: int | str) -> ClusterReport:
     try:
         return service.clusters(k)
     except ValueError as error:  # k past the number of images, too few images
@@ -87,15 +88,16 @@ def groups(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     members: Annotated[int, Query(ge=1, le=1000)] = 12,
 ) -> schemas.GroupPage:
-    file_ids, found, used = service.groups(threshold)
+    report = service.groups(threshold)
     by_id = service.files().by_id
     page = [schemas.Group(
         number=number, size=g.size, mean_similarity=round(g.mean_similarity, 4),
-        medoid=image_model(by_id[int(file_ids[g.medoid])]),
-        members=[image_model(by_id[int(file_ids[m])]) for m in g.members[:members]])
-        for number, g in enumerate(found[offset:offset + limit], start=offset + 1)]
-    return schemas.GroupPage(total=len(found), offset=offset, limit=limit,
-                             threshold=None if np.isnan(used.value) else used.value,
+        medoid=image_model(by_id[report.file_id(g.medoid)]),
+        members=[image_model(by_id[i]) for i in report.ids(g.members[:members])])
+        for number, g in enumerate(report.groups[offset:offset + limit], start=offset + 1)]
+    used = report.threshold
+    return schemas.GroupPage(total=len(report.groups), offset=offset, limit=limit,
+                             threshold=None if math.isnan(used.value) else used.value,
                              calibrated=used.calibrated, groups=page)
 
 
@@ -109,28 +111,27 @@ def clusters(service: ServiceDep,
     if k != "auto" and not (len(k) <= 6 and 1 <= int(k) <= MAX_CLUSTERS):
         raise HTTPException(422, f"k must be auto or a number from 1 to {MAX_CLUSTERS}, "
                             f"not {k[:20]}")
-    file_ids, result = clusters_or_422(service, k if k == "auto" else int(k))
-    by_id = service.files().by_id
+    report = clusters_or_422(service, k if k == "auto" else int(k))
+    result, by_id = report.clustering, service.files().by_id
     listed = []
-    for c in range(result.k):
-        central = result.members(c)[:members]
+    for c in range(report.k):
         medoid = int(result.medoids[c])
         listed.append(schemas.Cluster(
             cluster=c, size=int(result.sizes[c]),
-            medoid=image_model(by_id[int(file_ids[medoid])]) if medoid >= 0 else None,
-            members=[image_model(by_id[int(file_ids[m])]) for m in central]))
-    return schemas.ClusterList(k=result.k, clusters=listed)
+            medoid=image_model(by_id[report.file_id(medoid)]) if medoid >= 0 else None,
+            members=[image_model(by_id[i]) for i in report.ids(result.members(c)[:members])]))
+    return schemas.ClusterList(k=report.k, clusters=listed)
 
 
 @router.get("/api/outliers", response_model=schemas.OutlierList)
 def outliers(service: ServiceDep,
              fraction: Annotated[float, Query(gt=0, le=1)] = 0.05) -> schemas.OutlierList:
-    file_ids, scores, top = service.top_outliers(fraction)
+    report = service.outliers()
     by_id = service.files().by_id
-    return schemas.OutlierList(fraction=fraction, total=len(file_ids), items=[
-        schemas.Outlier(rank=r, score=round(float(scores[p]), 4),
-                        image=image_model(by_id[int(file_ids[p])]))
-        for r, p in enumerate(top, start=1)])
+    return schemas.OutlierList(fraction=fraction, total=len(report.file_ids), items=[
+        schemas.Outlier(rank=row["rank"], score=round(row["score"], 4),
+                        image=image_model(by_id[row["id"]]))
+        for row in report.rows(fraction)])
 
 
 @router.get("/api/map", response_model=schemas.MapData)

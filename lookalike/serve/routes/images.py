@@ -41,15 +41,16 @@ def images(
     table = service.files()
     records, listed = table.records, None  # listed: one cluster's or group's file ids
     if cluster is not None:
-        file_ids, clustering = clusters_or_422(service, "auto")
-        listed = file_ids[clustering.members(cluster)]
+        clusters = clusters_or_422(service, "auto")
+        listed = clusters.ids(clusters.clustering.members(cluster))
     elif group is not None:
-        file_ids, found, used = service.groups(threshold)
-        if not 1 <= group <= len(found):
-            raise HTTPException(404, f"no group {group} at threshold {used.value:.4g}")
-        listed = file_ids[found[group - 1].members]
+        groups = service.groups(threshold)
+        if not 1 <= group <= len(groups.groups):
+            raise HTTPException(404, f"no group {group} at threshold "
+                                f"{groups.threshold.value:.4g}")
+        listed = groups.ids(groups.groups[group - 1].members)
     if listed is not None:
-        records = [table.by_id[int(i)] for i in listed if int(i) in table.by_id]
+        records = [table.by_id[i] for i in listed if i in table.by_id]
     if status != "all":
         records = [r for r in records if r.status == status]
     if sort != "id":  # filtered lists keep their own order (most central first)
