@@ -203,7 +203,7 @@ async function groupsView(ctx, given = "") {
 
 async function clustersView(ctx) {
   ctx.title("Clusters");
-  const progress = spinner("clustering…", "clusters");
+  const progress = spinner("clustering…", "clusters", ctx.cancel);
   ctx.root.append(el("h1", {}, "Clusters"), progress);
   const result = await api("/api/clusters", { signal: ctx.signal });
   progress.replaceWith(message(`${result.k} clusters (k chosen automatically)`));
@@ -247,9 +247,11 @@ async function route() {
   const controller = new AbortController();
   const saved = { ...(history.state || {}) }; // read before this view's own updates
   const root = el("div", { class: "view" });
+  let cancelled = false;
   const ctx = {
     root, saved, signal: controller.signal,
     title: (text) => { document.title = `${text} · ${siteTitle}`; },
+    cancel: () => { cancelled = true; controller.abort(); }, // the user stopped it
   };
   current = { controller, saving: false };
   tooltip.hidden = true;
@@ -266,6 +268,10 @@ async function route() {
   try {
     await ROUTES[known](ctx, ...(viewName in ROUTES ? args : []));
   } catch (error) {
+    if (cancelled) {
+      root.replaceChildren(message("Stopped."), el("button", { onclick: route }, "Start again"));
+      return;
+    }
     if (isStale(error)) return;
     root.append(message(`Error: ${error.message}`, "error"));
   }

@@ -20,7 +20,7 @@ function legend(points) {
 
 export async function mapView(ctx, tooltip) {
   ctx.title("Map");
-  const progress = spinner("laying out the images in 2-D…", "map");
+  const progress = spinner("laying out the images in 2-D…", "map", ctx.cancel);
   ctx.root.append(el("h1", {}, "Map"), progress);
   const data = await api("/api/map", { signal: ctx.signal });
   progress.replaceWith(message(`${data.points.length} images (${data.method}); nearby points ` +

@@ -83,7 +83,7 @@ export async function reviewView(ctx, position) {
     const abort = () => controller.abort();
     ctx.signal.addEventListener("abort", abort);
     const progress = first ? spinner("finding duplicates (on a large collection the first " +
-      "run takes minutes)…", "duplicates") : spinner("loading groups…");
+      "run takes minutes)…", "duplicates", ctx.cancel) : spinner("loading groups…");
     list.replaceChildren(progress);
     try {
       const page = await api(`/api/duplicates?offset=${start}&limit=${PAGE}`,

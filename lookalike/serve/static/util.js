@@ -64,16 +64,18 @@ export function announce(text) {
   if (region) region.textContent = text;
 }
 
-/** A spinner with stage text and the seconds elapsed. With `job` (the name of one of the server's background analyses), the job's own stage,
- * count and a Cancel button are shown while it runs. It stops once off the page. */
-export function spinner(text, job = null) {
+/** A spinner with stage text and the seconds elapsed. With `job` (the name of one of
+ * the server's background analyses), the job's own stage, count and a Cancel button are
+ * shown while it runs; Cancel stops the job, then calls `onCancel`. It stops once off
+ * the page. */
+export function spinner(text, job = null, onCancel = null) {
   const started = performance.now();
   const label = el("span", { class: "stage" }, text);
   const clock = el("span", { class: "elapsed" }, "0 s");
   const bar = el("progress", { hidden: true, "aria-label": "progress" });
   const cancel = el("button", { class: "secondary", hidden: true, onclick: () => {
     cancel.disabled = true;
-    postJSON(`/api/jobs/${job}/cancel`, {}).catch(() => {});
+    postJSON(`/api/jobs/${job}/cancel`, {}).catch(() => {}).finally(() => onCancel?.());
   } }, "Cancel");
   const node = el("div", { class: "progress", role: "status" },
     el("span", { class: "spin", "aria-hidden": "true" }), label, bar, clock, cancel);
