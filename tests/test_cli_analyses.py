@@ -166,3 +166,28 @@ def test_cluster_auto_says_how_it_chose_k_and_defines_low_confidence(planted: Pa
     assert "low-confidence: won its cluster by a margin under 0.02" in text
     fixed = json.loads(invoke("cluster", "--db", planted, "-k", "3", "--json").stdout)
     assert fixed["k_chosen"] is None
+
+
+def test_groups_cluster_outliers_csv_are_the_json_as_rows(planted: Path) -> None:
+    """--csv writes the same result as --json, one row per file."""
+    def csv_rows(*args: object) -> list[dict[str, str]]:
+        result = invoke(*args, "--db", planted, "--csv")
+        assert result.exit_code == 0, result.output
+        return list(csv.DictReader(io.StringIO(result.stdout)))
+
+    found = json.loads(invoke("groups", "--db", planted, "--threshold", "0.9", "--json").stdout)
+    rows = csv_rows("groups", "--threshold", "0.9")
+    assert [(int(r["group"]), int(r["id"]), r["path"]) for r in rows] == [
+        (n, m["id"], m["path"]) for n, g in enumerate(found["groups"], start=1)
+        for m in g["members"]]
+    assert [r["path"] for r in rows if r["medoid"] == "1"] == [
+        g["medoid"]["path"] for g in found["groups"]]
+    clusters = json.loads(invoke("cluster", "--db", planted, "-k", "3", "--json").stdout)
+    assert [{**r, "id": int(r["id"]), "cluster": int(r["cluster"]),
+             "confidence": float(r["confidence"])} for r in csv_rows("cluster", "-k", "3")
+            ] == clusters["images"]
+    top = json.loads(invoke("outliers", "--db", planted, "--fraction", "0.2", "--json").stdout)
+    rows = csv_rows("outliers", "--fraction", "0.2")
+    assert len(rows) == len(top) == 4 and rows[0]["path"] == "grey.png"
+    assert [(int(r["rank"]), int(r["id"]), r["path"], float(r["score"])) for r in rows] == [
+        (o["rank"], o["id"], o["path"], o["score"]) for o in top]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -118,6 +119,7 @@ def groups(
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=MAX_NEIGHBOURS,
                                    help="Neighbours per image.")] = 16,
     grid: GridOption = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV: group,medoid,id,path")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """"Same place, same moment" groups: images linked at a similarity threshold, no chaining."""
@@ -125,13 +127,15 @@ def groups(
     from ..duplicates_job import load_calibration
 
     collection = Collection.open(find_collection(db))
-    if threshold is None and not as_json and collection.model is not None \
+    if threshold is None and not (as_json or as_csv) and collection.model is not None \
             and load_calibration(collection) is None:
         errors.print(f"calibrating {collection.model.spec} on this collection's images "
                      "(once: the result is stored)...", highlight=False, soft_wrap=True)
     report = collection.groups(threshold, k=k)
     if as_json:
         print_json(report.to_dict())
+    elif as_csv:
+        print_csv(report.COLUMNS, report.rows())
     else:
         console.print(report.threshold.describe(), highlight=False, soft_wrap=True)
         table = Table(title=f"{len(report.groups)} groups at cosine >= "
@@ -158,6 +162,8 @@ def cluster(
     db: DbOption = None,
     seed: Annotated[int, typer.Option(help="Random seed (results are reproducible).")] = 0,
     grid: GridOption = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV: id,path,cluster,confidence")]
+    = False,
     as_json: JsonOption = False,
 ) -> None:
     """k-means clusters, with sizes, medoids and a confidence per image."""
@@ -171,6 +177,8 @@ def cluster(
     result = report.clustering
     if as_json:
         print_json(report.to_dict())
+    elif as_csv:
+        print_csv(report.COLUMNS, report.rows())
     else:
         table = Table(title=f"{report.k} clusters of {len(report.file_ids)} images",
                       title_justify="left",
@@ -203,6 +211,7 @@ def outliers(
                                    help="Neighbours per image.")] = 16,
     grid: Annotated[Path | None, typer.Option(help="Contact sheet of the outliers (PNG).")]
     = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV: rank,id,path,score")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Images least like their neighbours: junk and edge cases to review."""
@@ -214,6 +223,8 @@ def outliers(
     rows = report.rows(fraction)
     if as_json:
         print_json(rows)
+    elif as_csv:
+        print_csv(report.COLUMNS, rows)
     else:
         table = Table(title=f"{len(rows)} outliers (local outlier factor; ~1 is typical)",
                       title_justify="left")
@@ -227,3 +238,9 @@ def outliers(
                       Path(row["path"]).name) for row in rows]
         save_image(contact_sheet(tiles, columns=6), grid)
 
+
+def print_csv(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
+    """An analysis result's ``rows()`` as CSV on stdout, header first."""
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(columns))
+    writer.writeheader()
+    writer.writerows(rows)
