@@ -289,9 +289,14 @@ def test_phone_viewport(browser: object, base_url: str) -> None:
         "header nav a",
         "nodes => nodes.filter(n => n.offsetParent).map(n => {"
         " const r = n.getBoundingClientRect(); return [n.textContent, r.width, r.height]; })")
-    unlabelled = page.eval_on_selector_all(
-        "input, select", "nodes => nodes.filter(n => !n.labels?.length"
-        " && !n.getAttribute('aria-label')).map(n => n.outerHTML)")
+    unlabelled = []
+    for view, ready in [("gallery", "#sort"), ("groups", "#threshold"), ("search", "#file-input"),
+                        ("image/1", "#k")]:
+        page.goto(f"{base_url}/#{view}")
+        page.wait_for_selector(ready, state="attached")
+        unlabelled += page.eval_on_selector_all(
+            "input, select", "nodes => nodes.filter(n => !n.labels?.length"
+            " && !n.getAttribute('aria-label')).map(n => n.outerHTML)")
     context.close()
     assert width <= 390  # nothing forces sideways scrolling of the whole page
     assert header <= 60
