@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from ..conftest import scene
 
 LOOKALIKE = Path(sys.executable).with_name("lookalike")
@@ -28,6 +30,7 @@ def wait_for_line(lines: queue.Queue[str], seen: list[str], text: str, seconds: 
     return False
 
 
+@pytest.mark.slow
 def test_index_watch_picks_up_a_new_file_and_stops_on_interrupt(tmp_path: Path) -> None:
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -41,11 +44,11 @@ def test_index_watch_picks_up_a_new_file_and_stops_on_interrupt(tmp_path: Path) 
                      daemon=True).start()
     seen: list[str] = []
     try:
-        assert wait_for_line(lines, seen, "watching", 60), seen
+        assert wait_for_line(lines, seen, "watching", 180), seen
         scene(5).save(tmp_path / "new.jpg")
         shutil.move(tmp_path / "new.jpg", folder / "new.jpg")
-        assert wait_for_line(lines, seen, "1 new, 0 changed, 0 removed, 2 unchanged", 20), seen
+        assert wait_for_line(lines, seen, "1 new, 0 changed, 0 removed, 2 unchanged", 120), seen
         assert any("2 new" in line for line in seen)  # the first run
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=20) == 0
+        assert process.wait(timeout=60) == 0
