@@ -136,7 +136,7 @@ def _write_csv(destination: str, found: list[QueryMatches]) -> None:
     """One row per hit; ``match`` and ``correspondence`` are empty for a query without a
     class. Cells a spreadsheet would run as a formula start with ``'``."""
     from ..ownership import atomic_write
-    from ..serve.marks import spreadsheet_safe
+    from ..marks import spreadsheet_safe
 
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
