@@ -4,6 +4,7 @@
     nice .venv/bin/python benchmarks/bench_fastdup.py --sets neardup --skip-growth
     nice .venv/bin/python benchmarks/bench_fastdup.py --skip-fastdup   # fastdup from last run
     nice .venv/bin/python benchmarks/bench_fastdup.py --at HEAD        # committed code only
+    nice .venv/bin/python benchmarks/bench_fastdup.py --sets copyset --size 1000  # a subset
 
 Sets, built under --work (default /tmp/lookalike-bench; never inside the repository):
 
@@ -353,8 +354,8 @@ def _report_note(report: dict[str, Any]) -> str:
 
 
 class Bench:
-    def __init__(self, work: Path, fastdup: bool, source: Path | None) -> None:
-        self.work, self.use_fastdup, self.source = work, fastdup, source
+    def __init__(self, work: Path, fastdup: bool, source: Path | None, tag: str) -> None:
+        self.work, self.use_fastdup, self.source, self.tag = work, fastdup, source, tag
         self.results = work / "results"
         self.results.mkdir(parents=True, exist_ok=True)
         self.log = self.results / "commands.log"
@@ -412,7 +413,7 @@ class Bench:
 
     def lookalike_cold(self, name: str, images: Path, labels: Labels
                        ) -> tuple[Lookalike, Row, dict[str, Any]]:
-        db = self.work / f"db-{name.replace(' ', '-')}"
+        db = self.work / f"db-{name}-{self.tag}"  # runs of two versions may overlap
         shutil.rmtree(db, ignore_errors=True)
         tool = Lookalike(images, db, self.log, self.source)
         print(f"[{name}] lookalike cold ({load()})", flush=True)
@@ -427,20 +428,21 @@ class Bench:
         prime_page_cache(images)
         rows = self.fastdup(name, images, labels)
         tool, cold, report = self.lookalike_cold(name, images, labels)
+        self.add(scored(rows + [cold], labels, PixelAudit(images, labels)))
         again, warm = tool.duplicates()
         self.say(f"[{name}] lookalike `duplicates` again, nothing changed: {again.wall:.2f} s "
                  f"wall, {again.cpu:.2f} s CPU ({again.wall / cold.stages['duplicates'].wall:.0%}"
                  f" of the cold `duplicates`; same groups: "
                  f"{copy_groups(warm) == copy_groups(report)}; stages (s): {_stages(warm)})")
-        self.add(scored(rows + [cold], labels, PixelAudit(images, labels)))
         if incremental:
             self.add([self.incremental(name, tool, cold, labels)])
         return cold
 
     def incremental(self, name: str, tool: Lookalike, cold: Row, labels: Labels) -> Row:
-        root = tool.images.parent
-        copyset.remove_added(root)
-        added = copyset.add_copies(root, ADDED)
+        copyset.remove_added(tool.images)
+        unplanted = [name for name, kind in zip(labels.files, labels.kinds)
+                     if kind == "unplanted"]
+        added = copyset.add_copies(tool.images, unplanted, ADDED)
         try:
             more = labels.with_added(added)
             print(f"[{name}] lookalike +{ADDED} files ({load()})", flush=True)
@@ -452,19 +454,24 @@ class Bench:
                         f"{row.cpu / cold.cpu:.1%} of its CPU; {_report_note(report)}")
             return scored([row], more, PixelAudit(tool.images, more))[0]
         finally:
-            copyset.remove_added(root)
+            copyset.remove_added(tool.images)
 
     def growth(self, root: Path) -> list[Row]:
         rows = []
         for size in GROWTH_SIZES:
-            images = copyset.subset(root, size, self.work / f"growth-{size}")
-            files = json.loads((images.parent / "files.json").read_text())
-            part = Labels.read(root / "groups.csv", files)
+            images, part = subset(root, size, self.work)
             prime_page_cache(images)
             _, row, _ = self.lookalike_cold(f"copyset-{size}", images, part)
             rows += scored([row], part, PixelAudit(images, part))
             print(line(rows[-1], None), flush=True)
         return rows
+
+
+def subset(root: Path, size: int, work: Path) -> tuple[Path, Labels]:
+    """The copyset's fixed-seed subset of about ``size`` images: its folder and labels."""
+    images = copyset.subset(root, size, work / f"growth-{size}")
+    files = json.loads((images.parent / "files.json").read_text())
+    return images, Labels.read(root / "groups.csv", files)
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -526,6 +533,9 @@ def main() -> None:
                         help="do not run fastdup; show its figures saved by an earlier run")
     parser.add_argument("--skip-growth", action="store_true",
                         help="do not time lookalike on the 1k/2k/5k subsets")
+    parser.add_argument("--size", type=int, metavar="N",
+                        help="run the copyset part on a fixed-seed subset of about N of its "
+                        "images (whole planted groups), as the growth timings do")
     parser.add_argument("--at", metavar="COMMIT",
                         help="run lookalike as committed at COMMIT (exported with git "
                         "archive), not the working tree")
@@ -538,13 +548,15 @@ def main() -> None:
     source, version = export(args.at, work) if args.at else (None, commit())
     print(f"# bench_fastdup: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"lookalike {version}, {os.cpu_count()} cores, {load()}", flush=True)
-    bench = Bench(work, not args.skip_fastdup, source)
+    bench = Bench(work, not args.skip_fastdup, source, version.split()[0])
     full = None
     if "neardup" in args.sets:
         bench.run_set("neardup", NEARDUP / "images", Labels.read(NEARDUP / "groups.csv"),
                       incremental=False)
     root = copyset.build(SHARED / "data", work / "copyset")
-    if "copyset" in args.sets:
+    if "copyset" in args.sets and args.size:
+        bench.run_set(f"copyset-{args.size}", *subset(root, args.size, work), incremental=True)
+    elif "copyset" in args.sets:
         full = bench.run_set("copyset", root / "images", Labels.read(root / "groups.csv"),
                              incremental=True)
     growth = [] if args.skip_growth else bench.growth(root)

@@ -8,7 +8,7 @@ group, kind, edit) lists every file: group -1 and kind ``unplanted`` for the sou
 that got no copy. The sources hold duplicates of their own (scene15 has pixel-identical
 pairs), which these labels do not know about; bench_fastdup.py checks those by pixels.
 
-``add_copies`` writes extra copies (the incremental-index step) into ``added/``;
+``add_copies`` writes extra copies (the incremental-index step) into ``images/added/``;
 ``subset`` hard-links a fraction of the set, whole groups at a time, for growth timings.
 """
 
@@ -19,7 +19,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -146,14 +146,10 @@ def _write_groups(path: Path, rows: dict[str, tuple[int, str, str]]) -> None:
         writer.writerows([name, *row] for name, row in sorted(rows.items()))
 
 
-def add_copies(root: Path, count: int, seed: int = 1) -> list[tuple[str, str, str]]:
-    """Write ``count`` edited copies of unplanted files into ``images/added/``.
-
-    Returns (copy, original, edit) rows, all relative to ``images``.
-    """
-    images = root / "images"
-    rows = list(csv.DictReader(open(root / "groups.csv", newline="")))
-    unplanted = [row["file"] for row in rows if row["kind"] == "unplanted"]
+def add_copies(images: Path, unplanted: Sequence[str], count: int, seed: int = 1
+               ) -> list[tuple[str, str, str]]:
+    """Write ``count`` edited copies of files drawn from ``unplanted`` into
+    ``images/added/``; (copy, original, edit) rows, relative to ``images``."""
     rng = np.random.default_rng(seed)
     originals = [unplanted[p] for p in sorted(rng.choice(len(unplanted), count, replace=False))]
     added = []
@@ -165,8 +161,8 @@ def add_copies(root: Path, count: int, seed: int = 1) -> list[tuple[str, str, st
     return added
 
 
-def remove_added(root: Path) -> None:
-    shutil.rmtree(root / "images" / "added", ignore_errors=True)
+def remove_added(images: Path) -> None:
+    shutil.rmtree(images / "added", ignore_errors=True)
 
 
 def subset(root: Path, size: int, target: Path, seed: int = 2) -> Path:
