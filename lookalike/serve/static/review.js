@@ -215,12 +215,12 @@ export async function reviewView(ctx, position) {
     group.card.querySelector("a.button").href = `#compare/${first}/${second}/${group.data.key}`;
   }
 
-  function remember(group) {
+  function keepLocally(group) {
     local.set(group.data.key, { choices: group.choices, reviewed: group.reviewed });
   }
 
   function saveMarks(group) {
-    remember(group);
+    keepLocally(group);
     saver.queueMarks(group.data.key, [...group.choices].map(([id, decision]) =>
       ({ file_id: id, decision, group: group.data.key })));
     paint(group);
@@ -363,7 +363,7 @@ export async function reviewView(ctx, position) {
         status = await api("/api/review/status", { signal: ctx.signal });
       } catch (error) {
         if (isStale(error)) return;
-        status = null; // a server without it: count what this page has seen
+        status = null; // no answer: count what this page has seen
       }
       showProgress();
     }, 300);

@@ -2,7 +2,7 @@
 // several groups in one request. A failed send (offline, server gone) stays queued, is
 // retried when the browser is back online or on the next choice, and leaving the page
 // while anything is unsent asks first.
-import { ApiError, postJSON } from "./util.js";
+import { postJSON } from "./util.js";
 
 const DELAY_MS = 250;
 const RETRY_MS = 10000;
@@ -14,7 +14,6 @@ let timer = 0;
 let sending = Promise.resolve();
 let inFlight = 0;
 let failed = null; // the last send's error, until a send succeeds
-export let reviewStored = true; // false: this server does not keep the reviewed state
 
 export function pending() { return marks.size + reviews.size + inFlight; }
 
@@ -59,16 +58,7 @@ async function send() {
     if (list.length) await postJSON("/api/marks", { marks: list });
     markBatch.clear();
     for (const [key, body] of reviewBatch) {
-      if (reviewStored) {
-        try {
-          await postJSON(`/api/review/groups/${encodeURIComponent(key)}`, body);
-        } catch (error) {
-          // a server without the review endpoints: the state lives in the page only
-          if (!(error instanceof ApiError && error.status === 404
-                && error.message === "Not Found")) throw error;
-          reviewStored = false;
-        }
-      }
+      await postJSON(`/api/review/groups/${encodeURIComponent(key)}`, body);
       reviewBatch.delete(key);
     }
     failed = null;

@@ -17,7 +17,7 @@ export function el(tag, attrs = {}, ...children) {
 }
 
 /** An error the server answered with (status and its detail), not a network failure. */
-export class ApiError extends Error {
+class ApiError extends Error {
   constructor(status, detail) {
     super(detail);
     this.status = status;
@@ -116,5 +116,3 @@ export function grid(images, caption) {
 export function remember(values) {
   history.replaceState({ ...(history.state || {}), ...values }, "");
 }
-
-export function remembered(key) { return history.state?.[key]; }
