@@ -52,6 +52,7 @@ from .analyse.duplicates import (
     link_groups,
     make_group,
     pair_tiers,
+    promote_shared_copies,
     visit_order,
 )
 from .discover import Root, is_remote
@@ -445,11 +446,14 @@ def verify_stage(
 def tier_stage(checked: Checked, calibration: dict[str, Any]) -> np.ndarray:
     """Each checked pair's tier (see :func:`~lookalike.analyse.duplicates.pair_tiers`)
     at the calibrated agreement threshold; similar by embedding alone from the calibrated
-    ``near_threshold`` (above which an edit would be taken for a copy on cosine alone)."""
+    ``near_threshold`` (above which an edit would be taken for a copy on cosine alone);
+    two edited copies of one image are copies of each other
+    (:func:`~lookalike.analyse.duplicates.promote_shared_copies`)."""
     agreement = np.array([v.agreement for v in checked.verdicts], dtype=np.float64)
-    return pair_tiers(checked.same, agreement, checked.cosine,
-                      agreement_threshold=float(calibration["agreement_threshold"]),
-                      similar_cosine=float(calibration["near_threshold"]))
+    tiers = pair_tiers(checked.same, agreement, checked.cosine,
+                       agreement_threshold=float(calibration["agreement_threshold"]),
+                       similar_cosine=float(calibration["near_threshold"]))
+    return promote_shared_copies(checked.i, checked.j, tiers)
 
 
 def cosine_stage(

@@ -19,7 +19,7 @@ from pathlib import Path
 from .verify import Verdict
 
 # Raise when verification changes what it decides or measures: older verdicts are ignored.
-VERIFY_VERSION = 2
+VERIFY_VERSION = 4
 
 PairKey = tuple[int, int, str, str]  # (id_a, id_b, hash_a, hash_b), id_a < id_b
 

@@ -58,7 +58,7 @@ SCALE_RANGE = (0.2, 5.0)  # plausible resize between two copies
 SCREEN_FEATURES = 100
 SCREEN_INLIERS = 5
 # Dense agreement of a geometric match (dense_agreement), at the working resolution:
-AGREE_WINDOW = 9  # correlation window, pixels (~5 % of the long side)
+AGREE_WINDOW = 15  # correlation window, pixels (~8 % of the long side)
 AGREE_SMOOTHING = 1.0  # Gaussian sigma against JPEG blocks and resampling noise
 AGREE_FLAT_VARIANCE = 4.0  # grey-level variance below which a window is flat
 AGREE_CORRELATION = 0.8  # a window agrees above this normalised cross-correlation
@@ -70,8 +70,9 @@ AGREE_CORRELATION = 0.8  # a window agrees above this normalised cross-correlati
 _MIRROR = np.arange(128).reshape(4, 4, 8)[::-1][..., (-np.arange(8)) % 8].ravel()
 
 Progress = Callable[[int, int], None]
-# Stored calibrations of an older version are measured again (2: agreement_threshold).
-CALIBRATION_VERSION = 2
+# Stored calibrations of an older version are measured again (4: agreement_threshold).
+CALIBRATION_VERSION = 4
+TWO_EDITS = "two edits"  # calibration: two edited copies of one photo, against each other
 
 
 # -- local features ---------------------------------------------------------------------
@@ -278,9 +279,11 @@ def dense_agreement(
     cross-correlation is taken in a small window around every pixel of the overlap.
     Correlation ignores local brightness and contrast, so recolouring, greying and
     re-encoding keep it near 1; an overlay lowers it only where it lies. ``agreement``:
-    the fraction of the overlap's textured pixels (either image not flat there) whose
-    correlation is above :data:`AGREE_CORRELATION`; a flat area in both carries no
-    evidence. ``coverage``: overlap pixels over the smaller image's pixels.
+    the fraction of the overlap's textured pixels (neither image flat there) whose
+    correlation is above :data:`AGREE_CORRELATION`. A window flat in either image
+    carries no evidence: brightening clips highlights flat, blurring flattens fine
+    texture, and neither makes a copy another photo. ``coverage``: overlap pixels over
+    the smaller image's pixels.
     """
     if matrix.shape != (2, 3):
         return math.nan, 0.0
@@ -302,7 +305,7 @@ def dense_agreement(
     var_x = np.maximum(cv2.blur(x * x, window) - mean_x * mean_x, 0.0)
     var_y = np.maximum(cv2.blur(y * y, window) - mean_y * mean_y, 0.0)
     covariance = cv2.blur(x * y, window) - mean_x * mean_y
-    textured = overlap & (np.maximum(var_x, var_y) > AGREE_FLAT_VARIANCE)
+    textured = overlap & (np.minimum(var_x, var_y) > AGREE_FLAT_VARIANCE)
     if not textured.any():
         return math.nan, coverage
     correlation = covariance / np.sqrt(np.maximum(var_x, AGREE_FLAT_VARIANCE)
@@ -313,13 +316,14 @@ def dense_agreement(
 class FeatureCache:
     """Features by position, loaded on demand in worker threads, with a bounded LRU.
 
-    ``capacity``: images kept (200 keypoints ~ 53 kB each, so 20,000 ~ 1 GB at most).
+    ``capacity``: images kept (200 keypoints ~ 53 kB and the 192-pixel grey image the
+    dense check reads, up to 37 kB, so 10,000 ~ 0.9 GB at most).
     Unreadable images get empty features: nothing verifies against them.
     """
 
     def __init__(
         self, paths: Sequence[FilePath], side: int = FEATURE_SIDE,
-        max_features: int = MAX_FEATURES, capacity: int = 20_000,
+        max_features: int = MAX_FEATURES, capacity: int = 10_000,
     ) -> None:
         self.paths = paths
         self.side = side
@@ -493,6 +497,7 @@ def calibrate(
     sample: int = 132,
     edits_per_image: int = 4,
     recall: float = 0.95,
+    agreement_recall: float = 0.99,
     seed: int = 0,
     workers: int | None = None,
 ) -> dict[str, Any]:
@@ -507,11 +512,14 @@ def calibrate(
     the two into thresholds. Returns the small dict to store with the model, e.g.
     ``{"candidate_threshold": 0.66, "near_threshold": 0.87, "calibrated_on": 132, ...}``.
 
-    Each edit is also verified against its original by local features, and the dense
-    agreement of the match (see :func:`dense_agreement`) sets ``agreement_threshold``:
-    the least agreement an edited copy shows, below which a geometric match is another
-    shot of the same scene (see
-    :func:`~lookalike.analyse.duplicates.agreement_from_samples`).
+    Each edit is also verified against its original by local features, and pairs of
+    edits against each other (two copies in a collection are often two edits apart); the
+    dense agreement of the matches (see :func:`dense_agreement`) sets
+    ``agreement_threshold``, below which a geometric match is another shot of the same
+    scene: the agreement that ``agreement_recall`` of every kind of edit reaches (see
+    :func:`~lookalike.analyse.duplicates.agreement_from_samples`). It is the last word
+    on a pair, so it keeps more of the edits than the candidate gate, which
+    verification still follows.
     """
     n = len(paths)
     if n == 0:
@@ -527,27 +535,35 @@ def calibrate(
     ]
     side = max(backbone.decode_size, 256)
 
-    def make(item: tuple[int, list[str], int]) -> list[tuple[int, str, np.ndarray, float]]:
+    def make(
+        item: tuple[int, list[str], int],
+    ) -> tuple[list[tuple[int, str, np.ndarray, float]], list[float]]:
         position, edits, item_seed = item
+        faiss.omp_set_num_threads(1)  # per thread: this pool already has one per core
         try:
             image = decode_file(paths[position], min_side=side).image
         except DecodeError:
-            return []
+            return [], []
         image.thumbnail((2 * side, 2 * side))
         local = np.random.default_rng(item_seed)
         original = extract_features(image)
-        made = []
+        made, copies = [], []
         for name in edits:
             copy = SYNTHETIC_EDITS[name](image, local)
-            verdict = verify_features(original, extract_features(copy))
+            copies.append(extract_features(copy))
+            verdict = verify_features(original, copies[-1])
             agreement = verdict.agreement if verdict.same else math.nan
             made.append((position, name, backbone.preprocess(copy), agreement))
-        return made
+        # two copies of one photo are copies of each other, two edits apart
+        between = [verify_features(a, b) for a, b in zip(copies[::2], copies[1::2])]
+        return made, [v.agreement if v.same else math.nan for v in between]
 
     workers = workers or max(1, os.cpu_count() or 1)
     with _one_thread_per_call(), ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="lookalike-calib") as pool:
-        made = [entry for batch in pool.map(make, plan) for entry in batch]
+        batches = list(pool.map(make, plan))
+    made = [entry for batch, _ in batches for entry in batch]
+    between = [agreement for _, pairs in batches for agreement in pairs]
     if not made:
         raise ValueError("no sample image could be decoded for calibration")
     owners = np.array([position for position, _, _, _ in made], dtype=np.int64)
@@ -563,7 +579,9 @@ def calibrate(
     other = other[np.isfinite(other)]
     result: dict[str, Any] = thresholds_from_samples(
         edit_similarity, other, edit_kinds=kinds, recall=recall)
-    result.update(agreement_from_samples(agreements, edit_kinds=kinds, recall=recall))
+    result.update(agreement_from_samples(
+        np.concatenate([agreements, between]),
+        edit_kinds=kinds + [TWO_EDITS] * len(between), recall=agreement_recall))
     result.update({
         "calibrated_on": int(len(np.unique(owners))),
         "edits": int(len(edit_similarity)),

@@ -195,6 +195,24 @@ def pair_tiers(
     return np.where(edited, EDITED, np.where(similar, SIMILAR, UNRELATED)).astype(np.int8)
 
 
+def promote_shared_copies(i: np.ndarray, j: np.ndarray, tiers: np.ndarray) -> np.ndarray:
+    """``tiers`` with each :data:`SIMILAR` pair that is an edited copy of a common third
+    image (``a ~ c`` and ``b ~ c`` both :data:`EDITED`) made :data:`EDITED`: two copies of
+    one photo are copies of each other, though two edits apart (a blurred copy and a
+    captioned one) they agree less than either does with the photo. One pass, from the
+    pairs as given: promotions do not chain."""
+    tiers = np.asarray(tiers).copy()
+    edited: dict[int, set[int]] = defaultdict(set)
+    for a, b in zip(np.asarray(i)[tiers == EDITED].tolist(),
+                    np.asarray(j)[tiers == EDITED].tolist()):
+        edited[a].add(b)
+        edited[b].add(a)
+    similar = np.flatnonzero(tiers == SIMILAR)
+    shared = [t for t in similar.tolist() if edited[int(i[t])] & edited[int(j[t])]]
+    tiers[shared] = EDITED
+    return tiers
+
+
 def visit_order(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """An order of the pairs ``(i, j)`` in which pairs sharing images come close together.
 

@@ -19,8 +19,9 @@ from lookalike.analyse.duplicates import (
     link_groups,
     make_group,
     pair_scores,
-    pair_tiers,
     pair_scores_by_tag,
+    pair_tiers,
+    promote_shared_copies,
     thresholds_from_samples,
     visit_order,
 )
@@ -159,6 +160,16 @@ def test_pair_tiers_separate_copies_from_similar_shots() -> None:
     # a dense match, a sparse one, a match with nothing to compare densely (the geometry
     # decides), strong embedding similarity alone, and nothing
     assert tiers.tolist() == [EDITED, SIMILAR, EDITED, SIMILAR, UNRELATED]
+
+
+def test_two_copies_of_one_photo_are_copies_of_each_other() -> None:
+    # 0 ~ 1 and 0 ~ 2 edited copies; 1 ~ 2 agree less (two edits apart): promoted.
+    # 3 ~ 4 is a similar shot with no common photo: stays; no chain through 2 ~ 5.
+    i, j = np.array([0, 0, 1, 3, 2]), np.array([1, 2, 2, 4, 5])
+    tiers = np.array([EDITED, EDITED, SIMILAR, SIMILAR, SIMILAR])
+    promoted = promote_shared_copies(i, j, tiers)
+    assert promoted.tolist() == [EDITED, EDITED, EDITED, SIMILAR, SIMILAR]
+    assert tiers[2] == SIMILAR  # the input is left as it was
 
 
 def test_agreement_threshold_keeps_recall_of_every_verified_edit_kind() -> None:
