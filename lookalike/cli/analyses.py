@@ -57,11 +57,12 @@ def duplicates(
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=MAX_NEIGHBOURS,
                                    help="Neighbours per image.")] = 16,
     grid: GridOption = None,
-    as_csv: Annotated[bool, typer.Option("--csv", help="CSV: group,kind,keeper,id,path,score")]
-    = False,
+    as_csv: Annotated[bool, typer.Option(
+        "--csv", help="CSV: group,kind,keeper,id,path,score,tier (duplicates only)")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Exact and near duplicates, grouped without chaining look-alikes, keeper suggested."""
+    """Exact duplicates and edited copies, grouped without chaining look-alikes, keeper
+    suggested; similar shots of one scene are listed apart, never as duplicates."""
     from ..collection import Collection
     from .progress import stage_progress
 
@@ -75,24 +76,31 @@ def duplicates(
         print_json(report.to_dict())
     elif as_csv:
         writer = csv.writer(sys.stdout)
-        writer.writerow(["group", "kind", "keeper", "id", "path", "score"])
+        writer.writerow(["group", "kind", "keeper", "id", "path", "score", "tier"])
         for number, (kind, group) in enumerate(groups, start=1):
-            for member, score in zip(group.members, group.scores):
+            tiers = group.tiers or [group.tier] * len(group.members)
+            for member, score, tier in zip(group.members, group.scores, tiers):
                 writer.writerow([number, kind, int(member == group.keeper),
                                  int(report.file_ids[member]), report.paths[member],
-                                 f"{score:.4f}"])
+                                 f"{score:.4f}", tier])
     else:
         table = Table(title=f"{len(report.exact)} exact and {len(report.near)} near-duplicate "
                       f"groups (candidate cosine {report.threshold:.3f}, "
                       f"{'verified' if report.verified else 'not verified'})",
                       title_justify="left")
-        for column in ("group", "kind", "keep", "copies (score)"):
+        for column in ("group", "kind", "keep", "copies (score, tier)"):
             table.add_column(column, overflow="fold")
         for number, (kind, group) in enumerate(groups, start=1):
-            copies = [f"{report.paths[m]} ({s:.3f})" for m, s in
-                      zip(group.members, group.scores) if m != group.keeper]
+            tiers = group.tiers or [group.tier] * len(group.members)
+            copies = [f"{report.paths[m]} ({s:.3f}, {t})" for m, s, t in
+                      zip(group.members, group.scores, tiers) if m != group.keeper]
             table.add_row(str(number), kind, report.paths[group.keeper], "\n".join(copies))
         console.print(table)
+        if report.similar:
+            shots = sum(len(g) for g in report.similar)
+            console.print(f"{len(report.similar)} groups of similar shots ({shots} images: "
+                          "the same scene photographed again, not copies) are not "
+                          "duplicates; --json lists them.")
     if grid is not None:
         _group_sheets(grid, collection, [
             (f"{number:04d}-{kind}", [int(report.file_ids[m]) for m in group.members],
