@@ -21,7 +21,8 @@ mobilenetv2`` then ``lookalike duplicates --db NEW --json``; then ``duplicates``
 nothing changed (warm), and on the copyset ``index`` + ``duplicates`` after 100 edited
 copies are added. Times are wall times of whole processes (start-up and imports
 included, for both tools) and their CPU time (user + system, steadier on a shared
-machine); the page cache is primed by reading every file first.
+machine); the page cache is primed by reading every file first. Each cold ``duplicates
+--json`` report is kept in WORK/results, next to a log of every command's stderr.
 
 Scores are pairwise (every pair of files put in one group vs the true groups):
 
@@ -419,6 +420,7 @@ class Bench:
         print(f"[{name}] lookalike cold ({load()})", flush=True)
         indexed = tool.index()
         found, report = tool.duplicates()
+        (self.results / f"duplicates-{name}-{self.tag}.json").write_text(json.dumps(report))
         row = Row("lookalike mobilenetv2, cold", name, len(labels.files),
                   {"index": indexed, "duplicates": found},
                   labels.groups(copy_groups(report)), _report_note(report))
@@ -477,8 +479,8 @@ def subset(root: Path, size: int, work: Path) -> tuple[Path, Labels]:
 # -- output ----------------------------------------------------------------------------------
 
 
-HEADER = ("| tool | set | images | wall time per stage (s) | total wall (s) | total CPU (s) | "
-          "fastdup ÷ lookalike, wall / CPU | precision | recall | F1 planted | unplanted pairs "
+HEADER = ("| tool | set | images | wall time per stage (CPU) (s) | total wall (s) | "
+          "total CPU (s) | fastdup ÷ lookalike, wall / CPU | precision | recall | F1 planted | unplanted pairs "
           "(pixel-identical) | F1 audited | groups |\n"
           "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
@@ -488,7 +490,7 @@ def line(row: Row, fastdup: Row | None) -> str:
     assert s is not None
     ratio = (f"**{fastdup.total / row.total:.2f}×** / {fastdup.cpu / row.cpu:.2f}×"
              if "cold" in row.tool and fastdup else "")
-    stages = ", ".join(f"{k} {v.wall:.1f}" for k, v in row.stages.items())
+    stages = ", ".join(f"{k} {v.wall:.1f} (CPU {v.cpu:.1f})" for k, v in row.stages.items())
     return (f"| {row.tool} | {row.data} | {row.images:,} | {stages} | {row.total:.1f} | "
             f"{row.cpu:.1f} | {ratio} | {s.planted.precision:.3f} | {s.planted.recall:.3f} | "
             f"**{s.planted.f1:.3f}** | {s.unplanted_pairs:,} ({s.unplanted_identical:,}) | "
