@@ -480,8 +480,8 @@ def subset(root: Path, size: int, work: Path) -> tuple[Path, Labels]:
 
 
 HEADER = ("| tool | set | images | wall time per stage (CPU) (s) | total wall (s) | "
-          "total CPU (s) | fastdup ÷ lookalike, wall / CPU | precision | recall | F1 planted | unplanted pairs "
-          "(pixel-identical) | F1 audited | groups |\n"
+          "total CPU (s) | fastdup ÷ lookalike, wall / CPU | precision | recall | F1 planted | "
+          "unplanted pairs (pixel-identical) | F1 audited | groups |\n"
           "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
 
