@@ -33,6 +33,7 @@ import faiss
 import numpy as np
 
 from .extras import import_module
+from .faiss_util import sample_rows
 from .ownership import atomic_write, checksum
 
 if TYPE_CHECKING:
@@ -57,13 +58,6 @@ _HNSW_QUANTIZER_NLIST = 4096
 _MIN_POINTS_PER_CENTROID = 39
 
 log = logging.getLogger(__name__)
-
-
-def faiss_gpus() -> int:
-    """GPUs FAISS can use: > 0 only with the faiss-gpu build on a machine with CUDA. The
-    k-NN graph and k-means then run there (same results within float tolerance)."""
-    count = getattr(faiss, "get_num_gpus", None)
-    return int(count()) if count is not None else 0
 
 
 def default_ef_search(n: int) -> int:
@@ -391,7 +385,8 @@ class IVFPQIndex(VectorIndex):
         # route the search (and re-ranking forgives a slightly off cell), at 1/4 of the time;
         # for the largest nlist 39 (FAISS' minimum), to keep training near 10 minutes.
         per_cell = 64 if nlist <= hnsw_quantizer_nlist else _MIN_POINTS_PER_CENTROID
-        ivf.train(sample_rows(vectors, max(per_cell * nlist, 256 * 2**nbits)))
+        ivf.train(sample_rows(vectors, max(per_cell * nlist, 256 * 2**nbits),
+                              chunk_rows=_CHUNK_ROWS))
         if isinstance(quantizer, faiss.IndexHNSWFlat):
             quantizer.hnsw.efSearch = 64
         exact = None
@@ -770,19 +765,6 @@ def _float32_chunks(
     for start in range(0, len(keys), _CHUNK_ROWS):
         stop = start + _CHUNK_ROWS
         yield np.ascontiguousarray(vectors[start:stop], dtype=np.float32), keys[start:stop]
-
-
-def sample_rows(vectors: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
-    """A reproducible random subset of at most ``size`` rows (all when there are no more),
-    as float32 in row order; a memmap is read ``_CHUNK_ROWS`` rows at a time."""
-    n = len(vectors)
-    if size >= n:
-        rows = np.arange(n)
-    else:
-        rows = np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
-    chunks = [np.asarray(vectors[rows[start : start + _CHUNK_ROWS]], dtype=np.float32)
-              for start in range(0, len(rows), _CHUNK_ROWS)]
-    return np.concatenate(chunks) if chunks else np.zeros((0, vectors.shape[1]), np.float32)
 
 
 def _write_faiss(path: Path, *indexes: Any) -> None:

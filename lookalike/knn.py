@@ -19,7 +19,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from .index import VectorIndex, build_index, faiss_gpus, sample_rows
+from .faiss_util import faiss_gpus, sample_rows
+from .index import VectorIndex, build_index
 
 BATCH = 4096
 PAIRS_BLOCK = 1 << 20  # graph rows per block when listing edges

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 
 from ..embed.transform import PCA
-from ..index import faiss_gpus, sample_rows
+from ..faiss_util import faiss_gpus, sample_rows
 
 _CHUNK_ROWS = 65_536
 # Below this many training rows x centroids k-means++ seeding is cheap (it costs one pass
