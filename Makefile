@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/pip install --upgrade pip setuptools >/dev/null
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e ".[full-test]"  # dev, serve, plots, heif, torch, ray, s3
+	$(BIN)/pip install -e ".[full-test]"  # what every test needs: see pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
