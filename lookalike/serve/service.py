@@ -171,10 +171,16 @@ class Service:
             return backbone.embed_text([text])[0]
 
     # -- analyses (cached per parameters and version) -----------------------------------------
-    def cached(self, name: str, params: tuple[Any, ...], compute: Callable[[], T]) -> T:
+    def cached(self, name: str, params: tuple[Any, ...], compute: Callable[[], T], *,
+               exclusive: bool = True) -> T:
+        """``compute()`` once per parameters and version; ``exclusive``: one analysis at a
+        time (else computed beside a running one: for what reads no k-NN graph)."""
         key = (name, params, self.version())
         if key in self._cache:
             return self._cache[key]
+        if not exclusive:
+            value = self._cache[key] = compute()
+            return value
         self.jobs.join((name, params))  # computed in the background: wait, rather than race
         with self._analysis_lock:
             if key not in self._cache:
@@ -185,7 +191,8 @@ class Service:
             return self._cache[key]
 
     def info(self) -> CollectionInfo:
-        return self.cached("info", (), self.collection.info)
+        # catalogue facts: never waits behind an analysis running in the background
+        return self.cached("info", (), self.collection.info, exclusive=False)
 
     def start_analyses(self) -> None:
         """Queue, in the background, the analyses the page shows first at the parameters

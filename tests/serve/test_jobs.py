@@ -149,3 +149,17 @@ def test_cancelling_through_the_api(served_folder: Path) -> None:
         assert client.post("/api/jobs/held/cancel").json()["state"] == "running"
         gate.set()
         until(lambda: client.get("/api/jobs").json()[0]["state"] == "cancelled")
+
+
+def test_catalogue_facts_answer_while_an_analysis_runs(served_folder: Path) -> None:
+    with TestClient(create_app(served_folder, analyse_at_start=False),
+                    base_url=LOCAL) as client:
+        service = client.app.state.service  # type: ignore[attr-defined]
+        gate = threading.Event()
+        job = service.jobs.submit("held", lambda progress: service.cached(
+            "held", (), lambda: gate.wait(WAIT)))
+        until(lambda: job.state == "running")
+        assert client.get("/api/stats").json()["embedded"] == 15  # not behind the lock
+        assert job.state == "running"
+        gate.set()
+        assert job.wait(WAIT) is True
