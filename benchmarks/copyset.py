@@ -148,10 +148,11 @@ def _write_groups(path: Path, rows: dict[str, tuple[int, str, str]]) -> None:
 
 def add_copies(images: Path, unplanted: Sequence[str], count: int, seed: int = 1
                ) -> list[tuple[str, str, str]]:
-    """Write ``count`` edited copies of files drawn from ``unplanted`` into
-    ``images/added/``; (copy, original, edit) rows, relative to ``images``."""
+    """Write ``count`` edited copies of files drawn from ``unplanted`` (each at most once)
+    into ``images/added/``; (copy, original, edit) rows, relative to ``images``."""
     rng = np.random.default_rng(seed)
-    originals = [unplanted[p] for p in sorted(rng.choice(len(unplanted), count, replace=False))]
+    drawn = rng.choice(len(unplanted), min(count, len(unplanted)), replace=False)
+    originals = [unplanted[p] for p in sorted(drawn)]
     added = []
     for n, original in enumerate(originals):
         edit = EDIT_PLAN[n % len(EDIT_PLAN)]
