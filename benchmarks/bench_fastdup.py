@@ -447,10 +447,10 @@ class Bench:
         added = copyset.add_copies(tool.images, unplanted, ADDED)
         try:
             more = labels.with_added(added)
-            print(f"[{name}] lookalike +{ADDED} files ({load()})", flush=True)
+            print(f"[{name}] lookalike +{len(added)} files ({load()})", flush=True)
             indexed = tool.index()
             found, report = tool.duplicates()
-            row = Row(f"lookalike after adding {ADDED} copies", name, len(more.files),
+            row = Row(f"lookalike after adding {len(added)} copies", name, len(more.files),
                       {"index": indexed, "duplicates": found}, more.groups(copy_groups(report)))
             row.note = (f"{row.total / cold.total:.1%} of the cold wall time, "
                         f"{row.cpu / cold.cpu:.1%} of its CPU; {_report_note(report)}")
