@@ -135,8 +135,8 @@ def _print_summary(summary: Correspondence, k: int) -> None:
 def _write_csv(destination: str, found: list[QueryMatches]) -> None:
     """One row per hit; ``match`` and ``correspondence`` are empty for a query without a
     class. Cells a spreadsheet would run as a formula start with ``'``."""
-    from ..ownership import atomic_write
     from ..marks import spreadsheet_safe
+    from ..ownership import atomic_write
 
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
