@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 import threading
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 MARKER = ".lookalike-owned"
@@ -201,6 +202,24 @@ class OwnedFolder:
         state = {"created_by": "lookalike", "purpose": self.purpose,
                  "files": sorted(self.files)}
         atomic_write(self.path / MARKER, json.dumps(state, indent=0))
+
+
+def refuse_foreign_csv(path: str | os.PathLike[str], header: Sequence[str],
+                       command: str) -> None:
+    """A CSV export may replace a file only when it is a regular file starting with
+    ``header`` (an earlier export of ``command``); anything else is a
+    :class:`NotOwnedError`. Call it before the work, so a refusal costs nothing."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return
+    if stat.S_ISREG(os.lstat(path).st_mode):
+        with path.open("rb") as stream:
+            if stream.readline() == (",".join(header) + "\n").encode():
+                return
+    raise NotOwnedError(
+        f"{path} exists and was not written by {command}: choose another name for the "
+        "CSV, or move that file away first (lookalike never overwrites a file it did not "
+        "create)")
 
 
 def checksum(path: str | os.PathLike[str]) -> str:

@@ -108,6 +108,7 @@ def suspects(
 
 
 TIERS = ("exact", "edited", "similar")
+MANIFEST_COLUMNS = ("path", "split")
 
 
 @friendly_errors
@@ -129,12 +130,14 @@ def leakage(
     """Duplicates that cross dataset splits (train/val/test), and a split without them."""
     from ..analyse.leakage import find_leakage
     from ..collection import Collection
-    from ..ownership import atomic_write
+    from ..ownership import atomic_write, refuse_foreign_csv
     from .progress import stage_progress
 
     wanted = {t.strip() for t in tiers.split(",") if t.strip()}
     if not wanted or not wanted <= set(TIERS):
         raise typer.BadParameter(f"tiers are {', '.join(TIERS)}", param_hint="--tiers")
+    if manifest is not None:
+        refuse_foreign_csv(manifest, MANIFEST_COLUMNS, "lookalike leakage")  # before work
     collection = Collection.open(find_collection(db))
     bar, update = stage_progress()
     with bar:
@@ -145,7 +148,7 @@ def leakage(
                          priority=("train",))
     if manifest is not None:
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=["path", "split"])
+        writer = csv.DictWriter(text, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(found.manifest())
         atomic_write(manifest, text.getvalue())

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -65,13 +63,15 @@ def search(
 ) -> None:
     """Find the images that look most like QUERY; for queries/<class>/*.jpg, also the share of each query's hits in its class (P@k), top-1 and a class confusion table."""  # noqa: E501
     from ..collection import Collection
+    from ..ownership import refuse_foreign_csv
     from ..queries import SearchQuery, summarise
 
     if csv_file == "-" and as_json:
         raise typer.BadParameter("--csv - and --json both write to stdout: choose one")
     request = SearchQuery(query, text, vector, class_from=class_from)
     if csv_file not in (None, "-"):
-        _refuse_foreign_csv(Path(csv_file).expanduser())  # before any work
+        refuse_foreign_csv(Path(csv_file).expanduser(), CSV_COLUMNS,  # before any work
+                           "lookalike search")
     collection = Collection.open(find_collection(db, request.path))
     collection.check_model(model)
     found = request.search(collection, k)
@@ -136,7 +136,7 @@ def _write_csv(destination: str, found: list[QueryMatches]) -> None:
     """One row per hit; ``match`` and ``correspondence`` are empty for a query without a
     class. Cells a spreadsheet would run as a formula start with ``'``."""
     from ..marks import spreadsheet_safe
-    from ..ownership import atomic_write
+    from ..ownership import atomic_write, refuse_foreign_csv
 
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -152,27 +152,8 @@ def _write_csv(destination: str, found: list[QueryMatches]) -> None:
         sys.stdout.write(text.getvalue())
     else:
         path = Path(destination).expanduser()
-        _refuse_foreign_csv(path)
+        refuse_foreign_csv(path, CSV_COLUMNS, "lookalike search")
         atomic_write(path, text.getvalue())
-
-
-def _refuse_foreign_csv(path: Path) -> None:
-    """Something already at ``path`` may be replaced only when it is a regular file
-    starting with this CSV's header (an earlier export); else NotOwnedError."""
-    from ..ownership import NotOwnedError
-
-    if os.path.lexists(path) and not _is_search_csv(path):
-        raise NotOwnedError(
-            f"{path} exists and was not written by lookalike search: choose another name "
-            "for the CSV, or move that file away first (lookalike never overwrites a file "
-            "it did not create)")
-
-
-def _is_search_csv(path: Path) -> bool:
-    if not stat.S_ISREG(os.lstat(path).st_mode):
-        return False
-    with path.open("rb") as stream:
-        return stream.readline() == (",".join(CSV_COLUMNS) + "\n").encode()
 
 
 def _write_grids(grid: Path, found: list[QueryMatches]) -> None:

@@ -127,3 +127,16 @@ def test_quality_flags_the_dark_copy_and_metadata_exports_capture_data(tmp_path:
     by_path = {r["path"]: r for r in rows}
     assert len(rows) == 8 and by_path["camera.jpg"]["captured"] == "2024-06-01T10:15:30"
     assert by_path["camera.jpg"]["lens"] == "EF 50mm f/1.8" and by_path["0.jpg"]["camera"] == ""
+
+
+def test_leakage_never_overwrites_a_file_it_did_not_write(tmp_path: Path) -> None:
+    folder = split_folder(tmp_path)
+    mine = tmp_path / "notes.csv"
+    mine.write_text("my,own\n1,2\n")
+    result = runner.invoke(app, ["leakage", "--db", str(folder), "--manifest", str(mine)])
+    assert result.exit_code == 1 and "was not written by lookalike leakage" in result.output
+    assert mine.read_text() == "my,own\n1,2\n"
+    out = tmp_path / "splits.csv"
+    assert invoke("leakage", "--db", folder, "--manifest", out, "--json").exit_code == 0
+    assert invoke("leakage", "--db", folder, "--manifest", out, "--json").exit_code == 0
+    assert out.read_text().startswith("path,split\n")
