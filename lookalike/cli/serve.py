@@ -27,8 +27,8 @@ def serve(
         "--watch", help="Index new, changed and removed files of the folder as they "
         "appear, while serving.")] = False,
 ) -> None:
-    """A web page and HTTP API over a collection (OpenAPI docs at /docs); never deletes or
-    moves a file."""
+    """A web page and HTTP API over a collection (OpenAPI docs at /docs); never deletes a
+    file, and moves one only when a duplicate review is applied (undoable)."""
     from ..extras import require
 
     require("serve", "lookalike serve")
