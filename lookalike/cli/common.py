@@ -82,11 +82,12 @@ def friendly_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except sqlite3.DatabaseError as error:  # a page of the catalogue went bad under us
-            errors.print(f"[bold red]error:[/] the collection's catalogue is damaged ({error}): "
-                         "run lookalike check to see what to do", highlight=False)
+            errors.print(f"[bold red]error:[/] the collection's catalogue is damaged "
+                         f"({escape(str(error))}): run lookalike check to see what to do",
+                         highlight=False)
             raise typer.Exit(1) from None
         except _expected_errors() as error:  # evaluated only when the command failed
-            errors.print(f"[bold red]error:[/] {error}", highlight=False)
+            errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
             raise typer.Exit(1) from None
         except MissingExtra as error:  # an optional part not installed: how to add it
             errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
