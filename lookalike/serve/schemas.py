@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -71,15 +71,21 @@ class DuplicateMember(BaseModel):
     score: float
     keeper: bool
     mark: str | None = None
+    tier: str | None = Field(None, description="how this file relates to the keeper: "
+                             "exact, edited or similar")
+    evidence: dict[str, Any] | None = Field(None, description="what the tier rests on, "
+                                            "e.g. matched keypoints, pixel agreement, cosine")
 
 
 class DuplicateGroup(BaseModel):
     key: str = Field(description="stable key of the group: its sorted member ids")
-    kind: Literal["exact", "near"]
-    tier: str | None = Field(None, description="how sure the finder is: exact, edited "
-                             "(an edited copy) or similar (a similar shot), where it says")
+    kind: Literal["exact", "near", "similar"]
+    tier: str | None = Field(None, description="exact (same pixels), edited (an edited "
+                             "copy) or similar (a similar shot: never a duplicate)")
     reviewed: bool = Field(False, description="the review marked this group as done")
     keeper: int
+    keeper_reasons: list[str] = Field(default_factory=list,
+                                      description="why the keeper was suggested")
     members: list[DuplicateMember]
 
 

@@ -46,7 +46,7 @@ def listed_duplicates(service: Service, threshold: float | None, verify: bool
     report = service.duplicates(threshold, verify)
     by_id = service.files().by_id
     listed = []
-    for group in report.exact + report.near:
+    for group in report.exact + report.near + report.similar:
         ids = [int(report.file_ids[m]) for m in group.members]
         if all(i in by_id for i in ids):
             listed.append(ListedGroup(group, ids, int(report.file_ids[group.keeper])))
@@ -66,12 +66,15 @@ def duplicates(
     marks = service.marks.decisions(table.by_id)
     reviewed = service.marks.reviewed()
     page = [schemas.DuplicateGroup(  # models for this page only
-        key=group.key, kind=group.group.kind, tier=getattr(group.group, "tier", None),
+        key=group.key, kind=group.group.kind, tier=group.group.tier,
         reviewed=group.key in reviewed, keeper=group.keeper,
+        keeper_reasons=list(getattr(group.group, "keeper_reasons", None) or []),
         members=[schemas.DuplicateMember(
             image=image_model(table.by_id[i]), score=round(float(s), 4),
-            keeper=i == group.keeper, mark=marks.get(i))
-            for i, s in zip(group.ids, group.group.scores)])
+            keeper=i == group.keeper, mark=marks.get(i),
+            tier=group.group.tiers[n] if group.group.tiers else group.group.tier,
+            evidence=group.group.evidence[n] if group.group.evidence else None)
+            for n, (i, s) in enumerate(zip(group.ids, group.group.scores))])
         for group in listed[offset:offset + limit]]
     return schemas.DuplicatePage(total=len(listed), offset=offset, limit=limit,
                                  threshold=report.threshold, verified=report.verified,
