@@ -19,9 +19,8 @@ a function of plain inputs; none of them is N x N:
    edits of themselves.
 5. :func:`group_stage`: near groups over edited-copy links without single-link chains
    (:func:`~lookalike.analyse.duplicates.link_groups`), exact copies joined to their
-   representative, a keeper each: the copy with the fewest signs of editing in its file
-   (:mod:`lookalike.analyse.keeper`; only group members are inspected); similar-shot
-   groups over all links, where a similar shot holds them together.
+   representative, a keeper each; similar-shot groups over all links, where a similar
+   shot holds them together.
 
 ``verify=False`` skips stage 3 and decides on the embedding alone, with the stricter
 calibrated ``near_threshold``: much faster, much less precise, and no similar tier.
@@ -56,9 +55,7 @@ from .analyse.duplicates import (
     promote_shared_copies,
     visit_order,
 )
-from .analyse.keeper import choose_keeper as keeper_on_evidence
 from .discover import Root, is_remote
-from .image_facts import ImageFacts, image_facts_many
 from .knn import KnnGraph
 from .store import StoreError
 from .verdict_cache import VerdictCache, pair_key
@@ -132,7 +129,6 @@ class DuplicateReport:
                 "tier": group.tier,
                 "keeper": {"id": int(self.file_ids[group.keeper]),
                            "path": self.paths[group.keeper]},
-                "keeper_reasons": list(group.keeper_reasons),
                 "members": [
                     {"id": int(self.file_ids[p]), "path": self.paths[p], "score": round(s, 4),
                      "tier": t, "evidence": e}
@@ -356,8 +352,7 @@ def find_duplicates(
         checked, weight = cosine_stage(inputs.vectors, i, j, cosine, float(threshold))
         tiers = np.where(weight > 0, EDITED, 0).astype(np.int8)
         lap("weights")
-    near, similar = group_stage(inputs.columns, exact, checked, tiers, weight,
-                                lambda positions: _facts(inputs.absolute, positions, workers))
+    near, similar = group_stage(inputs.columns, exact, checked, tiers, weight)
     lap("group")
     return DuplicateReport(
         file_ids=inputs.file_ids, paths=inputs.relative, exact=exact.groups, near=near,
@@ -407,12 +402,8 @@ def exact_stage(inputs: Inputs, progress: Progress | None = None,
     members = [kept for group in members
                if len(kept := [p for p in group if p not in alias_of]) > 1]
     linked_to = set(alias_of.values())  # keep the file that links point to
-    facts = _facts(inputs.absolute, [p for g in members for p in g], workers)
-    groups = []
-    for positions in members:
-        keeper, reasons = _keeper(positions, columns, facts, linked_to)
-        groups.append(make_group(positions, "exact", columns["width"], columns["height"],
-                                 columns["size"], keeper=keeper, keeper_reasons=reasons))
+    groups = [make_group(g, "exact", columns["width"], columns["height"], columns["size"],
+                         preferred=linked_to) for g in members]
     representative = np.arange(n)
     for group in groups:
         representative[group.members] = group.keeper
@@ -480,13 +471,11 @@ def cosine_stage(
 
 def group_stage(
     columns: dict[str, np.ndarray], exact: Exact, checked: Checked, tiers: np.ndarray,
-    weight: np.ndarray, facts: Callable[[list[int]], dict[int, ImageFacts]] | None = None,
+    weight: np.ndarray,
 ) -> tuple[list[DuplicateGroup], list[DuplicateGroup]]:
     """``(near, similar)`` groups. Near: edited-copy links grouped without chains,
     expanded with exact copies. Similar: all links (an embedding-only similar pair links
-    at its cosine), kept where a similar shot is among the members. ``facts(positions)``:
-    the files' evidence, for choosing each near group's keeper on it (default: the size
-    rule)."""
+    at its cosine), kept where a similar shot is among the members."""
     n = len(exact.representative)
     representative = exact.representative
     copies: dict[int, list[int]] = defaultdict(list)
@@ -517,11 +506,9 @@ def group_stage(
                             coverage=round(verdict.coverage, 4))
         return TIER_NAMES[int(tiers[t])], evidence
 
-    def build(kind: str, members: list[int], strength: np.ndarray,
-              evidence: dict[int, ImageFacts] | None = None) -> DuplicateGroup:
+    def build(kind: str, members: list[int], strength: np.ndarray) -> DuplicateGroup:
         expanded = sorted(p for m in members for p in copies[m])
-        chosen, reasons = _keeper(sorted(members), columns, evidence or {})
-        keeper = int(representative[chosen])
+        keeper = int(representative[_keeper(expanded, columns)])
         links: dict[int, dict[int, float]] = defaultdict(dict)
         inside = set(members)
         for t in np.flatnonzero(strength > 0).tolist():
@@ -530,13 +517,11 @@ def group_stage(
                 links[a][b] = links[b][a] = float(strength[t])
         scores = {p: _score(int(representative[p]), keeper, inside, links) for p in expanded}
         return make_group(expanded, kind, columns["width"], columns["height"],  # type: ignore[arg-type]
-                          columns["size"], scores, relation=relation, keeper=keeper,
-                          keeper_reasons=reasons)
+                          columns["size"], scores, relation=relation)
 
     edited = np.where(tiers == EDITED, weight, 0.0)
-    near_members = link_groups(n, checked.i, checked.j, edited, min_link=MIN_LINK)
-    evidence = facts([p for members in near_members for p in members]) if facts else {}
-    near = [build("near", members, edited, evidence) for members in near_members]
+    near = [build("near", members, edited)
+            for members in link_groups(n, checked.i, checked.j, edited, min_link=MIN_LINK)]
     similar_links = tiers == SIMILAR
     similar = []
     for members in link_groups(n, checked.i, checked.j, link, min_link=MIN_LINK):
@@ -580,29 +565,8 @@ def _graph(collection: Collection, k: int,
     return collection.knn_graph(k, report, raw=True)
 
 
-def _keeper(
-    members: list[int], columns: dict[str, np.ndarray], facts: dict[int, ImageFacts],
-    preferred: frozenset[int] | set[int] = frozenset(),
-) -> tuple[int, list[str]]:
-    """The copy to keep among ``members`` and why: chosen on the files' evidence
-    (:mod:`lookalike.analyse.keeper`) when every member's file could be inspected, else by
-    the size rule (most pixels, then the largest file) without reasons. ``preferred``:
-    favoured on a tie (a file that links point to)."""
-    if members and all(p in facts for p in members):
-        index, reasons = keeper_on_evidence(
-            [facts[p] for p in members], [i for i, p in enumerate(members) if p in preferred])
-        return members[index], reasons
-    return choose_keeper(members, columns["width"], columns["height"], columns["size"],
-                         preferred), []
-
-
-def _facts(paths: list[Root], positions: list[int],
-           workers: int | None) -> dict[int, ImageFacts]:
-    """The evidence in the files at ``positions`` (:mod:`lookalike.image_facts`); files
-    that cannot be read are left out."""
-    wanted = sorted(set(positions))
-    outcomes = image_facts_many([paths[p] for p in wanted], workers=workers)
-    return {p: o.value for p, o in zip(wanted, outcomes) if o.value is not None}
+def _keeper(members: list[int], columns: dict[str, np.ndarray]) -> int:
+    return choose_keeper(members, columns["width"], columns["height"], columns["size"])
 
 
 def _score(

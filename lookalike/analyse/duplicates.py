@@ -50,8 +50,7 @@ class DuplicateGroup:
     ("similar": reported, never treated as duplicates).
 
     ``members``: positions, keeper first, then by descending score. ``keeper``: the copy
-    to keep; ``keeper_reasons``: why, as short badges ("no border", "best JPEG
-    quality"...; empty where the size rule decided). ``scores[i]``: how surely
+    to keep (largest resolution, then largest file). ``scores[i]``: how surely
     ``members[i]`` is a copy of the keeper, 1.0 for the keeper itself and for exact copies.
     ``tiers[i]``: how ``members[i]`` relates to the keeper (the keeper: the group's tier);
     ``evidence[i]``: what that rests on (e.g. ``{"inliers": 80, "agreement": 0.97,
@@ -64,7 +63,6 @@ class DuplicateGroup:
     scores: list[float]
     tiers: list[Tier] = field(default_factory=list)
     evidence: list[dict[str, Any] | None] = field(default_factory=list)
-    keeper_reasons: list[str] = field(default_factory=list)
 
     @property
     def tier(self) -> Tier:
@@ -413,20 +411,15 @@ def make_group(
     score: dict[int, float] | None = None,
     preferred: Collection[int] = (),
     relation: Callable[[int, int], tuple[Tier, dict[str, Any] | None]] | None = None,
-    keeper: int | None = None,
-    keeper_reasons: Sequence[str] = (),
 ) -> DuplicateGroup:
     """A :class:`DuplicateGroup` with its keeper chosen and members ordered keeper first.
 
     ``score``: per member, how surely it is a copy of the keeper (missing: 1.0).
     ``preferred``: keeper candidates to favour on a tie (see :func:`choose_keeper`).
     ``relation(member, keeper)``: the member's tier and evidence (default: the group's
-    tier, no evidence). ``keeper``: the copy to keep when chosen on the files' evidence
-    (:mod:`lookalike.analyse.keeper`), with its ``keeper_reasons``; by default
-    :func:`choose_keeper`.
+    tier, no evidence).
     """
-    if keeper is None:
-        keeper = choose_keeper(members, width, height, size, preferred)
+    keeper = choose_keeper(members, width, height, size, preferred)
     score = dict(score or {})
     score[keeper] = 1.0
     ordered = sorted(members, key=lambda p: (p != keeper, -score.get(p, 1.0), p))
@@ -440,7 +433,6 @@ def make_group(
         scores=[float(score.get(p, 1.0)) for p in ordered],
         tiers=[t for t, _ in related],
         evidence=[e for _, e in related],
-        keeper_reasons=list(keeper_reasons),
     )
 
 
