@@ -111,6 +111,10 @@ class FolderWatcher:
         self._thread.start()
         return self
 
+    def request_stop(self) -> None:
+        """Stop after the current poll (safe from a signal handler)."""
+        self._stop.set()
+
     def stop(self, timeout: float | None = 30.0) -> None:
         self._stop.set()
         if self._thread is not None:

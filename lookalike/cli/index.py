@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -136,14 +137,22 @@ def _watch(collection: Collection, as_json: bool, **options: Any) -> None:
         errors.print(f"[yellow]warning:[/] index run failed, trying again: {error}",
                      highlight=False)
 
+    watcher = FolderWatcher(collection, on_update=report_run, on_error=report_error,
+                            **options)
+    # Ctrl-C is the way to stop watching, not an error: it ends the watch after the
+    # current poll (an index run in progress finishes and commits), wherever it lands;
+    # a second Ctrl-C interrupts at once.
+    def stop(*_: object) -> None:
+        watcher.request_stop()
+        signal.signal(signal.SIGINT, previous)
+
+    previous = signal.signal(signal.SIGINT, stop)
     try:
-        watcher = FolderWatcher(collection, on_update=report_run, on_error=report_error,
-                                **options)
         if not as_json:
             console.print(f"watching {collection.root} for changes (Ctrl-C to stop)")
         watcher.run()
-    except KeyboardInterrupt:  # the way to stop watching: not an error
-        pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _print_report(collection: Collection, report: IndexReport, quiet: bool) -> None:
