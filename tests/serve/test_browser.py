@@ -136,7 +136,8 @@ def test_compare_zooms_both_sides_together(page: object, base_url: str) -> None:
     page.goto(f"{base_url}/#duplicates")  # type: ignore[attr-defined]
     page.wait_for_selector(".dup-group.current")
     page.keyboard.press("c")
-    page.wait_for_selector("#compare-facts")
+    # the facts come from the server, which may be busy with its background analyses
+    page.wait_for_selector("#compare-facts", timeout=120_000)
     assert page.title().startswith("Compare")
     transforms = page.eval_on_selector_all(".pane img", "imgs => imgs.map(i => i.style.transform)")
     assert len(transforms) == 2 and transforms[0] == transforms[1] and "scale(1)" in transforms[0]
