@@ -46,7 +46,7 @@ def listed_duplicates(service: Service, threshold: float | None, verify: bool
     report = service.duplicates(threshold, verify)
     by_id = service.files().by_id
     listed = []
-    for group in report.exact + report.near + report.similar:
+    for group in report.exact + report.near:
         ids = [int(report.file_ids[m]) for m in group.members]
         if all(i in by_id for i in ids):
             listed.append(ListedGroup(group, ids, int(report.file_ids[group.keeper])))
