@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -19,6 +18,7 @@ from .common import (
     errors,
     find_collection,
     friendly_errors,
+    print_csv,
     print_json,
 )
 
@@ -245,10 +245,3 @@ def outliers(
         tiles = [Tile(collection.root / row["path"], f"#{row['rank']} {row['score']:.2f}",
                       Path(row["path"]).name) for row in rows]
         save_image(contact_sheet(tiles, columns=6), grid)
-
-
-def print_csv(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
-    """An analysis result's ``rows()`` as CSV on stdout, header first."""
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(columns))
-    writer.writeheader()
-    writer.writerows(rows)

@@ -7,13 +7,14 @@ modules, each of which imports the library (FAISS, SciPy, PIL...) inside its com
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import functools
 import json
 import logging
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -189,3 +190,10 @@ def find_collection(db: Path | None, *hints: Path | None) -> Path:
             if (folder / DEFAULT_DIRNAME / Store.CATALOGUE).is_file():
                 return folder / DEFAULT_DIRNAME
     raise StoreError("no collection found here: pass --db DIR, or run lookalike index FOLDER")
+
+
+def print_csv(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
+    """An analysis result's ``rows()`` as CSV on stdout, header first."""
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(columns))
+    writer.writeheader()
+    writer.writerows(rows)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,6 +18,7 @@ from .common import (
     errors,
     find_collection,
     friendly_errors,
+    print_csv,
     print_json,
 )
 
@@ -86,9 +86,7 @@ def suspects(
         return
     rows = found.rows(top)
     if as_csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        print_csv(list(rows[0]), rows)
         return
     table = Table(title=f"{len(rows)} most suspect of {len(found.ranking)} labelled images "
                   f"(agreement: share of the {k} neighbours' votes for the image's label)",
@@ -156,11 +154,8 @@ def leakage(
         print_json(found.to_dict())
         return
     if as_csv:
-        rows = found.rows()
-        out = csv.DictWriter(sys.stdout, fieldnames=["tier", "score", "split_a", "id_a",
-                                                     "path_a", "split_b", "id_b", "path_b"])
-        out.writeheader()
-        out.writerows(rows)
+        print_csv(["tier", "score", "split_a", "id_a", "path_a", "split_b", "id_b", "path_b"],
+                  found.rows())
         return
     summary = found.to_dict()
     table = Table(title=f"{len(found.pairs)} cross-split pairs in {len(found.straddling)} "
@@ -226,9 +221,7 @@ def quality(
         print_json({**found.to_dict(), "flags": rows})
         return
     if as_csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=["flag", "id", "path", "severity"])
-        writer.writeheader()
-        writer.writerows(rows)
+        print_csv(["flag", "id", "path", "severity"], rows)
         return
     counts = ", ".join(f"{flag} {len(found.flags[flag])}" for flag in FLAGS if flag in wanted)
     table = Table(title=f"{len(rows)} flags on {len(found.flagged())} of {len(paths)} images "
@@ -261,6 +254,4 @@ def metadata(
         print_json(rows)
         return
     if rows:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        print_csv(list(rows[0]), rows)

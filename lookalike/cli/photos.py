@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import csv
-import sys
 from datetime import datetime
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from .common import DbOption, JsonOption, console, find_collection, friendly_errors, print_json
+from .common import (
+    DbOption,
+    JsonOption,
+    console,
+    find_collection,
+    friendly_errors,
+    print_csv,
+    print_json,
+)
 from .curate import measure_collection
 
 
@@ -61,9 +67,7 @@ def moments(
         print_json(found.to_dict())
         return
     if as_csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=["moment", "id", "path", "best"])
-        writer.writeheader()
-        writer.writerows(found.rows())
+        print_csv(["moment", "id", "path", "best"], found.rows())
         return
     table = Table(title=f"{len(found.moments)} moments ({len(found.undated)} images have no "
                   f"capture time)", title_justify="left")
